@@ -1,0 +1,87 @@
+/**
+ * The broker as a service: `Broker.layer(config)` starts the listeners in the Layer's scope
+ * over whichever `SessionStateProvider` is provided (`SessionPlugin.layer` for the memory
+ * default) and stops them, closing every connection, when the scope closes.
+ */
+import { Context, Effect, Layer, Option } from "effect"
+import type * as SocketServer from "effect/socket/SocketServer"
+import * as BrokerConfig from "../config/BrokerConfig.ts"
+import * as Plugin from "../plugin/Plugin.ts"
+import { SessionPlugin } from "../plugin/SessionPlugin.ts"
+import { Router } from "../routing/Router.ts"
+import type { Message } from "../session/Message.ts"
+import { SessionStateProvider, type SessionStoreError } from "../session/SessionStateProvider.ts"
+import * as Sessions from "../session/Sessions.ts"
+import type { BoundAddress } from "../transport/Listener.ts"
+import * as TcpListener from "../transport/TcpListener.ts"
+import * as TlsListener from "../transport/TlsListener.ts"
+import * as WebSocketListener from "../transport/WebSocketListener.ts"
+import * as Connection from "./Connection.ts"
+import { ConnectionRegistry } from "./ConnectionRegistry.ts"
+import type { Core } from "./Core.ts"
+import * as Delivery from "./Delivery.ts"
+import { KeyedLock } from "./KeyedLock.ts"
+
+/** A running broker. */
+export class Broker extends Context.Service<Broker, {
+  readonly config: BrokerConfig.BrokerConfig
+  /** The TCP listener's address (its real port when configured with port 0). */
+  readonly address: BoundAddress
+  /** Every listener's address. */
+  readonly addresses: ReadonlyArray<BoundAddress>
+  /** Number of connected clients. */
+  readonly connectedClients: Effect.Effect<number>
+  /** Publishes a message from the application itself, as if a client had. */
+  readonly publish: (message: Message) => Effect.Effect<void, SessionStoreError>
+}>()("effect-mqtt-broker/broker/Broker") {}
+
+/** Puts the subscriptions of sessions already in the provider back into the router. */
+const restoreRouter = Effect.fnUntraced(function*(core: Core) {
+  const provider = yield* SessionStateProvider
+  for (const clientId of yield* provider.clientIds) {
+    const stored = yield* provider.get(clientId)
+    if (Option.isNone(stored)) continue
+    for (const [filter, { qos }] of stored.value.subscriptions) core.router.subscriptions.add(clientId, filter, qos)
+  }
+})
+
+/** Starts a broker in the current scope. */
+export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.BrokerConfig> = {}) {
+  const config = BrokerConfig.make(overrides)
+  const sessions = yield* Sessions.make({ maxQueuedMessages: config.maxQueuedMessages, queueQos0: config.queueQos0 })
+  const core: Core = {
+    config,
+    sessions,
+    router: new Router(),
+    registry: new ConnectionRegistry(),
+    locks: new KeyedLock()
+  }
+  yield* restoreRouter(core)
+
+  const plugin = yield* Effect.serviceOption(SessionPlugin)
+  yield* Option.match(plugin, {
+    onNone: () => Effect.logInfo("session state: a SessionStateProvider without a plugin descriptor"),
+    onSome: (descriptor) => Effect.logInfo(`plugin loaded: ${Plugin.describe(descriptor)}`)
+  })
+
+  const handler = Connection.serve(core)
+  const addresses: Array<BoundAddress> = [yield* TcpListener.listen(config, handler)]
+  if (config.tls !== undefined) addresses.push(yield* TlsListener.listen(config.tls, handler))
+  if (config.webSocket !== undefined) addresses.push(yield* WebSocketListener.listen(config.webSocket, handler))
+  for (const address of addresses) yield* Effect.logInfo(`listening on ${address.transport}://${address.host}:${address.port}`)
+  yield* Effect.addFinalizer(() => Effect.logInfo("broker stopped"))
+
+  return Broker.of({
+    config,
+    address: addresses[0]!,
+    addresses,
+    connectedClients: Effect.sync(() => core.registry.size),
+    publish: (message) => Delivery.publish(core, message)
+  })
+})
+
+/** The broker as a Layer; needs a `SessionStateProvider` (e.g. `SessionPlugin.layer`). */
+export const layer = (
+  config: Partial<BrokerConfig.BrokerConfig> = {}
+): Layer.Layer<Broker, SocketServer.SocketServerError | SessionStoreError, SessionStateProvider> =>
+  Layer.effect(Broker, make(config))

@@ -1,0 +1,18 @@
+/**
+ * The shared state of one running broker that every connection works with. Built once by
+ * `Broker.layer`; plain references, so the per-packet path does no service lookups.
+ */
+import type { BrokerConfig } from "../config/BrokerConfig.ts"
+import type { Router } from "../routing/Router.ts"
+import type { Sessions } from "../session/Sessions.ts"
+import type { ConnectionRegistry } from "./ConnectionRegistry.ts"
+import type { KeyedLock } from "./KeyedLock.ts"
+
+/** A running broker's internals. */
+export interface Core {
+  readonly config: BrokerConfig
+  readonly sessions: Sessions["Service"]
+  readonly router: Router
+  readonly registry: ConnectionRegistry
+  readonly locks: KeyedLock
+}

@@ -1,0 +1,87 @@
+/**
+ * The node entrypoint: `npm start`. Flags override environment variables, which override the
+ * defaults in `config/BrokerConfig.ts`; the memory session plugin is provided by default.
+ */
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { Config, Effect, Layer, Option } from "effect"
+import { Command, Flag } from "effect/cli"
+import { readFileSync } from "node:fs"
+import * as Broker from "./broker/Broker.ts"
+import * as BrokerConfig from "./config/BrokerConfig.ts"
+import { SessionPlugin } from "./plugin/SessionPlugin.ts"
+
+const { defaults } = BrokerConfig
+
+const int = (flag: string, env: string, fallback: number, description: string) =>
+  Flag.Int(flag).pipe(
+    Flag.withFallbackConfig(Config.Int(env)),
+    Flag.withDefault(fallback),
+    Flag.withDescription(`${description} (env ${env}, default ${fallback})`)
+  )
+
+const optionalText = (flag: string, env: string, description: string) =>
+  Flag.String(flag).pipe(
+    Flag.withFallbackConfig(Config.String(env)),
+    Flag.optional,
+    Flag.withDescription(`${description} (env ${env})`)
+  )
+
+const optionalInt = (flag: string, env: string, description: string) =>
+  Flag.Int(flag).pipe(
+    Flag.withFallbackConfig(Config.Int(env)),
+    Flag.optional,
+    Flag.withDescription(`${description} (env ${env})`)
+  )
+
+const command = Command.make(
+  "effect-mqtt-broker",
+  {
+    host: Flag.String("host").pipe(
+      Flag.withFallbackConfig(Config.String("MQTT_HOST")),
+      Flag.withDefault(defaults.host),
+      Flag.withDescription(`TCP listener address (env MQTT_HOST, default ${defaults.host})`)
+    ),
+    port: int("port", "MQTT_PORT", defaults.port, "TCP listener port"),
+    tlsPort: optionalInt("tls-port", "MQTT_TLS_PORT", "TLS listener port (needs --tls-key and --tls-cert)"),
+    tlsKey: optionalText("tls-key", "MQTT_TLS_KEY", "PEM private key file for TLS"),
+    tlsCert: optionalText("tls-cert", "MQTT_TLS_CERT", "PEM certificate file for TLS"),
+    wsPort: optionalInt("ws-port", "MQTT_WS_PORT", "WebSocket listener port"),
+    connectTimeoutMs: int("connect-timeout-ms", "MQTT_CONNECT_TIMEOUT_MS", defaults.connectTimeoutMs, "close connections that send no CONNECT within this time"),
+    maxPacketSize: int("max-packet-size", "MQTT_MAX_PACKET_SIZE", defaults.maxPacketSize, "largest inbound packet in bytes"),
+    maxQueuedMessages: int("max-queued-messages", "MQTT_MAX_QUEUED_MESSAGES", defaults.maxQueuedMessages, "per-session queue bound (drop oldest)"),
+    maxInflightMessages: int("max-inflight-messages", "MQTT_MAX_INFLIGHT_MESSAGES", defaults.maxInflightMessages, "outbound QoS 1/2 window per client"),
+    queueQos0: Flag.Boolean("queue-qos0").pipe(
+      Flag.withFallbackConfig(Config.Boolean("MQTT_QUEUE_QOS0")),
+      Flag.withDefault(defaults.queueQos0),
+      Flag.withDescription("queue QoS 0 messages for offline persistent sessions (env MQTT_QUEUE_QOS0)")
+    )
+  },
+  (flags) => {
+    const tls = Option.isSome(flags.tlsPort) && Option.isSome(flags.tlsKey) && Option.isSome(flags.tlsCert)
+      ? {
+        port: flags.tlsPort.value,
+        host: flags.host,
+        key: readFileSync(flags.tlsKey.value, "utf8"),
+        cert: readFileSync(flags.tlsCert.value, "utf8")
+      }
+      : undefined
+    const config: Partial<BrokerConfig.BrokerConfig> = {
+      host: flags.host,
+      port: flags.port,
+      tls,
+      webSocket: Option.isSome(flags.wsPort) ? { port: flags.wsPort.value, host: flags.host } : undefined,
+      connectTimeoutMs: flags.connectTimeoutMs,
+      maxPacketSize: flags.maxPacketSize,
+      maxQueuedMessages: flags.maxQueuedMessages,
+      maxInflightMessages: flags.maxInflightMessages,
+      queueQos0: flags.queueQos0
+    }
+    return Layer.launch(Broker.layer(config).pipe(Layer.provide(SessionPlugin.layer)))
+  }
+).pipe(Command.withDescription("An MQTT 3.1.1 broker on Effect 4 with the in-memory session plugin"))
+
+command.pipe(
+  Command.run({ version: "0.1.0" }),
+  Effect.provide(NodeServices.layer),
+  NodeRuntime.runMain
+)

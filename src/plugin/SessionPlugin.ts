@@ -1,0 +1,31 @@
+/**
+ * A session plugin is a Layer that installs a `SessionStateProvider` and says who it is.
+ * Providing the Layer is all the configuration there is: `SessionPlugin.layer` is the
+ * in-memory default; `SessionPlugin.make` wraps any other provider Layer.
+ */
+import { Context, Layer } from "effect"
+import * as MemorySessionStateProvider from "../session/MemorySessionStateProvider.ts"
+import type { SessionStateProvider } from "../session/SessionStateProvider.ts"
+import type { PluginDescriptor } from "./Plugin.ts"
+
+/** The descriptor of the session plugin the broker runs with. */
+export class SessionPlugin extends Context.Service<SessionPlugin, PluginDescriptor>()(
+  "effect-mqtt-broker/plugin/SessionPlugin"
+) {
+  /** The default plugin: session state in memory (`MemorySessionStateProvider`). */
+  static readonly memory: PluginDescriptor = { name: "memory-session", version: "0.1.0", vendor: "effect-mqtt-broker" }
+
+  /** Wraps a provider Layer as a plugin carrying its descriptor. */
+  static make<E, R>(
+    descriptor: PluginDescriptor,
+    provider: Layer.Layer<SessionStateProvider, E, R>
+  ): Layer.Layer<SessionPlugin | SessionStateProvider, E, R> {
+    return Layer.merge(Layer.succeed(SessionPlugin, descriptor), provider)
+  }
+
+  /** The memory session plugin as a Layer: what the node entrypoint provides by default. */
+  static readonly layer: Layer.Layer<SessionPlugin | SessionStateProvider> = SessionPlugin.make(
+    SessionPlugin.memory,
+    MemorySessionStateProvider.layer
+  )
+}

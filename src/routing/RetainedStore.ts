@@ -1,0 +1,60 @@
+/**
+ * Retained messages keyed by topic name.
+ *
+ * The store only stores: the broker decides that an empty retained payload
+ * means "clear" and calls `delete`.
+ *
+ * @module
+ */
+import { matches } from "../protocol/Topic.ts"
+
+/** Whether a (valid) filter contains a `+` or `#` wildcard. */
+const hasWildcard = (filter: string): boolean => filter.includes("+") || filter.includes("#")
+
+/**
+ * Mutable store of the last retained message per topic name, generic over the
+ * message representation `M`.
+ */
+export class RetainedStore<M> {
+  readonly #messages = new Map<string, M>()
+
+  /** Number of retained messages. */
+  get size(): number {
+    return this.#messages.size
+  }
+
+  /** Retains `message` for `topic`, replacing any previous one. */
+  set(topic: string, message: M): void {
+    this.#messages.set(topic, message)
+  }
+
+  /** Drops the retained message for `topic`. Returns whether there was one. */
+  delete(topic: string): boolean {
+    return this.#messages.delete(topic)
+  }
+
+  /** The retained message for `topic`, if any. */
+  get(topic: string): M | undefined {
+    return this.#messages.get(topic)
+  }
+
+  /**
+   * All retained messages whose topic matches the (valid) topic filter
+   * `filter`, as `[topic, message]` pairs in insertion order. Topics starting
+   * with `$` are not matched by a leading `+` or `#`.
+   */
+  match(filter: string): Array<[topic: string, message: M]> {
+    // A wildcard-free filter matches exactly the topic with the same text.
+    if (!hasWildcard(filter)) {
+      const message = this.#messages.get(filter)
+      return message === undefined && !this.#messages.has(filter) ? [] : [[filter, message as M]]
+    }
+    // Linear scan: SUBSCRIBE is far rarer than PUBLISH, so a topic trie for
+    // retained messages is not worth its upkeep yet.
+    const out: Array<[topic: string, message: M]> = []
+    for (const [topic, message] of this.#messages) {
+      if (matches(filter, topic)) out.push([topic, message])
+    }
+    return out
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * What MQTT says a session is, as immutable data. Every field that must survive a
+ * reconnect of a persistent session lives here, and nowhere else: the broker keeps
+ * no shadow copy, so what the `SessionStateProvider` holds is the truth.
+ */
+import type { Message, QoS } from "./Message.ts"
+
+/** A granted subscription. MQTT 5 options (no local, retain as published, identifiers) go here. */
+export interface Subscription {
+  readonly qos: QoS
+}
+
+/**
+ * Where an outbound QoS>0 message is in its handshake:
+ * - `puback`: QoS 1 PUBLISH sent, waiting for PUBACK
+ * - `pubrec`: QoS 2 PUBLISH sent, waiting for PUBREC
+ * - `pubcomp`: PUBREL sent, waiting for PUBCOMP
+ */
+export type InflightStage = "puback" | "pubrec" | "pubcomp"
+
+/** An outbound message holding a packet id until its handshake completes. */
+export interface InflightMessage {
+  readonly packetId: number
+  readonly message: Message
+  readonly stage: InflightStage
+}
+
+/** Session expiry meaning "never" (MQTT 5 0xFFFFFFFF; the 3.1.1 clean=0 default). */
+export const EXPIRY_NEVER = 0xffffffff
+
+/** The largest packet id; ids cycle through 1..65535. */
+export const MAX_PACKET_ID = 0xffff
+
+/** The state of one client's session. */
+export interface SessionState {
+  readonly clientId: string
+  /** 3.1.1 clean session / MQTT 5 clean start: the session ends with the connection. */
+  readonly clean: boolean
+  /** Seconds the session outlives its connection (0: ends with it; EXPIRY_NEVER: never expires). */
+  readonly expiryInterval: number
+  /** Topic filter → granted subscription. */
+  readonly subscriptions: ReadonlyMap<string, Subscription>
+  /** Outbound QoS 1/2 messages awaiting acknowledgement, in the order they were first sent. */
+  readonly inflight: ReadonlyArray<InflightMessage>
+  /** Messages waiting while the client is offline or its in-flight window is full, oldest first. */
+  readonly queue: ReadonlyArray<Message>
+  /** How many queued messages were dropped because the queue was full (drop-oldest policy). */
+  readonly dropped: number
+  /** Inbound QoS 2 packet ids received (PUBREC sent) and awaiting PUBREL: the exactly-once guard. */
+  readonly awaitingPubrel: ReadonlyArray<number>
+  /** Where the search for the next free packet id starts. */
+  readonly nextPacketId: number
+  /** The will message, published if the connection ends without DISCONNECT. */
+  readonly will: Message | undefined
+  /** The outbound in-flight window (MQTT 5 Receive Maximum; a broker default for 3.1.1). */
+  readonly receiveMaximum: number
+  /** When the last connection ended (epoch ms), undefined while connected; drives expiry. */
+  readonly disconnectedAt: number | undefined
+}
+
+/** What a CONNECT asks of the session layer. */
+export interface ConnectRequest {
+  readonly clientId: string
+  readonly clean: boolean
+  readonly expiryInterval: number
+  readonly receiveMaximum: number
+  readonly will: Message | undefined
+}
+
+/** A new, empty session for a CONNECT. */
+export const make = (request: ConnectRequest): SessionState => ({
+  clientId: request.clientId,
+  clean: request.clean,
+  expiryInterval: request.expiryInterval,
+  subscriptions: new Map(),
+  inflight: [],
+  queue: [],
+  dropped: 0,
+  awaitingPubrel: [],
+  nextPacketId: 1,
+  will: request.will,
+  receiveMaximum: request.receiveMaximum,
+  disconnectedAt: undefined
+})

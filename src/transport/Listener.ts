@@ -1,0 +1,31 @@
+/**
+ * Serving a `SocketServer` in the current scope: accepted sockets go to the handler until
+ * the scope closes, which stops the listener and interrupts every connection.
+ */
+import { Effect, type Scope } from "effect"
+import type * as NetAddress from "effect/net/NetAddress"
+import type * as Socket from "effect/socket/Socket"
+import type * as SocketServer from "effect/socket/SocketServer"
+
+/** Where a listener ended up listening. */
+export interface BoundAddress {
+  readonly transport: "tcp" | "tls" | "ws"
+  readonly host: string
+  readonly port: number
+}
+
+const toBound = (transport: BoundAddress["transport"], address: NetAddress.SocketAddress): BoundAddress =>
+  address._tag === "UnixPathAddress"
+    ? { transport, host: address.path, port: 0 }
+    : { transport, host: String(address.address), port: address.port }
+
+/** Starts serving `handler` on a server created in the current scope; returns its address. */
+export const serve = Effect.fnUntraced(function*<E>(
+  transport: BoundAddress["transport"],
+  server: Effect.Effect<SocketServer.SocketServer["Service"], E, Scope.Scope>,
+  handler: (socket: Socket.Socket) => Effect.Effect<void>
+) {
+  const listening = yield* server
+  yield* Effect.forkScoped(listening.run(handler))
+  return toBound(transport, listening.address)
+})

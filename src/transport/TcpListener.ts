@@ -1,0 +1,13 @@
+/** MQTT over plain TCP (port 1883 by default). */
+import { NodeSocketServer } from "@effect/platform-node"
+import type { Effect, Scope } from "effect"
+import type * as Socket from "effect/socket/Socket"
+import type * as SocketServer from "effect/socket/SocketServer"
+import { type BoundAddress, serve } from "./Listener.ts"
+
+/** Listens on `host:port` until the scope closes. */
+export const listen = (
+  options: { readonly host: string; readonly port: number },
+  handler: (socket: Socket.Socket) => Effect.Effect<void>
+): Effect.Effect<BoundAddress, SocketServer.SocketServerError, Scope.Scope> =>
+  serve("tcp", NodeSocketServer.make({ host: options.host, port: options.port }), handler)

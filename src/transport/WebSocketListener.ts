@@ -1,0 +1,24 @@
+/** MQTT over WebSocket: binary frames carry the MQTT byte stream (subprotocol "mqtt"). */
+import { NodeSocketServer } from "@effect/platform-node"
+import type { Effect, Scope } from "effect"
+import type * as Socket from "effect/socket/Socket"
+import type * as SocketServer from "effect/socket/SocketServer"
+import type { WebSocketListenerConfig } from "../config/BrokerConfig.ts"
+import { type BoundAddress, serve } from "./Listener.ts"
+
+/** Listens for WebSocket upgrades until the scope closes. */
+export const listen = (
+  options: WebSocketListenerConfig,
+  handler: (socket: Socket.Socket) => Effect.Effect<void>
+): Effect.Effect<BoundAddress, SocketServer.SocketServerError, Scope.Scope> =>
+  serve(
+    "ws",
+    NodeSocketServer.makeWebSocket({
+      host: options.host ?? "0.0.0.0",
+      port: options.port,
+      // mqtt.js and browsers offer "mqtt" (3.1.1+) or "mqttv3.1"; answer with what was offered
+      handleProtocols: (protocols: Set<string>) =>
+        protocols.has("mqtt") ? "mqtt" : protocols.has("mqttv3.1") ? "mqttv3.1" : false
+    }),
+    handler
+  )
