@@ -3,7 +3,8 @@
  * defaults in `config/BrokerConfig.ts`; the memory session plugin is provided by default.
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Config, Effect, Layer, Option } from "effect"
+import { Cause, Config, Effect, Exit, Layer, Option } from "effect"
+import { defaultTeardown, type Teardown } from "effect/Runtime"
 import { Command, Flag } from "effect/cli"
 import { readFileSync } from "node:fs"
 import * as Broker from "./broker/Broker.ts"
@@ -80,8 +81,12 @@ const command = Command.make(
   }
 ).pipe(Command.withDescription("An MQTT 3.1.1 broker on Effect 4 with the in-memory session plugin"))
 
+/** SIGTERM / Ctrl-C is how a broker is meant to stop: a clean shutdown exits 0, not 130. */
+const teardown: Teardown = (exit, onExit) =>
+  Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : defaultTeardown(exit, onExit)
+
 command.pipe(
   Command.run({ version: "0.1.0" }),
   Effect.provide(NodeServices.layer),
-  NodeRuntime.runMain
+  NodeRuntime.runMain({ teardown })
 )
