@@ -1,0 +1,45 @@
+/**
+ * Starts this broker (Broker.layer + the memory SessionPlugin) on an ephemeral loopback port
+ * inside its own ManagedRuntime, and keeps the broker's log lines so tests can check that
+ * bad input was logged. Used by the e2e harness.
+ */
+import { Effect, Layer, Logger, ManagedRuntime } from "effect"
+import * as Broker from "../../src/broker/Broker.ts"
+import type { BrokerConfig } from "../../src/config/BrokerConfig.ts"
+import { SessionPlugin } from "../../src/plugin/SessionPlugin.ts"
+import { SessionStateProvider } from "../../src/session/SessionStateProvider.ts"
+
+/** A broker running in a test. */
+export interface TestBroker {
+  readonly port: number
+  readonly url: string
+  /** Log lines ("LEVEL message"), oldest first. */
+  readonly logs: ReadonlyArray<string>
+  /** The session provider the broker runs with, to inspect stored state. */
+  readonly provider: SessionStateProvider["Service"]
+  readonly stop: () => Promise<void>
+}
+
+/** Starts a broker with the given config on 127.0.0.1 and a free port. */
+export const startTestBroker = async (config: Partial<BrokerConfig> = {}): Promise<TestBroker> => {
+  const logs: Array<string> = []
+  const capture = Logger.make<unknown, void>(({ logLevel, message }) => {
+    const text = (Array.isArray(message) ? message : [message]).map((part) =>
+      typeof part === "string" ? part : String(part)
+    ).join(" ")
+    logs.push(`${logLevel.toUpperCase()} ${text}`)
+  })
+  const layer = Broker.layer({ host: "127.0.0.1", port: 0, ...config }).pipe(
+    Layer.provideMerge(SessionPlugin.layer),
+    Layer.provide(Logger.layer([capture]))
+  )
+  const runtime = ManagedRuntime.make(layer)
+  const [broker, provider] = await runtime.runPromise(Effect.all([Broker.Broker, SessionStateProvider]))
+  return {
+    port: broker.address.port,
+    url: `mqtt://127.0.0.1:${broker.address.port}`,
+    logs,
+    provider,
+    stop: () => runtime.dispose()
+  }
+}
