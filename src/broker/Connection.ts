@@ -10,7 +10,7 @@ import { Deferred, Effect, Exit, Fiber, Option, Predicate } from "effect"
 import * as Socket from "effect/socket/Socket"
 import * as Codec from "../protocol/Codec.ts"
 import type { DecodeError } from "../protocol/Codec.ts"
-import type { Packet } from "../protocol/Packet.ts"
+import { ConnackCode, type Packet } from "../protocol/Packet.ts"
 import type { Message } from "../session/Message.ts"
 import type { SessionStoreError } from "../session/SessionStateProvider.ts"
 import type { Outgoing } from "../session/Transitions.ts"
@@ -36,6 +36,8 @@ const describeDecodeError = (error: DecodeError): string =>
     ? `packet of ${error.size} bytes exceeds the maximum packet size ${error.limit}`
     : error._tag === "MalformedLength"
     ? "malformed remaining length"
+    : error._tag === "UnsupportedProtocolVersion"
+    ? "unsupported protocol level"
     : `malformed packet: ${error.message}`
 
 /** Runs one packet's handler. */
@@ -155,7 +157,12 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
               if (!wasConnected && context.phase === "connected") yield* Effect.forkScoped(keepalive)
               if (isClosing(context)) return
             }
-            if (error !== undefined) return yield* new ProtocolViolation({ reason: describeDecodeError(error) })
+            if (error !== undefined) {
+              if (error._tag === "UnsupportedProtocolVersion" && context.phase === "awaiting-connect") {
+                outbox.send(Codec.encode({ cmd: "connack", returnCode: ConnackCode.UnacceptableProtocolVersion, sessionPresent: false }, 4))
+              }
+              return yield* new ProtocolViolation({ reason: describeDecodeError(error) })
+            }
           }
         }
       })

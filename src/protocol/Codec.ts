@@ -10,7 +10,11 @@ import { type FrameError, FrameScanner } from "./Frame.ts"
 import type { Packet } from "./Packet.ts"
 
 /** Why decoding failed: a framing error or a packet mqtt-packet refused. */
-export type DecodeError = FrameError | { readonly _tag: "Malformed"; readonly message: string }
+export type DecodeError =
+  | FrameError
+  | { readonly _tag: "Malformed"; readonly message: string }
+  /** A CONNECT with a protocol level this broker does not speak: answered with CONNACK 1, not just closed. */
+  | { readonly _tag: "UnsupportedProtocolVersion" }
 
 /** Result of feeding a chunk: the complete packets, and the error that stopped decoding, if any. */
 export interface Decoded {
@@ -33,7 +37,8 @@ export const makeDecoder = (maxPacketSize: number): Decoder => {
     if (error === undefined) packets.push(packet)
   })
   parser.on("error", (cause: unknown) => {
-    error ??= { _tag: "Malformed", message: cause instanceof Error ? cause.message : String(cause) }
+    const message = cause instanceof Error ? cause.message : String(cause)
+    error ??= message === "Invalid protocol version" ? { _tag: "UnsupportedProtocolVersion" } : { _tag: "Malformed", message }
   })
   return {
     decode: (chunk) => {
