@@ -8,11 +8,14 @@ import * as Broker from "../../src/broker/Broker.ts"
 import type { BrokerConfig } from "../../src/config/BrokerConfig.ts"
 import { SessionPlugin } from "../../src/plugin/SessionPlugin.ts"
 import { SessionStateProvider } from "../../src/session/SessionStateProvider.ts"
+import type { BoundAddress } from "../../src/transport/Listener.ts"
 
 /** A broker running in a test. */
 export interface TestBroker {
   readonly port: number
   readonly url: string
+  /** Every listener (TCP first, then TLS / WebSocket when configured). */
+  readonly addresses: ReadonlyArray<BoundAddress>
   /** Log lines ("LEVEL message"), oldest first. */
   readonly logs: ReadonlyArray<string>
   /** The session provider the broker runs with, to inspect stored state. */
@@ -38,6 +41,7 @@ export const startTestBroker = async (config: Partial<BrokerConfig> = {}): Promi
   return {
     port: broker.address.port,
     url: `mqtt://127.0.0.1:${broker.address.port}`,
+    addresses: broker.addresses,
     logs,
     provider,
     stop: () => runtime.dispose()
