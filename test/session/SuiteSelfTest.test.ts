@@ -1,0 +1,101 @@
+/**
+ * Tests of the test suite itself: the checks must be able to fail. A provider with a non-atomic
+ * `modify` is correct sequentially, so it passes the model properties, and must fail the
+ * concurrency property; the tiny topic matcher of the test router follows the MQTT rules.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as fc from "fast-check"
+import * as MemorySessionStateProvider from "../../src/session/MemorySessionStateProvider.ts"
+import { balanced, scenarioArbitrary, showCommand } from "./Commands.ts"
+import { concurrencyPlanArbitrary } from "./Concurrency.ts"
+import { replay, runScenario, sessionsOver } from "./Harness.ts"
+import { topicMatches } from "./Model.ts"
+import * as NaiveProvider from "./NaiveProvider.ts"
+import { params, timeout } from "./Props.ts"
+import { modelProperties, runPlan } from "./SessionModel.ts"
+
+describe("the session suite itself", () => {
+  it.each([
+    ["t/1", "t/1", true],
+    ["t/1", "t/2", false],
+    ["t/+", "t/1", true],
+    ["t/+", "u/1", false],
+    ["+/1", "u/1", true],
+    ["+/1", "t/2", false],
+    ["+/+", "t/2", true],
+    ["+", "t/1", false],
+    ["t/#", "t/1", true],
+    ["t/#", "t", true],
+    ["t/#", "u/1", false],
+    ["#", "u/1", true]
+  ] as const)("the test router's matcher: %s matches %s is %s", (filter, topic, expected) => {
+    expect(topicMatches(filter, topic)).toBe(expected)
+  })
+
+  it("a read-then-write provider passes the sequential model properties", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        scenarioArbitrary({ weights: balanced, maxCommands: 60, maxReceiveMaximum: 3, maxQueued: 4 }),
+        (scenario) => runScenario(NaiveProvider.layer, scenario)
+      ),
+      params(0.25)
+    )
+  }, timeout(0.25))
+
+  it("a read-then-write provider fails the concurrency property (lost updates are detected)", async () => {
+    const details = await fc.check(fc.asyncProperty(concurrencyPlanArbitrary, (plan) => runPlan(NaiveProvider.layer, plan)), {
+      numRuns: 200,
+      seed: 42
+    })
+    expect(details.failed).toBe(true)
+    expect(String(details.errorInstance)).toMatch(/ConcurrencyViolation/)
+  })
+
+  it("the memory provider passes the same concurrency runs", async () => {
+    const details = await fc.check(
+      fc.asyncProperty(concurrencyPlanArbitrary, (plan) => runPlan(MemorySessionStateProvider.layer, plan)),
+      { numRuns: 200, seed: 42 }
+    )
+    expect(details.failed).toBe(false)
+  })
+
+  it("the generated scenarios reach every situation the invariants are about", async () => {
+    const stats = new Map<string, number>()
+    const shape = modelProperties[modelProperties.length - 1]!.shape
+    for (const scenario of fc.sample(scenarioArbitrary(shape), { numRuns: 100, seed: 11 })) {
+      const limits = { maxQueuedMessages: scenario.maxQueuedMessages, queueQos0: scenario.queueQos0 }
+      await Effect.runPromise(replay(scenario, stats).pipe(Effect.provide(sessionsOver(MemorySessionStateProvider.layer, limits))))
+    }
+    for (
+      const situation of [
+        "takeover",
+        "session ended",
+        "persistent session kept",
+        "clean start discarded a session",
+        "resumed with messages in flight",
+        "will published",
+        "delivered at once",
+        "queue full: oldest dropped",
+        "acknowledgement refilled the window",
+        "puback released a message",
+        "pubrec answered by PUBREL",
+        "pubcomp released a message",
+        "puback ignored",
+        "pubcomp ignored",
+        "inbound QoS 2 PUBLISH",
+        "inbound QoS 2 PUBLISH re-sent before PUBREL"
+      ]
+    ) {
+      expect(stats.get(situation) ?? 0, situation).toBeGreaterThan(0)
+    }
+  })
+
+  it("commands print as a readable trace", () => {
+    const [scenario] = fc.sample(scenarioArbitrary({ weights: balanced, maxCommands: 5, maxReceiveMaximum: 1, maxQueued: 1 }), {
+      numRuns: 1,
+      seed: 3
+    })
+    for (const command of scenario!.commands) expect(fc.stringify(command)).toBe(showCommand(command))
+  })
+})
