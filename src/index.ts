@@ -5,6 +5,7 @@
 export * as Broker from "./broker/Broker.ts"
 export * as BrokerConfig from "./config/BrokerConfig.ts"
 export * as Message from "./session/Message.ts"
+export { MessageQueue } from "./session/MessageQueue.ts"
 export * as MemorySessionStateProvider from "./session/MemorySessionStateProvider.ts"
 export * as Plugin from "./plugin/Plugin.ts"
 export { SessionPlugin } from "./plugin/SessionPlugin.ts"

@@ -21,6 +21,10 @@ import { ConnectionRegistry } from "./ConnectionRegistry.ts"
 import type { Core } from "./Core.ts"
 import * as Delivery from "./Delivery.ts"
 import { KeyedLock } from "./KeyedLock.ts"
+import { Watchdog } from "./Watchdog.ts"
+
+/** How often connect timeouts and keepalives are checked; deadlines are honoured within this. */
+const WATCHDOG_INTERVAL_MS = 250
 
 /** A running broker. */
 export class Broker extends Context.Service<Broker, {
@@ -54,7 +58,8 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
     sessions,
     router: new Router(),
     registry: new ConnectionRegistry(),
-    locks: new KeyedLock()
+    locks: new KeyedLock(),
+    watchdog: new Watchdog()
   }
   yield* restoreRouter(core)
 
@@ -64,6 +69,7 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
     onSome: (descriptor) => Effect.logInfo(`plugin loaded: ${Plugin.describe(descriptor)}`)
   })
 
+  yield* Effect.forkScoped(core.watchdog.run(WATCHDOG_INTERVAL_MS))
   const handler = Connection.serve(core)
   const addresses: Array<BoundAddress> = [yield* TcpListener.listen(config, handler)]
   if (config.tls !== undefined) addresses.push(yield* TlsListener.listen(config.tls, handler))

@@ -6,7 +6,7 @@
  * the end of a connection, the will if due, the outbox flushed, the socket closed.
  */
 import { NodeSocket } from "@effect/platform-node"
-import { Deferred, Effect, Exit, Fiber, Option, Predicate } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Option, Predicate } from "effect"
 import * as Socket from "effect/socket/Socket"
 import * as Codec from "../protocol/Codec.ts"
 import type { DecodeError } from "../protocol/Codec.ts"
@@ -27,6 +27,7 @@ import { handlePublish, handlePubrel } from "./handlers/publish.ts"
 import { handleSubscribe } from "./handlers/subscribe.ts"
 import { handleUnsubscribe } from "./handlers/unsubscribe.ts"
 import * as Outbox from "./Outbox.ts"
+import type { Watched } from "./Watchdog.ts"
 
 /** How long teardown waits for queued bytes to reach the socket before closing it anyway. */
 const FLUSH_TIMEOUT_MS = 2000
@@ -93,10 +94,16 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
       const pull = yield* Socket.readerBytes(socket)
       const outbox = Outbox.make(yield* socket.writer, core.config.maxOutboxBytes)
       const writerFiber = yield* Effect.forkScoped(Effect.exit(outbox.run))
-      const closeRequested = Deferred.makeUnsafe<void>()
       const ended = Deferred.makeUnsafe<void>()
-      const requestClose = () => Deferred.doneUnsafe(closeRequested, Exit.void)
-      let lastActivity = Date.now()
+      // closing from outside (takeover, keepalive, connect timeout) interrupts the read loop
+      let closeRequested = false
+      let reading: Fiber.Fiber<void, unknown> | undefined
+      const requestClose = () => {
+        closeRequested = true
+        reading?.interruptUnsafe()
+      }
+      const acceptedAt = Date.now()
+      let lastActivity = acceptedAt
 
       const context: ConnectionContext = {
         core,
@@ -124,24 +131,22 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
       })
 
       // Connect timeout, then keepalive: 1.5 × the client's keepalive with no packet closes it.
-      const watchdog = Effect.gen(function*() {
-        yield* Effect.sleep(core.config.connectTimeoutMs)
-        if (context.phase === "awaiting-connect") {
-          yield* Effect.logWarning("no CONNECT within the connect timeout; closing")
+      const watched: Watched = {
+        deadline: () =>
+          context.phase === "awaiting-connect"
+            ? acceptedAt + core.config.connectTimeoutMs
+            : context.phase === "connected" && context.keepaliveMs > 0
+            ? lastActivity + context.keepaliveMs * 1.5
+            : Infinity,
+        expire: Effect.suspend(() => {
+          const reason = context.phase === "awaiting-connect" ? "no CONNECT within the connect timeout" : "keepalive expired"
           requestClose()
-        }
-      })
-      const keepalive = Effect.gen(function*() {
-        while (context.phase === "connected" && context.keepaliveMs > 0) {
-          const wait = lastActivity + context.keepaliveMs * 1.5 - Date.now()
-          if (wait <= 0) {
-            yield* Effect.logWarning("keepalive expired; closing")
-            return requestClose()
-          }
-          yield* Effect.sleep(wait)
-        }
-      })
-      yield* Effect.forkScoped(watchdog)
+          return Effect.logWarning(`closing connection: ${reason}`).pipe(
+            Effect.annotateLogs({ remote, clientId: context.clientId })
+          )
+        })
+      }
+      core.watchdog.add(watched)
 
       const decoder = Codec.makeDecoder(core.config.maxPacketSize)
       const readLoop = Effect.gen(function*() {
@@ -151,10 +156,8 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
           for (const chunk of chunks) {
             const { error, packets } = decoder.decode(chunk)
             for (const packet of packets) {
-              const wasConnected = context.phase === "connected"
               // a handler runs to completion: a close request waits for it, so no packet is half-handled
               yield* Effect.uninterruptible(dispatch(context, packet, makeLive))
-              if (!wasConnected && context.phase === "connected") yield* Effect.forkScoped(keepalive)
               if (isClosing(context)) return
             }
             if (error !== undefined) {
@@ -170,6 +173,7 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
       const teardown = Effect.gen(function*() {
         const live = context.live
         context.phase = "closing"
+        core.watchdog.delete(watched)
         if (live !== undefined) {
           const will = yield* core.locks.withLock(
             context.clientId,
@@ -197,7 +201,11 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
         Effect.ensuring(Deferred.done(ended, Exit.void))
       )
 
-      yield* Effect.raceFirst(readLoop, Deferred.await(closeRequested)).pipe(
+      const readLoopFiber = yield* Effect.forkChild(readLoop, { startImmediately: true })
+      reading = readLoopFiber
+      if (closeRequested) readLoopFiber.interruptUnsafe()
+      yield* Fiber.join(readLoopFiber).pipe(
+        Effect.catchCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.failCause(cause))),
         Effect.catch((error) =>
           Predicate.isTagged(error, "ProtocolViolation")
             ? Effect.logWarning(`closing connection: ${error.reason}`)

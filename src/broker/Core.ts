@@ -7,6 +7,7 @@ import type { Router } from "../routing/Router.ts"
 import type { Sessions } from "../session/Sessions.ts"
 import type { ConnectionRegistry } from "./ConnectionRegistry.ts"
 import type { KeyedLock } from "./KeyedLock.ts"
+import type { Watchdog } from "./Watchdog.ts"
 
 /** A running broker's internals. */
 export interface Core {
@@ -15,4 +16,5 @@ export interface Core {
   readonly router: Router
   readonly registry: ConnectionRegistry
   readonly locks: KeyedLock
+  readonly watchdog: Watchdog
 }

@@ -4,6 +4,7 @@
  * no shadow copy, so what the `SessionStateProvider` holds is the truth.
  */
 import type { Message, QoS } from "./Message.ts"
+import { MessageQueue } from "./MessageQueue.ts"
 
 /** A granted subscription. MQTT 5 options (no local, retain as published, identifiers) go here. */
 export interface Subscription {
@@ -43,7 +44,7 @@ export interface SessionState {
   /** Outbound QoS 1/2 messages awaiting acknowledgement, in the order they were first sent. */
   readonly inflight: ReadonlyArray<InflightMessage>
   /** Messages waiting while the client is offline or its in-flight window is full, oldest first. */
-  readonly queue: ReadonlyArray<Message>
+  readonly queue: MessageQueue
   /** How many queued messages were dropped because the queue was full (drop-oldest policy). */
   readonly dropped: number
   /** Inbound QoS 2 packet ids received (PUBREC sent) and awaiting PUBREL: the exactly-once guard. */
@@ -74,7 +75,7 @@ export const make = (request: ConnectRequest): SessionState => ({
   expiryInterval: request.expiryInterval,
   subscriptions: new Map(),
   inflight: [],
-  queue: [],
+  queue: MessageQueue.empty,
   dropped: 0,
   awaitingPubrel: [],
   nextPacketId: 1,

@@ -60,9 +60,9 @@ const nextAfter = (id: number): number => (id >= MAX_PACKET_ID ? 1 : id + 1)
 /** Appends to the bounded queue, dropping the oldest when it is full. */
 const enqueue = (state: SessionState, message: Message, limits: Limits): SessionState => {
   if (limits.maxQueuedMessages <= 0) return { ...state, dropped: state.dropped + 1 }
-  if (state.queue.length < limits.maxQueuedMessages) return { ...state, queue: [...state.queue, message] }
+  if (state.queue.length < limits.maxQueuedMessages) return { ...state, queue: state.queue.push(message) }
   const excess = state.queue.length - limits.maxQueuedMessages + 1
-  return { ...state, queue: [...state.queue.slice(excess), message], dropped: state.dropped + excess }
+  return { ...state, queue: state.queue.drop(excess).push(message), dropped: state.dropped + excess }
 }
 
 /** Sends a QoS>0 message now: allocates its packet id and records it in flight. */
@@ -82,7 +82,7 @@ export const fillWindow = (state: SessionState): Step => {
   const outgoing: Array<Outgoing> = []
   let taken = 0
   while (taken < state.queue.length) {
-    const message = state.queue[taken]!
+    const message = state.queue.at(taken)!
     if (message.qos === 0) {
       outgoing.push(publish(message, undefined, false))
     } else {
@@ -93,7 +93,7 @@ export const fillWindow = (state: SessionState): Step => {
     }
     taken++
   }
-  return taken === 0 ? { state, outgoing: none } : { state: { ...current, queue: state.queue.slice(taken) }, outgoing }
+  return taken === 0 ? { state, outgoing: none } : { state: { ...current, queue: state.queue.drop(taken) }, outgoing }
 }
 
 /** The result of CONNECT: the session to keep, whether it was resumed, and what to resend. */

@@ -4,6 +4,7 @@
  */
 import * as fc from "fast-check"
 import type { Message, QoS } from "../../src/session/Message.ts"
+import { MessageQueue } from "../../src/session/MessageQueue.ts"
 import { EXPIRY_NEVER, type InflightMessage, type SessionState } from "../../src/session/SessionState.ts"
 import { CLIENTS, FILTERS, TOPICS } from "./Model.ts"
 
@@ -39,7 +40,7 @@ export const sessionStateArb = (shape: StateShape = {}): fc.Arbitrary<SessionSta
       .uniqueArray(fc.tuple(fc.constantFrom(...FILTERS), qosArb), { selector: ([filter]) => filter, maxLength: 4 })
       .map((entries) => new Map(entries.map(([filter, qos]) => [filter, { qos }] as const))),
     inflight: fc.uniqueArray(inflightArb, { selector: (e) => e.packetId, maxLength: shape.maxInflight ?? 6 }),
-    queue: fc.array(messageArb(), { maxLength: shape.maxQueue ?? 6 }),
+    queue: fc.array(messageArb(), { maxLength: shape.maxQueue ?? 6 }).map(MessageQueue.from),
     dropped: fc.nat(10),
     awaitingPubrel: fc.uniqueArray(packetIdArb, { maxLength: 3 }),
     nextPacketId: packetIdArb,

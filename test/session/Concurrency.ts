@@ -132,7 +132,7 @@ export const runConcurrently = Effect.fnUntraced(function*(plan: ConcurrencyPlan
     const sent = new Set(client.messages.map((_, j) => `${id}-${j}`))
     const seen = new Set<string>()
     for (const o of received.get(id)!) if (o._tag === "Publish") seen.add(toModelMessage(o.message).payload)
-    const queued = state.queue.map((m) => toModelMessage(m).payload)
+    const queued = state.queue.toArray().map((m) => toModelMessage(m).payload)
     const inflight = state.inflight.map((e) => toModelMessage(e.message).payload)
     for (const p of [...seen, ...queued]) if (!sent.has(p)) fail(`${p} was never sent to this client`)
     for (const p of queued) if (seen.has(p)) fail(`${p} was both sent and is still queued`)

@@ -100,7 +100,7 @@ const implementationView = (s: SessionState) => ({
     .map(([filter, sub]) => [filter, { qos: sub.qos }] as const)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
   inflight: s.inflight.map((e) => ({ packetId: e.packetId, stage: e.stage, message: toModelMessage(e.message) })),
-  queue: s.queue.map(toModelMessage),
+  queue: s.queue.toArray().map(toModelMessage),
   dropped: s.dropped,
   awaitingPubrel: [...s.awaitingPubrel],
   will: s.will === undefined ? null : toModelMessage(s.will),
@@ -557,7 +557,7 @@ export const replay = Effect.fnUntraced(function*(scenario: Scenario, stats?: Ma
       if (stored !== undefined) {
         checkBounds(id, stored)
         if (m !== undefined) {
-          const queue = stored.queue.map(toModelMessage)
+          const queue = stored.queue.toArray().map(toModelMessage)
           const expected = queueOf(m).map((e) => e.message)
           if (stored.dropped !== m.dropped || !isDeepStrictEqual(queue, expected)) {
             fail(
@@ -567,7 +567,7 @@ export const replay = Effect.fnUntraced(function*(scenario: Scenario, stats?: Ma
             )
           }
         }
-        const head = stored.queue[0]
+        const head = stored.queue.at(0)
         // (a QoS 0 message may wait behind a full window: dropping the oldest can put one at the head)
         if (model.online.has(id) && head !== undefined && stored.inflight.length < stored.receiveMaximum) {
           fail(Check.noStall, `${id} is online with ${stored.inflight.length}/${stored.receiveMaximum} in flight and ${stored.queue.length} queued`)
@@ -577,7 +577,7 @@ export const replay = Effect.fnUntraced(function*(scenario: Scenario, stats?: Ma
         const unacknowledged = m.pending.filter((e) => e.message.qos > 0)
         const present = stored === undefined ? [] : [
           ...stored.inflight.map((e) => ({ message: toModelMessage(e.message), packetId: e.packetId as number | undefined })),
-          ...stored.queue.map((message) => ({ message: toModelMessage(message), packetId: undefined }))
+          ...stored.queue.toArray().map((message) => ({ message: toModelMessage(message), packetId: undefined }))
         ]
         for (const e of unacknowledged) {
           const i = present.findIndex((p) => sameMessage(p.message, e.message) && (!e.sent || p.packetId === e.packetId))

@@ -41,7 +41,7 @@ export const normalizeState = (s: SessionState | undefined) =>
       .map(([filter, subscription]) => [filter, { ...subscription }] as const)
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
     inflight: s.inflight.map((e) => ({ packetId: e.packetId, stage: e.stage, message: normalizeMessage(e.message) })),
-    queue: s.queue.map(normalizeMessage),
+    queue: s.queue.toArray().map(normalizeMessage),
     dropped: s.dropped,
     awaitingPubrel: [...s.awaitingPubrel],
     nextPacketId: s.nextPacketId,
@@ -66,7 +66,7 @@ export const showOutgoingList = (os: ReadonlyArray<Outgoing>): string => `[${os.
 export const showState = (s: SessionState | undefined): string => {
   if (s === undefined) return "<none>"
   const inflight = s.inflight.map((e) => `${e.packetId}:${toModelMessage(e.message).payload}/${e.stage}`).join(" ")
-  const queue = s.queue.map((m) => toModelMessage(m).payload).join(" ")
+  const queue = s.queue.toArray().map((m) => toModelMessage(m).payload).join(" ")
   const subs = [...s.subscriptions].map(([f, sub]) => `${f}:${sub.qos}`).join(" ")
   return `{clean=${s.clean ? 1 : 0} expiry=${s.expiryInterval} rm=${s.receiveMaximum} subs=[${subs}] inflight=[${inflight}] ` +
     `queue=[${queue}] dropped=${s.dropped} awaitingPubrel=[${s.awaitingPubrel.join(" ")}] next=${s.nextPacketId} ` +

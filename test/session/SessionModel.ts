@@ -15,6 +15,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Option } from "effect"
 import * as fc from "fast-check"
 import { isDeepStrictEqual } from "node:util"
+import { MessageQueue } from "../../src/session/MessageQueue.ts"
 import { EXPIRY_NEVER, make, type SessionState } from "../../src/session/SessionState.ts"
 import { SessionStateProvider } from "../../src/session/SessionStateProvider.ts"
 import * as Sessions from "../../src/session/Sessions.ts"
@@ -88,7 +89,7 @@ const sample = (clientId: string, dropped = 0): SessionState => ({
   }),
   subscriptions: new Map([["t/#", { qos: 2 }], ["u/1", { qos: 0 }]]),
   inflight: [{ packetId: 7, stage: "pubrec", message: { topic: "t/1", payload: new Uint8Array([3]), qos: 2, retain: false } }],
-  queue: [{ topic: "u/1", payload: new Uint8Array(), qos: 1, retain: false }],
+  queue: MessageQueue.from([{ topic: "u/1", payload: new Uint8Array(), qos: 1, retain: false }]),
   dropped,
   awaitingPubrel: [4],
   nextPacketId: 8,

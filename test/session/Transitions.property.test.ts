@@ -102,14 +102,14 @@ describe("Transitions (properties)", () => {
           const { outgoing, state: next } = T.fillWindow(state)
           expect(normalizeState(state)).toEqual(snapshot)
           const taken = state.queue.length - next.queue.length
-          expect(next.queue).toEqual(state.queue.slice(taken))
+          expect(next.queue.toArray()).toEqual(state.queue.toArray().slice(taken))
           expect(outgoing.map((o) => o._tag === "Publish" ? normalizeMessage(o.message) : o)).toEqual(
-            state.queue.slice(0, taken).map(normalizeMessage)
+            state.queue.toArray().slice(0, taken).map(normalizeMessage)
           )
           if (taken === 0) expect(next).toBe(state)
           const added = next.inflight.slice(state.inflight.length)
           expect(next.inflight.slice(0, state.inflight.length)).toEqual(state.inflight)
-          const sentQos12 = state.queue.slice(0, taken).filter((m) => m.qos > 0)
+          const sentQos12 = state.queue.toArray().slice(0, taken).filter((m) => m.qos > 0)
           expect(added.map((e) => e.message)).toEqual(sentQos12)
           let used = idsOf(state)
           let from = state.nextPacketId
@@ -129,7 +129,7 @@ describe("Transitions (properties)", () => {
           expect(next.nextPacketId).toBe(sentQos12.length > 0 ? from : state.nextPacketId)
           expect(next.inflight.length).toBeLessThanOrEqual(Math.max(state.receiveMaximum, state.inflight.length))
           if (next.queue.length > 0) {
-            expect(next.queue[0]!.qos).toBeGreaterThan(0)
+            expect(next.queue.at(0)!.qos).toBeGreaterThan(0)
             expect(next.inflight.length).toBeGreaterThanOrEqual(next.receiveMaximum)
           }
           expect(untouched(next)).toEqual(untouched(state))
@@ -190,7 +190,7 @@ describe("Transitions (properties)", () => {
             }
             const queued = messages.filter((m) => m.qos > 0 || limits.queueQos0)
             const kept = Math.min(queued.length, Math.max(0, limits.maxQueuedMessages))
-            expect(state.queue).toEqual(queued.slice(queued.length - kept))
+            expect(state.queue.toArray()).toEqual(queued.slice(queued.length - kept))
             expect(state.dropped).toBe(initial.dropped + queued.length - kept)
             expect(state.inflight).toEqual(initial.inflight)
           }

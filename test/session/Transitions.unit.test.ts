@@ -44,14 +44,14 @@ describe("Transitions", () => {
       { _tag: "Publish", message: message(2, 1), packetId: 2, dup: true },
       { _tag: "Publish", message: message(3, 1), packetId: 3, dup: false }
     ])
-    expect(resumed.state.queue).toEqual([])
+    expect(resumed.state.queue.toArray()).toEqual([])
   })
 
   it("deliver queues when the window is full and a PUBACK lets the next one in", () => {
     let state = fresh()
     for (const n of [1, 2, 3]) state = Transitions.deliver(state, message(n), true, limits).state
     expect(state.inflight.map((entry) => entry.packetId)).toEqual([1, 2])
-    expect(state.queue).toEqual([message(3)])
+    expect(state.queue.toArray()).toEqual([message(3)])
     const acked = Transitions.puback(state, 1)
     expect(acked.outgoing).toEqual([{ _tag: "Publish", message: message(3), packetId: 3, dup: false }])
     expect(acked.state.inflight.map((entry) => entry.packetId)).toEqual([2, 3])
@@ -60,14 +60,14 @@ describe("Transitions", () => {
   it("the queue drops the oldest message when full and counts it", () => {
     let state = fresh()
     for (const n of [1, 2, 3, 4, 5]) state = Transitions.deliver(state, message(n), false, limits).state
-    expect(state.queue.map((m) => m.topic)).toEqual(["t/3", "t/4", "t/5"])
+    expect(state.queue.toArray().map((m) => m.topic)).toEqual(["t/3", "t/4", "t/5"])
     expect(state.dropped).toBe(2)
   })
 
   it("QoS 0 is not queued for an offline client unless configured", () => {
     const state = fresh()
-    expect(Transitions.deliver(state, message(1, 0), false, limits).state.queue).toEqual([])
-    expect(Transitions.deliver(state, message(1, 0), false, { ...limits, queueQos0: true }).state.queue).toEqual([message(1, 0)])
+    expect(Transitions.deliver(state, message(1, 0), false, limits).state.queue.toArray()).toEqual([])
+    expect(Transitions.deliver(state, message(1, 0), false, { ...limits, queueQos0: true }).state.queue.toArray()).toEqual([message(1, 0)])
   })
 
   it("packet ids skip ids still in flight and wrap after 65535", () => {

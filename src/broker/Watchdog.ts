@@ -1,0 +1,49 @@
+/**
+ * One broker-wide timer for connect timeouts and keepalives. A fiber and a timer per
+ * connection would cost memory on every idle client; instead a single sweep every
+ * `intervalMs` closes the connections whose deadline has passed (so a deadline is honoured
+ * within one interval).
+ */
+import { Effect, Schedule } from "effect"
+
+/** A connection as the watchdog sees it. */
+export interface Watched {
+  /** When it must be closed (epoch ms); `Infinity` for never. */
+  readonly deadline: () => number
+  /** Closes it; runs once, after which it is no longer watched. */
+  readonly expire: Effect.Effect<void>
+}
+
+/** The set of watched connections. */
+export class Watchdog {
+  private readonly watched = new Set<Watched>()
+
+  add(connection: Watched): void {
+    this.watched.add(connection)
+  }
+
+  delete(connection: Watched): void {
+    this.watched.delete(connection)
+  }
+
+  /** Expires every connection whose deadline is at or before `now`. */
+  sweep(now: number): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const expired: Array<Effect.Effect<void>> = []
+      for (const connection of this.watched) {
+        if (connection.deadline() <= now) {
+          this.watched.delete(connection)
+          expired.push(connection.expire)
+        }
+      }
+      return expired.length === 0 ? Effect.void : Effect.forEach(expired, (expire) => expire, { discard: true })
+    })
+  }
+
+  /** Sweeps every `intervalMs` until interrupted (run it in the broker's scope). */
+  run(intervalMs: number): Effect.Effect<void> {
+    return Effect.asVoid(
+      Effect.repeat(Effect.suspend(() => this.sweep(Date.now())), Schedule.spaced(intervalMs))
+    )
+  }
+}
