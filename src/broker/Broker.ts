@@ -3,13 +3,14 @@
  * over whichever `SessionStateProvider` is provided (`SessionPlugin.layer` for the memory
  * default) and stops them, closing every connection, when the scope closes.
  */
-import { Context, Effect, Layer, Option } from "effect"
+import { Clock, Context, Effect, Layer, Option } from "effect"
 import type * as SocketServer from "effect/socket/SocketServer"
 import * as BrokerConfig from "../config/BrokerConfig.ts"
 import * as Plugin from "../plugin/Plugin.ts"
 import { SessionPlugin } from "../plugin/SessionPlugin.ts"
 import { Router } from "../routing/Router.ts"
 import type { Message } from "../session/Message.ts"
+import { nextDeadline } from "../session/SessionState.ts"
 import { SessionStateProvider, type SessionStoreError } from "../session/SessionStateProvider.ts"
 import * as Sessions from "../session/Sessions.ts"
 import type { BoundAddress } from "../transport/Listener.ts"
@@ -21,10 +22,13 @@ import { ConnectionRegistry } from "./ConnectionRegistry.ts"
 import type { Core } from "./Core.ts"
 import * as Delivery from "./Delivery.ts"
 import { KeyedLock } from "./KeyedLock.ts"
+import { SessionExpiry } from "./SessionExpiry.ts"
 import { Watchdog } from "./Watchdog.ts"
 
 /** How often connect timeouts and keepalives are checked; deadlines are honoured within this. */
 const WATCHDOG_INTERVAL_MS = 250
+/** How often offline sessions are checked for expiry and delayed wills. */
+const EXPIRY_INTERVAL_MS = 250
 
 /** A running broker. */
 export class Broker extends Context.Service<Broker, {
@@ -42,10 +46,13 @@ export class Broker extends Context.Service<Broker, {
 /** Puts the subscriptions of sessions already in the provider back into the router. */
 const restoreRouter = Effect.fnUntraced(function*(core: Core) {
   const provider = yield* SessionStateProvider
+  const now = yield* Clock.currentTimeMillis
   for (const clientId of yield* provider.clientIds) {
     const stored = yield* provider.get(clientId)
     if (Option.isNone(stored)) continue
-    for (const [filter, { qos }] of stored.value.subscriptions) core.router.subscriptions.add(clientId, filter, qos)
+    for (const [filter, subscription] of stored.value.subscriptions) core.router.subscriptions.add(clientId, filter, subscription)
+    // at start every stored session is offline
+    core.expiry.schedule(clientId, nextDeadline(stored.value.disconnectedAt === undefined ? { ...stored.value, disconnectedAt: now } : stored.value))
   }
 })
 
@@ -59,7 +66,8 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
     router: new Router(),
     registry: new ConnectionRegistry(),
     locks: new KeyedLock(),
-    watchdog: new Watchdog()
+    watchdog: new Watchdog(),
+    expiry: new SessionExpiry()
   }
   yield* restoreRouter(core)
 
@@ -70,6 +78,7 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
   })
 
   yield* Effect.forkScoped(core.watchdog.run(WATCHDOG_INTERVAL_MS))
+  yield* Effect.forkScoped(core.expiry.run(core, EXPIRY_INTERVAL_MS))
   const handler = Connection.serve(core)
   const addresses: Array<BoundAddress> = [yield* TcpListener.listen(config, handler)]
   if (config.tls !== undefined) addresses.push(yield* TlsListener.listen(config.tls, handler))

@@ -1,56 +1,64 @@
 /**
  * One client connection as an Effect program: a reader loop that decodes packets and runs
- * each handler to completion, a writer fiber draining the outbox, and watchdogs for the
- * connect timeout and keepalive. Whatever ends it (DISCONNECT, a lost socket, a protocol
- * violation, a takeover, shutdown), the teardown is the same: the session transition for
- * the end of a connection, the will if due, the outbox flushed, the socket closed.
+ * each handler to completion, and a writer fiber draining the outbox; the broker's watchdog
+ * enforces the connect timeout and keepalive. Whatever ends it (DISCONNECT, a lost socket, a
+ * protocol violation, a takeover, shutdown), the teardown is the same: MQTT 5 clients get a
+ * DISCONNECT saying why, the session transition for the end of a connection runs, the will is
+ * published if due, the outbox is flushed and the socket closed.
  */
 import { NodeSocket } from "@effect/platform-node"
-import { Cause, Deferred, Effect, Exit, Fiber, Option, Predicate } from "effect"
+import { Cause, Clock, Deferred, Effect, Exit, Fiber, Option, Predicate } from "effect"
 import * as Socket from "effect/socket/Socket"
 import * as Codec from "../protocol/Codec.ts"
 import type { DecodeError } from "../protocol/Codec.ts"
 import { ConnackCode, type Packet } from "../protocol/Packet.ts"
+import { publishSize } from "../protocol/PacketSize.ts"
 import type { Message } from "../session/Message.ts"
+import { nextDeadline } from "../session/SessionState.ts"
 import type { SessionStoreError } from "../session/SessionStateProvider.ts"
 import type { Outgoing } from "../session/Transitions.ts"
 import type { LiveConnection } from "./ConnectionRegistry.ts"
-import { type ConnectionContext, ProtocolViolation } from "./ConnectionContext.ts"
-
-/** Read through a function so TypeScript does not narrow the phase across a handler that changes it. */
-const isClosing = (context: ConnectionContext): boolean => context.phase === "closing"
+import { type ConnectionContext, ProtocolViolation, ReasonCode } from "./ConnectionContext.ts"
 import type { Core } from "./Core.ts"
 import * as Delivery from "./Delivery.ts"
 import { handlePubcomp, handlePuback, handlePubrec } from "./handlers/acknowledge.ts"
 import { handleConnect } from "./handlers/connect.ts"
+import { handleDisconnect } from "./handlers/disconnect.ts"
 import { handlePublish, handlePubrel } from "./handlers/publish.ts"
 import { handleSubscribe } from "./handlers/subscribe.ts"
 import { handleUnsubscribe } from "./handlers/unsubscribe.ts"
 import * as Outbox from "./Outbox.ts"
 import type { Watched } from "./Watchdog.ts"
 
+/** Read through a function so TypeScript does not narrow the phase across a handler that changes it. */
+const isClosing = (context: ConnectionContext): boolean => context.phase === "closing"
+
 /** How long teardown waits for queued bytes to reach the socket before closing it anyway. */
 const FLUSH_TIMEOUT_MS = 2000
 
-const describeDecodeError = (error: DecodeError): string =>
+/** Why decoding stopped, as a violation with its MQTT 5 reason code. */
+const decodeViolation = (error: DecodeError): ProtocolViolation =>
   error._tag === "TooLarge"
-    ? `packet of ${error.size} bytes exceeds the maximum packet size ${error.limit}`
+    ? new ProtocolViolation({
+      reason: `packet of ${error.size} bytes exceeds the maximum packet size ${error.limit}`,
+      code: ReasonCode.PacketTooLarge
+    })
     : error._tag === "MalformedLength"
-    ? "malformed remaining length"
+    ? new ProtocolViolation({ reason: "malformed remaining length", code: ReasonCode.MalformedPacket })
     : error._tag === "UnsupportedProtocolVersion"
-    ? "unsupported protocol level"
-    : `malformed packet: ${error.message}`
+    ? new ProtocolViolation({ reason: "unsupported protocol level", disconnect: false })
+    : new ProtocolViolation({ reason: `malformed packet: ${error.message}`, code: ReasonCode.MalformedPacket })
 
 /** Runs one packet's handler. */
 const dispatch = (
   context: ConnectionContext,
   packet: Packet,
-  makeLive: (clientId: string) => LiveConnection
+  makeLive: Parameters<typeof handleConnect>[2]
 ): Effect.Effect<void, ProtocolViolation | SessionStoreError> => {
   if (context.phase === "awaiting-connect") {
     return packet.cmd === "connect"
       ? handleConnect(context, packet, makeLive)
-      : Effect.fail(new ProtocolViolation({ reason: `first packet was ${packet.cmd.toUpperCase()}, not CONNECT` }))
+      : Effect.fail(new ProtocolViolation({ reason: `first packet was ${packet.cmd.toUpperCase()}, not CONNECT`, disconnect: false }))
   }
   switch (packet.cmd) {
     case "publish":
@@ -70,14 +78,28 @@ const dispatch = (
     case "pingreq":
       return Effect.sync(() => context.outbox.send(Codec.PINGRESP))
     case "disconnect":
-      return Effect.sync(() => {
-        context.graceful = true
-        context.phase = "closing"
-      })
+      return handleDisconnect(context, packet)
     case "connect":
       return Effect.fail(new ProtocolViolation({ reason: "second CONNECT on one connection" }))
     default:
       return Effect.fail(new ProtocolViolation({ reason: `unexpected ${packet.cmd.toUpperCase()} from a client` }))
+  }
+}
+
+/**
+ * The broker's topic aliases towards one MQTT 5 client (connection-local, as the spec says):
+ * the first PUBLISH on a topic carries the topic and a new alias, later ones only the alias.
+ */
+const makeAliases = (maximum: number) => {
+  const aliases = new Map<string, number>()
+  return (topic: string): Codec.PublishOptions | undefined => {
+    if (maximum === 0) return undefined
+    const known = aliases.get(topic)
+    if (known !== undefined) return { topicAlias: known, aliasOnly: true }
+    if (aliases.size >= maximum) return undefined
+    const alias = aliases.size + 1
+    aliases.set(topic, alias)
+    return { topicAlias: alias }
   }
 }
 
@@ -98,7 +120,8 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
       // closing from outside (takeover, keepalive, connect timeout) interrupts the read loop
       let closeRequested = false
       let reading: Fiber.Fiber<void, unknown> | undefined
-      const requestClose = () => {
+      const requestClose = (code: number) => {
+        context.closeCode ??= code
         closeRequested = true
         reading?.interruptUnsafe()
       }
@@ -114,23 +137,41 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
         protocolVersion: 4,
         keepaliveMs: 0,
         graceful: false,
-        live: undefined
+        live: undefined,
+        problemInformation: true,
+        inboundAliases: new Map(),
+        connectExpiry: 0,
+        disconnectExpiry: undefined,
+        closeCode: undefined
       }
-      const makeLive = (clientId: string): LiveConnection => ({
-        clientId,
-        send: (outgoing: ReadonlyArray<Outgoing>) => {
-          for (const out of outgoing) outbox.send(Codec.encodeOutgoing(out))
-        },
-        sendQos0: (message: Message) => {
-          outbox.sendDroppable(Codec.encodePublish(message, undefined, false))
-        },
-        takeOver: Effect.suspend(() => {
-          requestClose()
-          return Deferred.await(ended)
-        })
-      })
+      const makeLive = (clientId: string, topicAliasMaximum: number, maximumPacketSize: number | undefined): LiveConnection => {
+        const version = context.protocolVersion
+        const aliasFor = makeAliases(topicAliasMaximum)
+        const options = (message: Message): Codec.PublishOptions | undefined => {
+          if (version !== 5) return undefined
+          const alias = aliasFor(message.topic)
+          return message.expiresAt === undefined ? alias : { ...alias, now: Date.now() }
+        }
+        return {
+          clientId,
+          send: (outgoing: ReadonlyArray<Outgoing>) => {
+            for (const out of outgoing) {
+              outbox.send(Codec.encodeOutgoing(out, version, out._tag === "Publish" ? options(out.message) : undefined))
+            }
+          },
+          sendQos0: (message: Message) => {
+            if (maximumPacketSize !== undefined && publishSize(message) > maximumPacketSize) return
+            if (outbox.congested()) return
+            outbox.send(Codec.encodePublish(message, undefined, false, version, options(message)))
+          },
+          takeOver: Effect.suspend(() => {
+            requestClose(ReasonCode.SessionTakenOver)
+            return Deferred.await(ended)
+          })
+        }
+      }
 
-      // Connect timeout, then keepalive: 1.5 × the client's keepalive with no packet closes it.
+      // Connect timeout, then keepalive: 1.5 × the keepalive with no packet closes it.
       const watched: Watched = {
         deadline: () =>
           context.phase === "awaiting-connect"
@@ -139,9 +180,9 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
             ? lastActivity + context.keepaliveMs * 1.5
             : Infinity,
         expire: Effect.suspend(() => {
-          const reason = context.phase === "awaiting-connect" ? "no CONNECT within the connect timeout" : "keepalive expired"
-          requestClose()
-          return Effect.logWarning(`closing connection: ${reason}`).pipe(
+          const connecting = context.phase === "awaiting-connect"
+          requestClose(ReasonCode.KeepAliveTimeout)
+          return Effect.logWarning(`closing connection: ${connecting ? "no CONNECT within the connect timeout" : "keepalive expired"}`).pipe(
             Effect.annotateLogs({ remote, clientId: context.clientId })
           )
         })
@@ -164,30 +205,49 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
               if (error._tag === "UnsupportedProtocolVersion" && context.phase === "awaiting-connect") {
                 outbox.send(Codec.encode({ cmd: "connack", returnCode: ConnackCode.UnacceptableProtocolVersion, sessionPresent: false }, 4))
               }
-              return yield* new ProtocolViolation({ reason: describeDecodeError(error) })
+              return yield* decodeViolation(error)
             }
           }
         }
       })
 
+      /** MQTT 5: tell the client why the broker is closing the connection. */
+      const sendDisconnect = (code: number, reason: string | undefined) => {
+        if (context.protocolVersion !== 5 || context.phase === "awaiting-connect" || context.graceful) return
+        const reasonString = reason !== undefined && context.problemInformation ? { properties: { reasonString: reason } } : {}
+        outbox.send(Codec.encode({ cmd: "disconnect", reasonCode: code, ...reasonString }, 5))
+      }
+
       const teardown = Effect.gen(function*() {
         const live = context.live
+        // the broker is stopping when nothing inside asked for the close
+        if (!closeRequested && context.closeCode === undefined && !context.graceful && context.phase === "connected") {
+          context.closeCode = ReasonCode.ServerShuttingDown
+        }
+        if (context.closeCode !== undefined) sendDisconnect(context.closeCode, undefined)
         context.phase = "closing"
         core.watchdog.delete(watched)
         if (live !== undefined) {
+          const now = yield* Clock.currentTimeMillis
           const will = yield* core.locks.withLock(
             context.clientId,
             Effect.gen(function*() {
               if (!core.registry.delete(live)) return undefined
               const stored = yield* core.sessions.get(context.clientId)
-              const end = yield* core.sessions.disconnect(context.clientId, context.graceful, Date.now())
-              if (end.state === undefined && Option.isSome(stored)) {
-                core.router.subscriptions.removeClient(context.clientId, stored.value.subscriptions.keys())
+              const end = yield* core.sessions.disconnect(
+                context.clientId,
+                { graceful: context.graceful, expiryInterval: context.disconnectExpiry },
+                now
+              )
+              if (end.state === undefined) {
+                if (Option.isSome(stored)) core.router.subscriptions.removeClient(context.clientId, stored.value.subscriptions.keys())
+              } else {
+                core.expiry.schedule(context.clientId, nextDeadline(end.state))
               }
               return end.will
             })
           )
-          if (will !== undefined) yield* Delivery.publish(core, will)
+          if (will !== undefined) yield* Delivery.publish(core, will, context.clientId)
           yield* Effect.logInfo(context.graceful ? "client disconnected" : "connection lost").pipe(
             Effect.annotateLogs({ clientId: context.clientId })
           )
@@ -206,13 +266,20 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
       if (closeRequested) readLoopFiber.interruptUnsafe()
       yield* Fiber.join(readLoopFiber).pipe(
         Effect.catchCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.failCause(cause))),
-        Effect.catch((error) =>
-          Predicate.isTagged(error, "ProtocolViolation")
-            ? Effect.logWarning(`closing connection: ${error.reason}`)
-            : Predicate.isTagged(error, "SocketError")
-            ? Effect.logDebug("socket closed")
-            : Effect.logError("session store failed; closing connection", error)
-        ),
+        Effect.catch((error) => {
+          if (Predicate.isTagged(error, "ProtocolViolation")) {
+            if (error.disconnect !== false) sendDisconnect(error.code ?? ReasonCode.ProtocolError, error.reason)
+            context.phase = "closing"
+            return Effect.logWarning(`closing connection: ${error.reason}`).pipe(Effect.annotateLogs({ clientId: context.clientId }))
+          }
+          if (Predicate.isTagged(error, "SocketError")) {
+            context.phase = "closing"
+            return Effect.logDebug("socket closed")
+          }
+          sendDisconnect(ReasonCode.ImplementationSpecificError, undefined)
+          context.phase = "closing"
+          return Effect.logError("session store failed; closing connection", error)
+        }),
         Effect.ensuring(teardown),
         Effect.annotateLogs({ remote })
       )

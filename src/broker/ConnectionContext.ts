@@ -7,10 +7,42 @@ import type { Outbox } from "./Outbox.ts"
 import type { LiveConnection } from "./ConnectionRegistry.ts"
 import type { Core } from "./Core.ts"
 
-/** A client broke the protocol; the connection is closed and the reason logged. */
+/**
+ * A client broke the protocol (or the broker refuses what it asked): the connection is closed
+ * and the reason logged; MQTT 5 clients first get DISCONNECT with `code` (0x82 Protocol Error
+ * unless said otherwise). `disconnect: false` when the answer was already sent (a refusing CONNACK).
+ */
 export class ProtocolViolation extends Schema.TaggedError<ProtocolViolation>()("ProtocolViolation", {
-  reason: Schema.String
+  reason: Schema.String,
+  code: Schema.optional(Schema.Number),
+  disconnect: Schema.optional(Schema.Boolean)
 }) {}
+
+/** MQTT 5 reason codes the broker sends. */
+export const ReasonCode = {
+  Success: 0x00,
+  DisconnectWithWill: 0x04,
+  NoSubscriptionExisted: 0x11,
+  UnspecifiedError: 0x80,
+  MalformedPacket: 0x81,
+  ProtocolError: 0x82,
+  ImplementationSpecificError: 0x83,
+  UnsupportedProtocolVersion: 0x84,
+  ClientIdentifierNotValid: 0x85,
+  ServerShuttingDown: 0x8b,
+  BadAuthenticationMethod: 0x8c,
+  KeepAliveTimeout: 0x8d,
+  SessionTakenOver: 0x8e,
+  TopicFilterInvalid: 0x8f,
+  TopicNameInvalid: 0x90,
+  ReceiveMaximumExceeded: 0x93,
+  TopicAliasInvalid: 0x94,
+  PacketTooLarge: 0x95,
+  PayloadFormatInvalid: 0x99,
+  RetainNotSupported: 0x9a,
+  QosNotSupported: 0x9b,
+  SharedSubscriptionsNotSupported: 0x9e
+} as const
 
 /** Connection phases: before CONNECT, connected, or on its way out. */
 export type Phase = "awaiting-connect" | "connected" | "closing"
@@ -30,6 +62,16 @@ export interface ConnectionContext {
   graceful: boolean
   /** This connection's entry in the registry once CONNECT succeeded. */
   live: LiveConnection | undefined
+  /** MQTT 5: the client accepts reason strings and user properties on errors. */
+  problemInformation: boolean
+  /** MQTT 5: topic aliases the client set up towards the broker. */
+  readonly inboundAliases: Map<number, string>
+  /** MQTT 5: the session expiry asked for in CONNECT (a DISCONNECT may not raise it from 0). */
+  connectExpiry: number
+  /** MQTT 5: a new session expiry from DISCONNECT. */
+  disconnectExpiry: number | undefined
+  /** MQTT 5: the DISCONNECT reason code to send when the broker ends the connection. */
+  closeCode: number | undefined
 }
 
 /**

@@ -7,6 +7,7 @@ import type { Router } from "../routing/Router.ts"
 import type { Sessions } from "../session/Sessions.ts"
 import type { ConnectionRegistry } from "./ConnectionRegistry.ts"
 import type { KeyedLock } from "./KeyedLock.ts"
+import type { SessionExpiry } from "./SessionExpiry.ts"
 import type { Watchdog } from "./Watchdog.ts"
 
 /** A running broker's internals. */
@@ -17,4 +18,5 @@ export interface Core {
   readonly registry: ConnectionRegistry
   readonly locks: KeyedLock
   readonly watchdog: Watchdog
+  readonly expiry: SessionExpiry
 }

@@ -1,19 +1,21 @@
 /**
  * Routing a published message to every matching session. One copy per client (the highest
- * granted QoS among overlapping subscriptions), at delivery QoS = min(publish, granted).
+ * granted QoS among overlapping subscriptions, with every matching MQTT 5 Subscription
+ * Identifier), at delivery QoS = min(publish, granted); one member per shared subscription.
  * QoS 0 to an online client is written straight to its outbox; everything else is a session
  * transition under the client's lock, so an online client gets it now and an offline one
  * gets it queued.
  */
 import { Effect } from "effect"
-import { type Message, minQos, type QoS, withRetain } from "../session/Message.ts"
+import type { Matched, SharedGroup } from "../routing/SubscriptionIndex.ts"
+import { type Message, minQos, type QoS } from "../session/Message.ts"
 import type { SessionStoreError } from "../session/SessionStateProvider.ts"
 import type { Core } from "./Core.ts"
 
-/** The message at each delivery QoS, built at most once per publish. */
+/** The message at each delivery QoS with RETAIN=0, built at most once per publish. */
 const variants = (message: Message): (qos: QoS) => Message => {
   const cache: Array<Message | undefined> = [undefined, undefined, undefined]
-  return (qos) => (cache[qos] ??= { topic: message.topic, payload: message.payload, qos, retain: false })
+  return (qos) => (cache[qos] ??= { ...message, qos, retain: false })
 }
 
 /** Delivers one message to one client (under its lock for anything that touches the session). */
@@ -28,21 +30,57 @@ export const deliverTo = (core: Core, clientId: string, message: Message): Effec
     })
   )
 
-/** Publishes a message from a client (or a will): retained bookkeeping, then fan-out. */
-export const publish = Effect.fnUntraced(function*(core: Core, message: Message) {
-  if (message.retain) core.router.retain(message)
-  const matches = core.router.match(message.topic)
-  if (matches.size === 0) return
-  const at = variants(withRetain(message, false))
-  const queueQos0 = core.sessions.limits.queueQos0
-  for (const [clientId, granted] of matches) {
-    const delivered = at(minQos(message.qos, granted))
-    if (delivered.qos === 0) {
-      const live = core.registry.get(clientId)
-      if (live !== undefined) live.sendQos0(delivered)
-      else if (queueQos0) yield* deliverTo(core, clientId, delivered)
-      continue
+const deliverOne = (core: Core, clientId: string, message: Message): Effect.Effect<void, SessionStoreError> => {
+  if (message.qos === 0) {
+    const live = core.registry.get(clientId)
+    if (live !== undefined) {
+      live.sendQos0(message)
+      return Effect.void
     }
-    yield* deliverTo(core, clientId, delivered)
+    if (!core.sessions.limits.queueQos0) return Effect.void
+  }
+  return deliverTo(core, clientId, message)
+}
+
+/** One member of a shared subscription: the next online one in turn, else the next one (its session queues it). */
+const pickMember = (core: Core, group: SharedGroup): [string, Matched] | undefined => {
+  const members = Array.from(group.members)
+  if (members.length === 0) return undefined
+  const start = group.cursor % members.length
+  let chosen = members[start]!
+  for (let i = 0; i < members.length; i++) {
+    const candidate = members[(start + i) % members.length]!
+    if (core.registry.get(candidate[0]) !== undefined) {
+      chosen = candidate
+      group.cursor = start + i + 1
+      break
+    }
+  }
+  if (chosen === members[start] && core.registry.get(chosen[0]) === undefined) group.cursor = start + 1
+  const [clientId, sub] = chosen
+  return [clientId, {
+    qos: sub.qos,
+    retainAsPublished: sub.retainAsPublished === true,
+    identifiers: sub.identifier === undefined ? undefined : [sub.identifier]
+  }]
+}
+
+/** Publishes a message from a client (`publisherId`, for No Local) or a will: retained bookkeeping, then fan-out. */
+export const publish = Effect.fnUntraced(function*(core: Core, message: Message, publisherId?: string) {
+  if (message.retain) core.router.retain(message)
+  const route = core.router.subscriptions.route(message.topic, publisherId)
+  if (route.clients.size === 0 && route.shared.length === 0) return
+  const at = variants(message)
+  const forClient = (matched: Matched): Message => {
+    const qos = minQos(message.qos, matched.qos)
+    const retain = matched.retainAsPublished && message.retain
+    return matched.identifiers === undefined && !retain
+      ? at(qos)
+      : { ...message, qos, retain, ...(matched.identifiers === undefined ? {} : { subscriptionIds: matched.identifiers }) }
+  }
+  for (const [clientId, matched] of route.clients) yield* deliverOne(core, clientId, forClient(matched))
+  for (const group of route.shared) {
+    const member = pickMember(core, group)
+    if (member !== undefined) yield* deliverOne(core, member[0], forClient(member[1]))
   }
 })

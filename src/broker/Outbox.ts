@@ -16,6 +16,8 @@ export interface Outbox {
   readonly send: (bytes: Uint8Array) => void
   /** Queues bytes that may be dropped under backpressure; false when dropped. */
   readonly sendDroppable: (bytes: Uint8Array) => boolean
+  /** Whether droppable bytes would be dropped now (checked before encoding them). */
+  readonly congested: () => boolean
   /** How many droppable packets were dropped. */
   readonly dropped: () => number
   /** Runs the writer until `close` and everything queued before it is written. */
@@ -77,6 +79,11 @@ export const make = (writer: Socket.Writer, maxBytes: number): Outbox => {
       return true
     },
     dropped: () => dropped,
+    congested: () => {
+      if (pendingBytes <= maxBytes) return false
+      dropped++
+      return true
+    },
     run,
     close: () => {
       open = false

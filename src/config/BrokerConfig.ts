@@ -39,6 +39,20 @@ export interface BrokerConfig {
   readonly maxOutboxBytes: number
   /** Longest client id accepted (bytes of UTF-16 code units; 3.1 "MQIsdp" clients are limited to 23 by the spec). */
   readonly maxClientIdLength: number
+  /** Session Expiry Interval (seconds) given to 3.1.1 clean=0 sessions; default: never expire. */
+  readonly persistentSessionExpiry: number
+  /** Largest keepalive (seconds) a client may use; 0: no limit. MQTT 5 clients are told via Server Keep Alive. */
+  readonly maxKeepalive: number
+  /** Inbound QoS 2 messages a client may have awaiting PUBREL (MQTT 5 Receive Maximum); more gets DISCONNECT 0x93. */
+  readonly receiveMaximum: number
+  /** Highest QoS the broker accepts and grants (MQTT 5 Maximum QoS). */
+  readonly maximumQos: 0 | 1 | 2
+  /** Whether retained messages are supported (MQTT 5 Retain Available). */
+  readonly retainAvailable: boolean
+  /** Topic aliases a client may use towards the broker (MQTT 5 Topic Alias Maximum; Mosquitto's default is 10). */
+  readonly topicAliasMaximum: number
+  /** Topic aliases the broker uses towards an MQTT 5 client, at most (and at most what the client allows). */
+  readonly outboundTopicAliases: number
 }
 
 /** The defaults. */
@@ -53,8 +67,26 @@ export const defaults: BrokerConfig = {
   queueQos0: false,
   maxInflightMessages: 20,
   maxOutboxBytes: 8 * 1024 * 1024,
-  maxClientIdLength: 65_535
+  maxClientIdLength: 65_535,
+  persistentSessionExpiry: 0xffffffff,
+  maxKeepalive: 0,
+  receiveMaximum: 65_535,
+  maximumQos: 2,
+  retainAvailable: true,
+  topicAliasMaximum: 10,
+  outboundTopicAliases: 10
 }
 
-/** Defaults overridden by what is given. */
-export const make = (overrides: Partial<BrokerConfig> = {}): BrokerConfig => ({ ...defaults, ...overrides })
+const clamp = (value: number, min: number, max: number): number => Math.min(max, Math.max(min, value))
+
+/** Defaults overridden by what is given; windows are clamped to what 16-bit packet ids allow. */
+export const make = (overrides: Partial<BrokerConfig> = {}): BrokerConfig => {
+  const config = { ...defaults, ...overrides }
+  return {
+    ...config,
+    maxInflightMessages: clamp(config.maxInflightMessages, 1, 65_535),
+    receiveMaximum: clamp(config.receiveMaximum, 1, 65_535),
+    topicAliasMaximum: clamp(config.topicAliasMaximum, 0, 65_535),
+    outboundTopicAliases: clamp(config.outboundTopicAliases, 0, 65_535)
+  }
+}

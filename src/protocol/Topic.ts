@@ -82,17 +82,39 @@ const isValidFilterFrom = (filter: string, start: number): boolean => {
   return true
 }
 
+const SHARE_PREFIX = "$share/"
+
+/** A shared subscription filter `$share/{group}/{filter}`, split. */
+export interface SharedFilter {
+  readonly group: string
+  readonly filter: string
+}
+
+/**
+ * Splits a shared subscription filter; undefined for an ordinary filter. The group must be
+ * non-empty and contain no `/`, `+` or `#` (the `/` is excluded by construction).
+ */
+export const parseSharedFilter = (filter: string): SharedFilter | undefined => {
+  if (!filter.startsWith(SHARE_PREFIX)) return undefined
+  const slash = filter.indexOf("/", SHARE_PREFIX.length)
+  if (slash < 0) return { group: filter.slice(SHARE_PREFIX.length), filter: "" }
+  return { group: filter.slice(SHARE_PREFIX.length, slash), filter: filter.slice(slash + 1) }
+}
+
 /**
  * Whether `filter` is a valid topic filter for SUBSCRIBE / UNSUBSCRIBE:
  * non-empty, at most 65535 UTF-8 bytes, well-formed UTF-8, no U+0000, `+`
  * only as a whole level, `#` only as a whole level and only as the last one.
- *
- * Shared subscriptions (`$share/{group}/{filter}`) are not special-cased:
- * they currently validate as an ordinary filter. Supporting them means
- * checking the prefix and then applying {@link isValidFilterFrom} to the rest.
+ * A shared subscription `$share/{group}/{filter}` needs a group without
+ * wildcards and a valid filter after it.
  */
-export const isValidTopicFilter = (filter: string): boolean =>
-  isEncodable(filter) && isValidFilterFrom(filter, 0)
+export const isValidTopicFilter = (filter: string): boolean => {
+  if (!isEncodable(filter)) return false
+  const shared = parseSharedFilter(filter)
+  if (shared === undefined) return isValidFilterFrom(filter, 0)
+  return shared.group.length > 0 && !/[+#]/.test(shared.group) && shared.filter.length > 0 &&
+    isValidFilterFrom(filter, SHARE_PREFIX.length + shared.group.length + 1)
+}
 
 /**
  * Whether topic name `topic` matches topic filter `filter` under MQTT rules:

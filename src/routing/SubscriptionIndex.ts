@@ -8,16 +8,38 @@
  * @module
  */
 
-type QoS = 0 | 1 | 2
+import { parseSharedFilter } from "../protocol/Topic.ts"
+import type { QoS } from "../session/Message.ts"
+import type { Subscription } from "../session/SessionState.ts"
+
+/** What one client receives for one published message: one copy, however many of its filters match. */
+export interface Matched {
+  /** The highest granted QoS among the matching subscriptions. */
+  qos: QoS
+  /** Whether a matching subscription asked for Retain As Published. */
+  retainAsPublished: boolean
+  /** The Subscription Identifiers of the matching subscriptions (MQTT 5), if any. */
+  identifiers: Array<number> | undefined
+}
 
 /**
- * One client's subscription to one filter. A record rather than a bare QoS so
- * MQTT 5 options (no local, retain as published, retain handling,
- * subscription identifier) and shared-subscription data can be added later
- * without restructuring the trie.
+ * A shared subscription `$share/{group}/{filter}`: each message goes to one member. The cursor
+ * lets the broker rotate through members.
  */
-interface Subscription {
-  readonly qos: QoS
+export class SharedGroup {
+  readonly name: string
+  readonly members = new Map<string, Subscription>()
+  cursor = 0
+  constructor(name: string) {
+    this.name = name
+  }
+}
+
+/** Who a published message goes to. */
+export interface Route {
+  readonly clients: Map<string, Matched>
+  /** Each matching shared subscription, to deliver to one of its members. */
+  readonly shared: Array<SharedGroup>
 }
 
 /**
@@ -34,6 +56,8 @@ class Node {
   hash: Node | undefined = undefined
   /** Subscriptions whose filter ends at this node, keyed by client id. */
   subscribers: Map<string, Subscription> | undefined = undefined
+  /** Shared subscriptions whose filter ends at this node, by group name. */
+  shared: Map<string, SharedGroup> | undefined = undefined
 
   /** Whether the node holds nothing and can be pruned from its parent. */
   isEmpty(): boolean {
@@ -41,7 +65,8 @@ class Node {
       this.plus === undefined &&
       this.hash === undefined &&
       (this.children === undefined || this.children.size === 0) &&
-      (this.subscribers === undefined || this.subscribers.size === 0)
+      (this.subscribers === undefined || this.subscribers.size === 0) &&
+      (this.shared === undefined || this.shared.size === 0)
     )
   }
 
@@ -85,6 +110,29 @@ const mergeMax = (subs: Map<string, Subscription> | undefined, out: Map<string, 
   }
 }
 
+/** Merges a node's subscriptions into a route: one entry per client, No Local honoured. */
+const mergeRoute = (node: Node, publisherId: string | undefined, route: Route): void => {
+  const subs = node.subscribers
+  if (subs !== undefined) {
+    for (const [clientId, sub] of subs) {
+      if (sub.noLocal === true && clientId === publisherId) continue
+      const current = route.clients.get(clientId)
+      if (current === undefined) {
+        route.clients.set(clientId, {
+          qos: sub.qos,
+          retainAsPublished: sub.retainAsPublished === true,
+          identifiers: sub.identifier === undefined ? undefined : [sub.identifier]
+        })
+      } else {
+        if (sub.qos > current.qos) current.qos = sub.qos
+        if (sub.retainAsPublished === true) current.retainAsPublished = true
+        if (sub.identifier !== undefined) (current.identifiers ??= []).push(sub.identifier)
+      }
+    }
+  }
+  if (node.shared !== undefined) for (const group of node.shared.values()) route.shared.push(group)
+}
+
 /**
  * Index of (client, filter) subscriptions, answering "who receives a message
  * published to this topic, and at what QoS".
@@ -107,15 +155,29 @@ export class SubscriptionIndex {
   }
 
   /**
-   * Subscribes `clientId` to `filter` at `qos`. If the client already has
-   * this exact filter, its subscription is replaced.
+   * Subscribes `clientId` to `filter` (a bare QoS, or the subscription with its options). If the
+   * client already has this exact filter, its subscription is replaced. A `$share/{group}/{filter}`
+   * filter joins the group's shared subscription on `{filter}`.
    */
-  add(clientId: string, filter: string, qos: QoS): void {
+  add(clientId: string, filter: string, subscription: QoS | Subscription): void {
+    const sub: Subscription = typeof subscription === "number" ? { qos: subscription } : subscription
+    const shared = parseSharedFilter(filter)
     let node = this.#root
-    for (const level of filter.split("/")) node = node.childOrCreate(level)
-    const subs = (node.subscribers ??= new Map())
+    for (const level of (shared?.filter ?? filter).split("/")) node = node.childOrCreate(level)
+    let subs: Map<string, Subscription>
+    if (shared === undefined) {
+      subs = node.subscribers ??= new Map()
+    } else {
+      const groups = (node.shared ??= new Map())
+      let group = groups.get(shared.group)
+      if (group === undefined) {
+        group = new SharedGroup(shared.group)
+        groups.set(shared.group, group)
+      }
+      subs = group.members
+    }
     if (!subs.has(clientId)) this.#size++
-    subs.set(clientId, { qos })
+    subs.set(clientId, sub)
   }
 
   /**
@@ -124,7 +186,8 @@ export class SubscriptionIndex {
    * clients come and go.
    */
   remove(clientId: string, filter: string): boolean {
-    const levels = filter.split("/")
+    const shared = parseSharedFilter(filter)
+    const levels = (shared?.filter ?? filter).split("/")
     // path[i] is the parent of the node for levels[i].
     const path: Array<Node> = []
     let node: Node | undefined = this.#root
@@ -133,10 +196,17 @@ export class SubscriptionIndex {
       node = node.child(level)
       if (node === undefined) return false
     }
-    const subs = node.subscribers
-    if (subs === undefined || !subs.delete(clientId)) return false
+    if (shared === undefined) {
+      const subs = node.subscribers
+      if (subs === undefined || !subs.delete(clientId)) return false
+      if (subs.size === 0) node.subscribers = undefined
+    } else {
+      const group = node.shared?.get(shared.group)
+      if (group === undefined || !group.members.delete(clientId)) return false
+      if (group.members.size === 0) node.shared!.delete(shared.group)
+      if (node.shared!.size === 0) node.shared = undefined
+    }
     this.#size--
-    if (subs.size === 0) node.subscribers = undefined
     // Prune bottom-up, stopping at the first node still in use.
     for (let i = levels.length - 1; i >= 0 && node.isEmpty(); i--) {
       const parent: Node = path[i]!
@@ -159,6 +229,23 @@ export class SubscriptionIndex {
    */
   match(topic: string): Map<string, QoS> {
     const out = new Map<string, QoS>()
+    this.#visit(topic, (node) => mergeMax(node.subscribers, out))
+    return out
+  }
+
+  /**
+   * Who receives a message published to `topic` by `publisherId`: one entry per client (highest
+   * QoS, every matching Subscription Identifier, No Local honoured), and each matching shared
+   * subscription (the broker picks one member).
+   */
+  route(topic: string, publisherId?: string): Route {
+    const route: Route = { clients: new Map(), shared: [] }
+    this.#visit(topic, (node) => mergeRoute(node, publisherId, route))
+    return route
+  }
+
+  /** Calls `onMatch` for every node whose filter matches `topic` (iterative DFS; see the stacks). */
+  #visit(topic: string, onMatch: (node: Node) => void): void {
     const levels = topic.split("/")
     const depth = levels.length
     const dollar = topic.charCodeAt(0) === 0x24 // "$"
@@ -177,9 +264,9 @@ export class SubscriptionIndex {
       // Wildcards at the root never match $-topics.
       const wild = i !== 0 || !dollar
       // "#" matches the remaining levels, including none (the parent level).
-      if (wild && node.hash !== undefined) mergeMax(node.hash.subscribers, out)
+      if (wild && node.hash !== undefined) onMatch(node.hash)
       if (i === depth) {
-        mergeMax(node.subscribers, out)
+        onMatch(node)
         continue
       }
       const literal = node.children?.get(levels[i]!)
@@ -194,7 +281,6 @@ export class SubscriptionIndex {
         sp++
       }
     }
-    return out
   }
 
   /**

@@ -4,13 +4,35 @@
  */
 export type QoS = 0 | 1 | 2
 
+/** MQTT 5 user properties: name → value, or values for a repeated name (in order). */
+export type UserProperties = Readonly<Record<string, string | ReadonlyArray<string>>>
+
+/** The MQTT 5 PUBLISH properties the broker forwards unchanged. */
+export interface PublishProperties {
+  readonly payloadFormatIndicator?: boolean
+  readonly contentType?: string
+  readonly responseTopic?: string
+  readonly correlationData?: Uint8Array
+  readonly userProperties?: UserProperties
+}
+
 /** An application message (what a PUBLISH carries, minus the packet id and DUP flag). */
 export interface Message {
   readonly topic: string
   readonly payload: Uint8Array
   readonly qos: QoS
   readonly retain: boolean
+  /** MQTT 5 properties forwarded to subscribers (3.1.1 subscribers never see them). */
+  readonly properties?: PublishProperties | undefined
+  /** When the message expires (epoch ms, from MQTT 5 Message Expiry Interval); undefined: never. */
+  readonly expiresAt?: number | undefined
+  /** MQTT 5 subscription identifiers of the subscriptions this delivery matched. */
+  readonly subscriptionIds?: ReadonlyArray<number> | undefined
 }
+
+/** Whether the message has expired at `now` (epoch ms). */
+export const isExpired = (message: Message, now: number): boolean =>
+  message.expiresAt !== undefined && message.expiresAt <= now
 
 /** The same message at a different QoS (delivery QoS = min(publish QoS, granted QoS)). */
 export const withQos = (message: Message, qos: QoS): Message =>

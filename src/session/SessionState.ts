@@ -6,9 +6,17 @@
 import type { Message, QoS } from "./Message.ts"
 import { MessageQueue } from "./MessageQueue.ts"
 
-/** A granted subscription. MQTT 5 options (no local, retain as published, identifiers) go here. */
+/** A granted subscription and its MQTT 5 options (3.1.1 subscriptions use the defaults). */
 export interface Subscription {
   readonly qos: QoS
+  /** Do not deliver messages this client published itself. */
+  readonly noLocal?: boolean | undefined
+  /** Keep the RETAIN flag on messages forwarded live. */
+  readonly retainAsPublished?: boolean | undefined
+  /** 0: send retained messages on subscribe, 1: only for a new subscription, 2: never. */
+  readonly retainHandling?: 0 | 1 | 2 | undefined
+  /** Subscription Identifier carried on matching deliveries. */
+  readonly identifier?: number | undefined
 }
 
 /**
@@ -35,7 +43,7 @@ export const MAX_PACKET_ID = 0xffff
 /** The state of one client's session. */
 export interface SessionState {
   readonly clientId: string
-  /** 3.1.1 clean session / MQTT 5 clean start: the session ends with the connection. */
+  /** 3.1.1 clean session / MQTT 5 clean start as last connected with (the session's end is `expiryInterval`'s call). */
   readonly clean: boolean
   /** Seconds the session outlives its connection (0: ends with it; EXPIRY_NEVER: never expires). */
   readonly expiryInterval: number
@@ -53,8 +61,14 @@ export interface SessionState {
   readonly nextPacketId: number
   /** The will message, published if the connection ends without DISCONNECT. */
   readonly will: Message | undefined
+  /** MQTT 5 Will Delay Interval in seconds (0: published as the connection ends). */
+  readonly willDelayInterval: number
+  /** While offline: when the delayed will is due (epoch ms). */
+  readonly willAt: number | undefined
   /** The outbound in-flight window (MQTT 5 Receive Maximum; a broker default for 3.1.1). */
   readonly receiveMaximum: number
+  /** The largest packet the client accepts (MQTT 5 Maximum Packet Size); larger messages are not sent to it. */
+  readonly maximumPacketSize: number | undefined
   /** When the last connection ended (epoch ms), undefined while connected; drives expiry. */
   readonly disconnectedAt: number | undefined
 }
@@ -66,6 +80,8 @@ export interface ConnectRequest {
   readonly expiryInterval: number
   readonly receiveMaximum: number
   readonly will: Message | undefined
+  readonly willDelayInterval?: number | undefined
+  readonly maximumPacketSize?: number | undefined
 }
 
 /** A new, empty session for a CONNECT. */
@@ -80,6 +96,22 @@ export const make = (request: ConnectRequest): SessionState => ({
   awaitingPubrel: [],
   nextPacketId: 1,
   will: request.will,
+  willDelayInterval: request.willDelayInterval ?? 0,
+  willAt: undefined,
   receiveMaximum: request.receiveMaximum,
+  maximumPacketSize: request.maximumPacketSize,
   disconnectedAt: undefined
 })
+
+/** When an offline session ends (epoch ms); undefined while connected or if it never expires. */
+export const expiresAt = (state: SessionState): number | undefined =>
+  state.disconnectedAt === undefined || state.expiryInterval === EXPIRY_NEVER
+    ? undefined
+    : state.disconnectedAt + state.expiryInterval * 1000
+
+/** The next time something is due for an offline session (its delayed will or its end), if ever. */
+export const nextDeadline = (state: SessionState): number | undefined => {
+  const end = expiresAt(state)
+  if (state.willAt === undefined) return end
+  return end === undefined ? state.willAt : Math.min(end, state.willAt)
+}

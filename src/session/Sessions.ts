@@ -3,7 +3,7 @@
  * `SessionStateProvider.modify`: written through by construction, never a read-then-write.
  * The property suite drives this same service over any provider.
  */
-import { Context, Effect, Layer, Option } from "effect"
+import { Clock, Context, Effect, Layer, Option } from "effect"
 import type { Message } from "./Message.ts"
 import type { ConnectRequest, SessionState, Subscription } from "./SessionState.ts"
 import { SessionStateProvider, type SessionStoreError } from "./SessionStateProvider.ts"
@@ -22,8 +22,11 @@ export class Sessions extends Context.Service<Sessions, {
     clientId: string,
     granted: ReadonlyArray<readonly [string, Subscription]>
   ) => Effect.Effect<void, SessionStoreError>
-  /** UNSUBSCRIBE: forgets filters. */
-  readonly unsubscribe: (clientId: string, filters: ReadonlyArray<string>) => Effect.Effect<void, SessionStoreError>
+  /** UNSUBSCRIBE: forgets filters; says for each whether the session had it. */
+  readonly unsubscribe: (
+    clientId: string,
+    filters: ReadonlyArray<string>
+  ) => Effect.Effect<ReadonlyArray<boolean>, SessionStoreError>
   /** A routed message: what to send now (nothing when queued, dropped or there is no session). */
   readonly deliver: (
     clientId: string,
@@ -36,12 +39,14 @@ export class Sessions extends Context.Service<Sessions, {
   /** An inbound QoS 2 PUBLISH: true when it is new and must be forwarded. */
   readonly receiveQos2: (clientId: string, packetId: number) => Effect.Effect<boolean, SessionStoreError>
   readonly pubrel: (clientId: string, packetId: number) => Effect.Effect<void, SessionStoreError>
-  /** The connection ended: keeps or removes the session and returns the will to publish. */
+  /** The connection ended: keeps or removes the session and returns the will to publish now. */
   readonly disconnect: (
     clientId: string,
-    graceful: boolean,
+    options: boolean | Transitions.DisconnectOptions,
     now: number
   ) => Effect.Effect<Transitions.Ended, SessionStoreError>
+  /** Time passed for an offline session: delayed will due, or the session expired. */
+  readonly expire: (clientId: string, now: number) => Effect.Effect<Transitions.Ended, SessionStoreError>
   /** The stored session (diagnostics and tests). */
   readonly get: (clientId: string) => Effect.Effect<Option.Option<SessionState>, SessionStoreError>
 }>()("effect-mqtt-broker/session/Sessions") {}
@@ -58,39 +63,51 @@ export const make = Effect.fnUntraced(function*(limits: Transitions.Limits) {
       return [result, next === current.value ? current : Option.some(next)] as const
     })
 
-  const outgoingOf = (f: (state: SessionState) => Transitions.Step) => (clientId: string) =>
-    step(clientId, noOutgoing, (state) => {
-      const { outgoing, state: next } = f(state)
-      return [outgoing, next]
+  /** Applies a transition that needs the time (message expiry) and returns what to send. */
+  const outgoingOf = (clientId: string, f: (state: SessionState, now: number) => Transitions.Step) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      step(clientId, noOutgoing, (state) => {
+        const { outgoing, state: next } = f(state, now)
+        return [outgoing, next]
+      }))
+
+  /** Applies an end-of-connection or end-of-time transition that may remove the session. */
+  const end = (clientId: string, f: (state: SessionState) => Transitions.Ended) =>
+    provider.modify(clientId, (current) => {
+      if (Option.isNone(current)) return [{ state: undefined, will: undefined }, current] as const
+      const ended = f(current.value)
+      return [ended, ended.state === current.value ? current : Option.fromUndefinedOr(ended.state)] as const
     })
 
   return Sessions.of({
     limits,
     connect: (request) =>
-      provider.modify(request.clientId, (stored) => {
-        const connected = Transitions.connect(Option.getOrUndefined(stored), request)
-        return [connected, Option.some(connected.state)] as const
-      }),
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        provider.modify(request.clientId, (stored) => {
+          const connected = Transitions.connect(Option.getOrUndefined(stored), request, now)
+          return [connected, Option.some(connected.state)] as const
+        })),
     subscribe: (clientId, granted) =>
       step(clientId, undefined, (state) => [undefined, Transitions.subscribe(state, granted)]),
     unsubscribe: (clientId, filters) =>
-      step(clientId, undefined, (state) => [undefined, Transitions.unsubscribe(state, filters)]),
-    deliver: (clientId, message, online) => outgoingOf((state) => Transitions.deliver(state, message, online, limits))(clientId),
-    puback: (clientId, packetId) => outgoingOf((state) => Transitions.puback(state, packetId))(clientId),
-    pubrec: (clientId, packetId) => outgoingOf((state) => Transitions.pubrec(state, packetId))(clientId),
-    pubcomp: (clientId, packetId) => outgoingOf((state) => Transitions.pubcomp(state, packetId))(clientId),
+      step(
+        clientId,
+        filters.map(() => false),
+        (state) => [filters.map((filter) => state.subscriptions.has(filter)), Transitions.unsubscribe(state, filters)]
+      ),
+    deliver: (clientId, message, online) =>
+      outgoingOf(clientId, (state, now) => Transitions.deliver(state, message, online, limits, now)),
+    puback: (clientId, packetId) => outgoingOf(clientId, (state, now) => Transitions.puback(state, packetId, now)),
+    pubrec: (clientId, packetId) => outgoingOf(clientId, (state) => Transitions.pubrec(state, packetId)),
+    pubcomp: (clientId, packetId) => outgoingOf(clientId, (state, now) => Transitions.pubcomp(state, packetId, now)),
     receiveQos2: (clientId, packetId) =>
       step(clientId, false, (state) => {
         const received = Transitions.receiveQos2(state, packetId)
         return [received.forward, received.state]
       }),
     pubrel: (clientId, packetId) => step(clientId, undefined, (state) => [undefined, Transitions.pubrel(state, packetId)]),
-    disconnect: (clientId, graceful, now) =>
-      provider.modify(clientId, (current) => {
-        if (Option.isNone(current)) return [{ state: undefined, will: undefined }, current] as const
-        const ended = Transitions.disconnect(current.value, graceful, now)
-        return [ended, Option.fromUndefinedOr(ended.state)] as const
-      }),
+    disconnect: (clientId, options, now) => end(clientId, (state) => Transitions.disconnect(state, options, now)),
+    expire: (clientId, now) => end(clientId, (state) => Transitions.expire(state, now)),
     get: provider.get
   })
 })

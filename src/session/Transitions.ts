@@ -4,11 +4,14 @@
  * atomic `SessionStateProvider.modify` and then send what they return. This is what
  * makes the property tests cheap and lets the same rules run over any provider.
  */
-import type { Message } from "./Message.ts"
+import { publishSize } from "../protocol/PacketSize.ts"
+import { isExpired, type Message } from "./Message.ts"
+import { MessageQueue } from "./MessageQueue.ts"
 import {
   type ConnectRequest,
   type InflightMessage,
   type InflightStage,
+  expiresAt,
   make,
   MAX_PACKET_ID,
   type SessionState,
@@ -46,6 +49,10 @@ const publish = (message: Message, packetId: number | undefined, dup: boolean): 
 /** The handshake stage a freshly sent message starts in. */
 const firstStage = (message: Message): InflightStage => (message.qos === 2 ? "pubrec" : "puback")
 
+/** Whether the client accepts a packet this large (MQTT 5 Maximum Packet Size); larger ones are not sent. */
+const fits = (state: SessionState, message: Message): boolean =>
+  state.maximumPacketSize === undefined || publishSize(message) <= state.maximumPacketSize
+
 /** The next free packet id at or after `state.nextPacketId`, cycling 1..65535 (ids in flight are skipped). */
 export const allocatePacketId = (state: SessionState): number => {
   const used = new Set<number>()
@@ -75,15 +82,20 @@ const sendInflight = (state: SessionState, message: Message): [SessionState, Out
   ]
 }
 
-/** Moves queued messages into flight while the window has room (the client is online). */
-export const fillWindow = (state: SessionState): Step => {
+/**
+ * Moves queued messages into flight while the window has room (the client is online). Messages
+ * that expired while queued, or that are larger than the client accepts, are dropped on the way.
+ */
+export const fillWindow = (state: SessionState, now = 0): Step => {
   if (state.queue.length === 0) return { state, outgoing: none }
   let current = state
   const outgoing: Array<Outgoing> = []
   let taken = 0
   while (taken < state.queue.length) {
     const message = state.queue.at(taken)!
-    if (message.qos === 0) {
+    if (isExpired(message, now) || !fits(state, message)) {
+      // never sent: MQTT 5 says an expired or oversized message is discarded for this client
+    } else if (message.qos === 0) {
       outgoing.push(publish(message, undefined, false))
     } else {
       if (current.inflight.length >= current.receiveMaximum) break
@@ -108,16 +120,32 @@ export interface Connected extends Step {
  * resumed: in-flight messages are resent in their original order (PUBLISH with DUP=1, or PUBREL
  * for those past PUBREC), then the queue drains into the window.
  */
-export const connect = (stored: SessionState | undefined, request: ConnectRequest): Connected => {
+export const connect = (stored: SessionState | undefined, request: ConnectRequest, now = 0): Connected => {
   if (request.clean || stored === undefined) {
     return { state: make(request), outgoing: none, sessionPresent: false, discarded: stored }
+  }
+  // A window smaller than what is in flight (MQTT 5 Receive Maximum can shrink between connections):
+  // the newest unacknowledged PUBLISHes go back to the head of the queue, to be sent as the window opens.
+  // Messages the client no longer accepts (Maximum Packet Size) count as delivered.
+  const kept: Array<InflightMessage> = []
+  const requeued: Array<Message> = []
+  for (const entry of stored.inflight) {
+    if (entry.stage !== "pubcomp" && request.maximumPacketSize !== undefined && publishSize(entry.message) > request.maximumPacketSize) continue
+    if (entry.stage !== "pubcomp" && kept.length >= request.receiveMaximum) requeued.push(entry.message)
+    else kept.push(entry)
   }
   const resumed: SessionState = {
     ...stored,
     clean: request.clean,
     expiryInterval: request.expiryInterval,
     receiveMaximum: request.receiveMaximum,
+    maximumPacketSize: request.maximumPacketSize,
+    // reconnecting in time cancels a delayed will; the new connection brings its own
     will: request.will,
+    willDelayInterval: request.willDelayInterval ?? 0,
+    willAt: undefined,
+    inflight: kept.length === stored.inflight.length ? stored.inflight : kept,
+    queue: requeued.length === 0 ? stored.queue : MessageQueue.from([...requeued, ...stored.queue]),
     disconnectedAt: undefined
   }
   const resend: Array<Outgoing> = resumed.inflight.map((entry) =>
@@ -125,7 +153,7 @@ export const connect = (stored: SessionState | undefined, request: ConnectReques
       ? { _tag: "Pubrel", packetId: entry.packetId }
       : publish(entry.message, entry.packetId, true)
   )
-  const filled = fillWindow(resumed)
+  const filled = fillWindow(resumed, now)
   return {
     state: filled.state,
     outgoing: resend.concat(filled.outgoing),
@@ -158,7 +186,8 @@ export const unsubscribe = (state: SessionState, filters: ReadonlyArray<string>)
  * window has room and nothing older is queued (order is kept); otherwise it is queued. QoS 0 is
  * sent at once when online and, offline, queued only if `limits.queueQos0`.
  */
-export const deliver = (state: SessionState, message: Message, online: boolean, limits: Limits): Step => {
+export const deliver = (state: SessionState, message: Message, online: boolean, limits: Limits, now = 0): Step => {
+  if (isExpired(message, now) || !fits(state, message)) return { state, outgoing: none }
   if (message.qos === 0) {
     if (online) return { state, outgoing: [publish(message, undefined, false)] }
     return limits.queueQos0 ? { state: enqueue(state, message, limits), outgoing: none } : { state, outgoing: none }
@@ -174,16 +203,16 @@ const indexOf = (state: SessionState, packetId: number, stage: InflightStage): n
   state.inflight.findIndex((entry) => entry.packetId === packetId && entry.stage === stage)
 
 /** Releases an in-flight entry (acks only arrive while online, so the window refills). */
-const release = (state: SessionState, index: number): Step => {
+const release = (state: SessionState, index: number, now: number): Step => {
   const inflight = state.inflight.slice()
   inflight.splice(index, 1)
-  return fillWindow({ ...state, inflight })
+  return fillWindow({ ...state, inflight }, now)
 }
 
 /** PUBACK for a QoS 1 message: releases its packet id and refills the window. Unknown ids are ignored. */
-export const puback = (state: SessionState, packetId: number): Step => {
+export const puback = (state: SessionState, packetId: number, now = 0): Step => {
   const index = indexOf(state, packetId, "puback")
-  return index < 0 ? { state, outgoing: none } : release(state, index)
+  return index < 0 ? { state, outgoing: none } : release(state, index, now)
 }
 
 /** PUBREC for a QoS 2 message: it moves to `pubcomp` and PUBREL is sent (again, for a duplicate PUBREC). */
@@ -200,9 +229,9 @@ export const pubrec = (state: SessionState, packetId: number): Step => {
 }
 
 /** PUBCOMP: the QoS 2 handshake is complete; the packet id is released. Unknown ids are ignored. */
-export const pubcomp = (state: SessionState, packetId: number): Step => {
+export const pubcomp = (state: SessionState, packetId: number, now = 0): Step => {
   const index = indexOf(state, packetId, "pubcomp")
-  return index < 0 ? { state, outgoing: none } : release(state, index)
+  return index < 0 ? { state, outgoing: none } : release(state, index, now)
 }
 
 /** An inbound QoS 2 PUBLISH: `forward` is false for a re-sent PUBLISH whose PUBREL has not come yet. */
@@ -217,20 +246,54 @@ export const pubrel = (state: SessionState, packetId: number): SessionState =>
     ? { ...state, awaitingPubrel: state.awaitingPubrel.filter((id) => id !== packetId) }
     : state
 
-/** The result of a connection ending. */
+/** The result of a connection ending, or of time passing for an offline session. */
 export interface Ended {
-  /** The session to keep, or undefined when it ends with the connection. */
+  /** The session to keep, or undefined when it has ended. */
   readonly state: SessionState | undefined
-  /** The will to publish (only when the connection ended without DISCONNECT). */
+  /** The will to publish now. */
   readonly will: Message | undefined
 }
 
+/** How a connection ended. */
+export interface DisconnectOptions {
+  /** The will is discarded (DISCONNECT, except MQTT 5 reason 0x04); otherwise it is published. */
+  readonly graceful: boolean
+  /** MQTT 5 DISCONNECT may change the Session Expiry Interval. */
+  readonly expiryInterval?: number | undefined
+}
+
 /**
- * The connection ended: by DISCONNECT (`graceful`, the will is discarded) or otherwise (the will is
- * published). A clean session ends with it; a persistent one is kept, marked disconnected at `now`.
+ * The connection ended. A session whose expiry interval is 0 ends with it (3.1.1 clean=1 maps to
+ * 0); any other is kept, marked disconnected at `now`. Unless the end was graceful the will is due:
+ * at once, or (MQTT 5 Will Delay Interval) when the delay passes or the session ends, whichever is
+ * first; reconnecting before then cancels it.
  */
-export const disconnect = (state: SessionState, graceful: boolean, now: number): Ended => {
+export const disconnect = (state: SessionState, options: boolean | DisconnectOptions, now: number): Ended => {
+  const { expiryInterval = state.expiryInterval, graceful } = typeof options === "boolean" ? { graceful: options } : options
   const will = graceful ? undefined : state.will
-  if (state.clean || state.expiryInterval === 0) return { state: undefined, will }
-  return { state: { ...state, will: undefined, disconnectedAt: now }, will }
+  if (expiryInterval === 0) return { state: undefined, will }
+  const delayed = will !== undefined && state.willDelayInterval > 0
+  return {
+    state: {
+      ...state,
+      expiryInterval,
+      will: delayed ? will : undefined,
+      willAt: delayed ? now + state.willDelayInterval * 1000 : undefined,
+      disconnectedAt: now
+    },
+    will: delayed ? undefined : will
+  }
+}
+
+/**
+ * Time passed for an offline session: a delayed will that is due is published, and a session past
+ * its expiry ends (publishing a will still pending, since the session's end is the latest a will waits).
+ */
+export const expire = (state: SessionState, now: number): Ended => {
+  const end = expiresAt(state)
+  if (end !== undefined && end <= now) return { state: undefined, will: state.willAt !== undefined ? state.will : undefined }
+  if (state.willAt !== undefined && state.willAt <= now) {
+    return { state: { ...state, will: undefined, willAt: undefined }, will: state.will }
+  }
+  return { state, will: undefined }
 }

@@ -45,6 +45,9 @@ export const sessionStateArb = (shape: StateShape = {}): fc.Arbitrary<SessionSta
     awaitingPubrel: fc.uniqueArray(packetIdArb, { maxLength: 3 }),
     nextPacketId: packetIdArb,
     will: fc.option(messageArb(), { nil: undefined }),
+    willDelayInterval: fc.constantFrom(0, 0, 5),
+    willAt: fc.constant(undefined),
     receiveMaximum: fc.integer({ min: shape.minReceiveMaximum ?? 1, max: shape.maxReceiveMaximum ?? 8 }),
+    maximumPacketSize: fc.constant(undefined),
     disconnectedAt: fc.option(fc.nat(), { nil: undefined })
   })

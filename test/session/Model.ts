@@ -98,8 +98,8 @@ export const showExpected = (e: Expected): string =>
 export const inflightOf = (s: MSession): Array<MEntry> => s.pending.filter((e) => e.sent)
 export const queueOf = (s: MSession): Array<MEntry> => s.pending.filter((e) => !e.sent)
 
-/** Whether a session survives the end of its connection (3.1.1 clean=0; MQTT 5 expiry > 0). */
-export const isPersistent = (s: MSession): boolean => !s.clean && s.expiryInterval !== 0
+/** Whether a session survives the end of its connection (3.1.1 clean=0 maps to expiry > 0; MQTT 5 expiry > 0, whatever clean start said). */
+export const isPersistent = (s: MSession): boolean => s.expiryInterval !== 0
 
 export class ReferenceModel {
   readonly sessions = new Map<string, MSession>()

@@ -221,7 +221,8 @@ describe("Transitions (properties)", () => {
     it("clean=0 resumes the stored session: in-flight messages first, in order, with DUP=1 (PUBREL past PUBREC), then the queue drains into the window", () => {
       fc.assert(
         fc.property(sessionStateArb(), requestArb, (stored, request0) => {
-          const request = { ...request0, clean: false }
+          // the window fits what is in flight here; a shrinking window has its own property below
+          const request = { ...request0, clean: false, receiveMaximum: Math.max(request0.receiveMaximum, stored.inflight.length) }
           const snapshot = normalizeState(stored)
           const result = T.connect(stored, request)
           expect(normalizeState(stored)).toEqual(snapshot)
@@ -233,6 +234,9 @@ describe("Transitions (properties)", () => {
             expiryInterval: request.expiryInterval,
             receiveMaximum: request.receiveMaximum,
             will: request.will,
+            willDelayInterval: 0,
+            willAt: undefined,
+            maximumPacketSize: undefined,
             disconnectedAt: undefined
           }
           const resend: Array<T.Outgoing> = stored.inflight.map((e) =>
@@ -379,18 +383,58 @@ describe("Transitions (properties)", () => {
   })
 
   describe("end of a connection", () => {
-    it("disconnect returns the will only without DISCONNECT; a clean or expiry-0 session ends, a persistent one is kept with disconnectedAt=now and no will", () => {
+    it("disconnect returns the will only without DISCONNECT; an expiry-0 session ends, a persistent one is kept with disconnectedAt=now and no will", () => {
       fc.assert(
-        fc.property(sessionStateArb(), fc.boolean(), fc.nat(), (state, graceful, now) => {
+        fc.property(sessionStateArb(), fc.boolean(), fc.nat(), (state0, graceful, now) => {
+          const state = { ...state0, willDelayInterval: 0 }
           const snapshot = normalizeState(state)
           const ended = T.disconnect(state, graceful, now)
           expect(normalizeState(state)).toEqual(snapshot)
           expect(ended.will).toBe(graceful ? undefined : state.will)
-          if (state.clean || state.expiryInterval === 0) {
+          if (state.expiryInterval === 0) {
             expect(ended.state).toBeUndefined()
           } else {
             expect(normalizeState(ended.state)).toEqual(normalizeState({ ...state, will: undefined, disconnectedAt: now }))
           }
+        }),
+        params()
+      )
+    })
+    it("a delayed will (MQTT 5) waits in a persistent session until willAt, unless the session ends with the connection", () => {
+      fc.assert(
+        fc.property(sessionStateArb(), messageArb(), fc.integer({ min: 1, max: 100 }), fc.nat(), (state0, will, delay, now) => {
+          const state = { ...state0, will, willDelayInterval: delay }
+          const ended = T.disconnect(state, false, now)
+          if (state.expiryInterval === 0) {
+            expect(ended).toEqual({ state: undefined, will })
+          } else {
+            expect(ended.will).toBeUndefined()
+            expect(ended.state?.will).toBe(will)
+            expect(ended.state?.willAt).toBe(now + delay * 1000)
+          }
+        }),
+        params()
+      )
+    })
+    it("a smaller window on resume sends no more than it allows and returns the newest unacknowledged PUBLISHes to the queue head, in order", () => {
+      fc.assert(
+        fc.property(sessionStateArb({ maxInflight: 8 }), fc.integer({ min: 1, max: 8 }), (stored, window) => {
+          const result = T.connect(stored, {
+            clientId: stored.clientId,
+            clean: false,
+            expiryInterval: stored.expiryInterval,
+            receiveMaximum: window,
+            will: undefined
+          })
+          const resent = result.outgoing.filter((o) => o._tag === "Publish" && o.dup)
+          expect(resent.length).toBeLessThanOrEqual(window)
+          // nothing is lost: every message in flight before is in flight or queued after
+          const after = [...result.state.inflight.map((e) => e.message), ...result.state.queue.toArray()]
+          for (const entry of stored.inflight) expect(after).toContain(entry.message)
+          // the PUBLISHes kept in flight plus the PUBRELs fit the window unless PUBRELs alone exceed it
+          expect(result.state.inflight.filter((e) => e.stage !== "pubcomp").length).toBeLessThanOrEqual(window)
+          const requeued = stored.inflight.filter((e) => e.stage !== "pubcomp" && !result.state.inflight.includes(e))
+          expect(result.state.queue.toArray().slice(0, requeued.length)).toEqual(requeued.map((e) => e.message))
         }),
         params()
       )

@@ -1,79 +1,129 @@
 /**
  * CONNECT: validate, take over any live connection with the same client id, then create
- * or resume the session and answer CONNACK (sessionPresent tells whether one was resumed).
+ * or resume the session and answer CONNACK (sessionPresent tells whether one was resumed;
+ * MQTT 5 clients also learn the broker's limits from its properties).
  */
 import { Effect } from "effect"
 import { randomUUID } from "node:crypto"
+import type { BrokerConfig } from "../../config/BrokerConfig.ts"
 import * as Codec from "../../protocol/Codec.ts"
 import { ConnackCode, type ConnectPacket } from "../../protocol/Packet.ts"
 import { isValidTopicName } from "../../protocol/Topic.ts"
 import type { Message, QoS } from "../../session/Message.ts"
 import { EXPIRY_NEVER } from "../../session/SessionState.ts"
 import type { LiveConnection } from "../ConnectionRegistry.ts"
-import { type ConnectionContext, ProtocolViolation } from "../ConnectionContext.ts"
+import { type ConnectionContext, ProtocolViolation, ReasonCode } from "../ConnectionContext.ts"
+import * as Delivery from "../Delivery.ts"
+import { toMessage } from "./publish.ts"
 
-/** Sends a refusing CONNACK; the caller closes the connection. */
-const refuse = (context: ConnectionContext, returnCode: number, reason: string) => {
-  context.outbox.send(Codec.encode({ cmd: "connack", returnCode, sessionPresent: false }, 4))
-  return new ProtocolViolation({ reason })
+/** The largest packet MQTT can carry; below it, MQTT 5 CONNACK announces the broker's limit. */
+const PROTOCOL_MAX_PACKET_SIZE = 268_435_455
+
+/** Sends a refusing CONNACK (3.1.1 return code or MQTT 5 reason code); the caller closes. */
+const refuse = (context: ConnectionContext, version: number, code3: number, code5: number, reason: string) => {
+  context.outbox.send(
+    version === 5
+      ? Codec.encode({ cmd: "connack", reasonCode: code5, sessionPresent: false }, 5)
+      : Codec.encode({ cmd: "connack", returnCode: code3, sessionPresent: false }, 4)
+  )
+  return new ProtocolViolation({ reason, disconnect: false })
 }
 
-/** The client id to use, or the reason it is refused (MQTT 3.1.1 §3.1.3.1, 3.1 §3.1). */
-const clientIdFor = (context: ConnectionContext, packet: ConnectPacket): string | ProtocolViolation => {
+/** The client id to use (and whether the broker assigned it), or the refusal (MQTT 3.1.1 §3.1.3.1, 3.1 §3.1, 5 §3.1.3.1). */
+const clientIdFor = (context: ConnectionContext, packet: ConnectPacket, version: number) => {
   const id = packet.clientId
-  const version = packet.protocolVersion ?? 4
+  const rejected = (reason: string) =>
+    refuse(context, version, ConnackCode.IdentifierRejected, ReasonCode.ClientIdentifierNotValid, reason)
   if (id.length === 0) {
-    if (version === 3) return refuse(context, ConnackCode.IdentifierRejected, "empty client id (MQTT 3.1)")
-    if (packet.clean === false) return refuse(context, ConnackCode.IdentifierRejected, "empty client id with clean=0")
-    return `auto-${randomUUID()}`
+    if (version === 3) return rejected("empty client id (MQTT 3.1)")
+    if (version === 4 && packet.clean === false) return rejected("empty client id with clean=0")
+    return { clientId: `auto-${randomUUID()}`, assigned: true }
   }
-  if (version === 3 && id.length > 23) return refuse(context, ConnackCode.IdentifierRejected, "client id over 23 characters (MQTT 3.1)")
-  if (id.length > context.core.config.maxClientIdLength || id.includes("\u0000")) {
-    return refuse(context, ConnackCode.IdentifierRejected, "client id refused")
-  }
-  return id
+  if (version === 3 && id.length > 23) return rejected("client id over 23 characters (MQTT 3.1)")
+  if (id.length > context.core.config.maxClientIdLength || id.includes("\u0000")) return rejected("client id refused")
+  return { clientId: id, assigned: false }
 }
 
-const willOf = (packet: ConnectPacket): Message | undefined | ProtocolViolation => {
+const willOf = (packet: ConnectPacket, config: BrokerConfig): Message | undefined | ProtocolViolation => {
   const will = packet.will
   if (will === undefined || will === null) return undefined
-  if (!isValidTopicName(will.topic)) return new ProtocolViolation({ reason: `invalid will topic ${JSON.stringify(will.topic)}` })
-  return {
+  if (!isValidTopicName(will.topic)) {
+    return new ProtocolViolation({ reason: `invalid will topic ${JSON.stringify(will.topic)}`, code: ReasonCode.TopicNameInvalid })
+  }
+  if ((will.qos ?? 0) > config.maximumQos) return new ProtocolViolation({ reason: "will QoS above the maximum", code: ReasonCode.QosNotSupported })
+  if (will.retain === true && !config.retainAvailable) return new ProtocolViolation({ reason: "retained will", code: ReasonCode.RetainNotSupported })
+  const { willDelayInterval: _delay, messageExpiryInterval: _expiry, ...properties } = will.properties ?? {}
+  return toMessage({
     topic: will.topic,
     payload: typeof will.payload === "string" ? Buffer.from(will.payload) : will.payload,
     qos: (will.qos ?? 0) as QoS,
-    retain: will.retain ?? false
-  }
+    retain: will.retain ?? false,
+    properties
+  })
 }
+
+/** MQTT 5 CONNACK properties: what the client may do here, when it differs from the protocol's defaults. */
+const connackProperties = (config: BrokerConfig, assignedClientId: string | undefined, serverKeepAlive: number | undefined) => ({
+  ...(assignedClientId !== undefined ? { assignedClientIdentifier: assignedClientId } : {}),
+  ...(serverKeepAlive !== undefined ? { serverKeepAlive } : {}),
+  ...(config.receiveMaximum < 65_535 ? { receiveMaximum: config.receiveMaximum } : {}),
+  ...(config.maximumQos < 2 ? { maximumQoS: config.maximumQos } : {}),
+  ...(config.retainAvailable ? {} : { retainAvailable: false }),
+  ...(config.maxPacketSize < PROTOCOL_MAX_PACKET_SIZE ? { maximumPacketSize: config.maxPacketSize } : {}),
+  ...(config.topicAliasMaximum > 0 ? { topicAliasMaximum: config.topicAliasMaximum } : {}),
+  wildcardSubscriptionAvailable: true,
+  subscriptionIdentifiersAvailable: true,
+  sharedSubscriptionAvailable: true
+})
 
 /** Handles the first packet of a connection. */
 export const handleConnect = Effect.fnUntraced(function*(
   context: ConnectionContext,
   packet: ConnectPacket,
-  makeLive: (clientId: string) => LiveConnection
+  makeLive: (clientId: string, topicAliasMaximum: number, maximumPacketSize: number | undefined) => LiveConnection
 ) {
-  const version = packet.protocolVersion ?? 4
-  if (version !== 3 && version !== 4) {
-    return yield* refuse(context, ConnackCode.UnacceptableProtocolVersion, `unsupported protocol level ${version}`)
-  }
-  const clientId = clientIdFor(context, packet)
-  if (clientId instanceof ProtocolViolation) return yield* clientId
-  const will = willOf(packet)
-  if (will instanceof ProtocolViolation) return yield* will
-
   const { core } = context
-  const clean = packet.clean !== false
-  context.clientId = clientId
+  const { config } = core
+  const version = packet.protocolVersion ?? 4
   context.protocolVersion = version
-  context.keepaliveMs = (packet.keepalive ?? 0) * 1000
-  const live = makeLive(clientId)
+  if (version !== 3 && version !== 4 && version !== 5) {
+    return yield* refuse(context, 4, ConnackCode.UnacceptableProtocolVersion, ReasonCode.UnsupportedProtocolVersion, `unsupported protocol level ${version}`)
+  }
+  const properties = packet.properties ?? {}
+  if (properties.authenticationMethod !== undefined) {
+    return yield* refuse(context, version, ConnackCode.NotAuthorized, ReasonCode.BadAuthenticationMethod, `unsupported authentication method ${properties.authenticationMethod}`)
+  }
+  const id = clientIdFor(context, packet, version)
+  if (id instanceof ProtocolViolation) return yield* id
+  const { assigned, clientId } = id
+  const will = willOf(packet, config)
+  if (will instanceof ProtocolViolation) {
+    return yield* refuse(context, version, ConnackCode.ServerUnavailable, will.code ?? ReasonCode.ProtocolError, will.reason)
+  }
+
+  const clean = packet.clean !== false
+  const expiryInterval = version === 5
+    ? properties.sessionExpiryInterval ?? 0
+    : clean ? 0 : config.persistentSessionExpiry
+  const requested = packet.keepalive ?? 0
+  // MQTT 5 clients are told the broker's limit; older ones keep theirs (they could not be told)
+  const serverKeepAlive = version === 5 && config.maxKeepalive > 0 && (requested === 0 || requested > config.maxKeepalive)
+    ? config.maxKeepalive
+    : undefined
+  context.clientId = clientId
+  context.keepaliveMs = (serverKeepAlive ?? requested) * 1000
+  context.problemInformation = properties.requestProblemInformation !== false
+  context.connectExpiry = expiryInterval
+  const maximumPacketSize = version === 5 ? properties.maximumPacketSize : undefined
+  const live = makeLive(clientId, version === 5 ? Math.min(properties.topicAliasMaximum ?? 0, config.outboundTopicAliases) : 0, maximumPacketSize)
   const request = {
     clientId,
     clean,
-    // 3.1.1 has no expiry: a clean session ends with its connection, a persistent one never expires
-    expiryInterval: clean ? 0 : EXPIRY_NEVER,
-    receiveMaximum: core.config.maxInflightMessages,
-    will
+    expiryInterval,
+    receiveMaximum: Math.min(version === 5 ? properties.receiveMaximum ?? 65_535 : 65_535, config.maxInflightMessages),
+    will,
+    willDelayInterval: version === 5 ? packet.will?.properties?.willDelayInterval ?? 0 : 0,
+    maximumPacketSize
   }
 
   // Take over: close any live connection with this id (outside the lock: its teardown needs it),
@@ -88,8 +138,9 @@ export const handleConnect = Effect.fnUntraced(function*(
     const connected = yield* core.locks.withLock(
       clientId,
       Effect.suspend(() => {
-        if (core.registry.get(clientId) !== undefined) return Effect.succeed(false)
+        if (core.registry.get(clientId) !== undefined) return Effect.succeed(undefined)
         return Effect.map(core.sessions.connect(request), (result) => {
+          core.expiry.cancel(clientId)
           if (result.discarded !== undefined) {
             core.router.subscriptions.removeClient(clientId, result.discarded.subscriptions.keys())
           }
@@ -97,16 +148,27 @@ export const handleConnect = Effect.fnUntraced(function*(
           context.live = live
           context.phase = "connected"
           context.outbox.send(
-            Codec.encode({ cmd: "connack", returnCode: ConnackCode.Accepted, sessionPresent: result.sessionPresent }, version)
+            version === 5
+              ? Codec.encode({
+                cmd: "connack",
+                reasonCode: ReasonCode.Success,
+                sessionPresent: result.sessionPresent,
+                properties: connackProperties(config, assigned ? clientId : undefined, serverKeepAlive)
+              }, 5)
+              : Codec.encode({ cmd: "connack", returnCode: ConnackCode.Accepted, sessionPresent: result.sessionPresent }, version)
           )
           live.send(result.outgoing)
-          return true
+          return result
         })
       })
     )
-    if (connected) break
+    if (connected === undefined) continue
+    // a clean start ends a session whose delayed will was still waiting: it is published now
+    const pending = connected.discarded
+    if (pending?.will !== undefined && pending.willAt !== undefined) yield* Delivery.publish(core, pending.will, pending.clientId)
+    break
   }
   yield* Effect.logInfo("client connected").pipe(
-    Effect.annotateLogs({ clientId, clean, protocolVersion: version, keepalive: packet.keepalive ?? 0 })
+    Effect.annotateLogs({ clientId, clean, protocolVersion: version, keepalive: context.keepaliveMs / 1000, expiry: expiryInterval })
   )
 })

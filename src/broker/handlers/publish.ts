@@ -1,47 +1,124 @@
 /**
  * Inbound PUBLISH and PUBREL. QoS 1 is acknowledged after it has been routed; QoS 2 is
  * forwarded on its first PUBLISH only (the session remembers the packet id until PUBREL),
- * so a re-sent PUBLISH before PUBREL is not delivered twice.
+ * so a re-sent PUBLISH before PUBREL is not delivered twice. MQTT 5: topic aliases are
+ * resolved, the broker's limits enforced, properties kept for the subscribers.
  */
-import { Effect } from "effect"
+import { Clock, Effect } from "effect"
+import { isUtf8 } from "node:buffer"
 import * as Codec from "../../protocol/Codec.ts"
 import type { PublishPacket, PubrelPacket } from "../../protocol/Packet.ts"
 import { isValidTopicName } from "../../protocol/Topic.ts"
 import { Router } from "../../routing/Router.ts"
-import type { Message } from "../../session/Message.ts"
-import { type ConnectionContext, ProtocolViolation, whileOwner } from "../ConnectionContext.ts"
+import type { Message, PublishProperties, QoS } from "../../session/Message.ts"
+import { type ConnectionContext, ProtocolViolation, ReasonCode, whileOwner } from "../ConnectionContext.ts"
 import * as Delivery from "../Delivery.ts"
 
-const toMessage = (packet: PublishPacket): Message => ({
-  topic: packet.topic,
-  payload: typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload,
-  qos: packet.qos,
-  retain: packet.retain
-})
+/** The PUBLISH fields a message is made of (a PUBLISH packet, or a will). */
+export interface PublishFields {
+  readonly topic: string
+  readonly payload: Uint8Array
+  readonly qos: QoS
+  readonly retain: boolean
+  readonly properties?: (PublishProperties & { readonly messageExpiryInterval?: number | undefined }) | undefined
+}
+
+/** The message to route: forwarded properties only (no alias, no subscription ids), expiry made absolute. */
+export const toMessage = (fields: PublishFields, now = 0): Message => {
+  const p = fields.properties
+  const properties: { -readonly [K in keyof PublishProperties]: PublishProperties[K] } = {}
+  let any = false
+  if (p !== undefined) {
+    if (p.payloadFormatIndicator !== undefined) (properties.payloadFormatIndicator = p.payloadFormatIndicator), (any = true)
+    if (p.contentType !== undefined) (properties.contentType = p.contentType), (any = true)
+    if (p.responseTopic !== undefined) (properties.responseTopic = p.responseTopic), (any = true)
+    if (p.correlationData !== undefined) (properties.correlationData = p.correlationData), (any = true)
+    if (p.userProperties !== undefined) (properties.userProperties = p.userProperties), (any = true)
+  }
+  const expiry = p?.messageExpiryInterval
+  return {
+    topic: fields.topic,
+    payload: fields.payload,
+    qos: fields.qos,
+    retain: fields.retain,
+    ...(any ? { properties } : {}),
+    ...(expiry !== undefined ? { expiresAt: now + expiry * 1000 } : {})
+  }
+}
+
+const ack = (context: ConnectionContext, type: "puback" | "pubrec", packetId: number, reasonCode: number) =>
+  context.outbox.send(
+    reasonCode === ReasonCode.Success || context.protocolVersion !== 5
+      ? Codec.encodeAck(type, packetId)
+      : Codec.encode({ cmd: type, messageId: packetId, reasonCode }, 5)
+  )
+
+/** Resolves an MQTT 5 topic alias: records it with a topic, or looks the topic up without one. */
+const resolveTopic = (context: ConnectionContext, packet: PublishPacket): string | ProtocolViolation => {
+  const alias = packet.properties?.topicAlias
+  if (alias === undefined) return packet.topic
+  if (alias === 0 || alias > context.core.config.topicAliasMaximum) {
+    return new ProtocolViolation({ reason: `topic alias ${alias} out of range`, code: ReasonCode.TopicAliasInvalid })
+  }
+  if (packet.topic.length > 0) {
+    context.inboundAliases.set(alias, packet.topic)
+    return packet.topic
+  }
+  return context.inboundAliases.get(alias) ??
+    new ProtocolViolation({ reason: `unknown topic alias ${alias}`, code: ReasonCode.ProtocolError })
+}
 
 /** Handles a PUBLISH from the client. */
 export const handlePublish = Effect.fnUntraced(function*(context: ConnectionContext, packet: PublishPacket) {
-  if (!isValidTopicName(packet.topic)) {
-    return yield* new ProtocolViolation({ reason: `invalid topic name ${JSON.stringify(packet.topic)}` })
+  const { config } = context.core
+  const topic = resolveTopic(context, packet)
+  if (topic instanceof ProtocolViolation) return yield* topic
+  if (!isValidTopicName(topic)) {
+    return yield* new ProtocolViolation({ reason: `invalid topic name ${JSON.stringify(topic)}`, code: ReasonCode.TopicNameInvalid })
+  }
+  if (packet.qos > config.maximumQos) {
+    return yield* new ProtocolViolation({ reason: `QoS ${packet.qos} above the maximum`, code: ReasonCode.QosNotSupported })
+  }
+  if (packet.retain && !config.retainAvailable) {
+    return yield* new ProtocolViolation({ reason: "retain is not available", code: ReasonCode.RetainNotSupported })
+  }
+  if (packet.properties?.subscriptionIdentifier !== undefined) {
+    return yield* new ProtocolViolation({ reason: "a client PUBLISH carried a subscription identifier" })
   }
   const packetId = packet.messageId ?? 0
+  const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload
+  if (packet.properties?.payloadFormatIndicator === true && !isUtf8(payload)) {
+    // MQTT 5: a payload declared UTF-8 that is not is refused (PUBACK/PUBREC 0x99, or DISCONNECT at QoS 0)
+    if (packet.qos === 0) return yield* new ProtocolViolation({ reason: "payload is not UTF-8", code: ReasonCode.PayloadFormatInvalid })
+    return ack(context, packet.qos === 1 ? "puback" : "pubrec", packetId, ReasonCode.PayloadFormatInvalid)
+  }
   // `$SYS` belongs to the broker: acknowledged (so the client does not retry) but not routed, as Mosquitto does
-  const routable = Router.acceptsPublish(packet.topic)
+  const routable = Router.acceptsPublish(topic)
+  const message = () =>
+    Effect.map(Clock.currentTimeMillis, (now) => toMessage({ topic, payload, qos: packet.qos, retain: packet.retain, properties: packet.properties }, now))
   switch (packet.qos) {
     case 0: {
-      if (routable) yield* Delivery.publish(context.core, toMessage(packet))
+      if (routable) yield* Delivery.publish(context.core, yield* message(), context.clientId)
       return
     }
     case 1: {
-      if (routable) yield* Delivery.publish(context.core, toMessage(packet))
-      context.outbox.send(Codec.encodeAck("puback", packetId))
-      return
+      if (routable) yield* Delivery.publish(context.core, yield* message(), context.clientId)
+      return ack(context, "puback", packetId, ReasonCode.Success)
     }
     case 2: {
-      const forward = yield* whileOwner(context, () => context.core.sessions.receiveQos2(context.clientId, packetId))
-      if (forward === true && routable) yield* Delivery.publish(context.core, toMessage(packet))
-      context.outbox.send(Codec.encodeAck("pubrec", packetId))
-      return
+      const verdict = yield* whileOwner(context, () =>
+        Effect.gen(function*() {
+          const { clientId, core } = context
+          const stored = yield* core.sessions.get(clientId)
+          const awaiting = stored._tag === "Some" ? stored.value.awaitingPubrel : []
+          if (awaiting.length >= config.receiveMaximum && !awaiting.includes(packetId)) return "exceeded" as const
+          return (yield* core.sessions.receiveQos2(clientId, packetId)) ? "forward" as const : "duplicate" as const
+        }))
+      if (verdict === "exceeded") {
+        return yield* new ProtocolViolation({ reason: "receive maximum exceeded", code: ReasonCode.ReceiveMaximumExceeded })
+      }
+      if (verdict === "forward" && routable) yield* Delivery.publish(context.core, yield* message(), context.clientId)
+      return ack(context, "pubrec", packetId, ReasonCode.Success)
     }
   }
 })

@@ -1,40 +1,65 @@
 /**
- * SUBSCRIBE: each valid filter is granted (QoS as asked), an invalid one gets 0x80 alone;
- * the session and the router learn the grants, SUBACK goes out, then the retained messages
- * matching each granted filter follow with RETAIN=1.
+ * SUBSCRIBE: each valid filter is granted (QoS as asked, capped by the broker's maximum), an
+ * invalid one is refused alone (0x80, MQTT 5 0x8F); the session and the router learn the grants,
+ * SUBACK goes out, then retained messages matching each granted filter follow with RETAIN=1
+ * (MQTT 5 Retain Handling: 0 always, 1 only for a new subscription, 2 never; never for a shared
+ * subscription).
  */
-import { Effect } from "effect"
+import { Clock, Effect, Option } from "effect"
 import * as Codec from "../../protocol/Codec.ts"
 import { SubackFailure, type SubscribePacket } from "../../protocol/Packet.ts"
-import { isValidTopicFilter } from "../../protocol/Topic.ts"
-import { minQos, type QoS, withQos, withRetain } from "../../session/Message.ts"
+import { isValidTopicFilter, parseSharedFilter } from "../../protocol/Topic.ts"
+import { isExpired, minQos, type QoS, withQos, withRetain } from "../../session/Message.ts"
 import type { Subscription } from "../../session/SessionState.ts"
-import { type ConnectionContext, whileOwner } from "../ConnectionContext.ts"
+import { type ConnectionContext, ProtocolViolation, ReasonCode, whileOwner } from "../ConnectionContext.ts"
 
 /** Handles SUBSCRIBE. */
 export const handleSubscribe = (context: ConnectionContext, packet: SubscribePacket) =>
   whileOwner(context, (live) =>
     Effect.gen(function*() {
-      const { core, clientId } = context
+      const { clientId, core } = context
+      const v5 = context.protocolVersion === 5
+      const identifier = v5 ? packet.properties?.subscriptionIdentifier : undefined
       const granted: Array<readonly [string, Subscription]> = []
       const codes: Array<number> = []
-      for (const { qos, topic } of packet.subscriptions) {
-        if (isValidTopicFilter(topic)) {
-          granted.push([topic, { qos }])
-          codes.push(qos)
-        } else {
-          codes.push(SubackFailure)
+      for (const { nl, qos, rap, rh, topic } of packet.subscriptions) {
+        if (!isValidTopicFilter(topic)) {
+          codes.push(v5 ? ReasonCode.TopicFilterInvalid : SubackFailure)
+          continue
         }
+        const shared = parseSharedFilter(topic) !== undefined
+        if (shared && nl === true) {
+          return yield* new ProtocolViolation({ reason: "No Local on a shared subscription" })
+        }
+        const grant = minQos(qos, core.config.maximumQos)
+        granted.push([topic, {
+          qos: grant,
+          ...(v5 && nl === true ? { noLocal: true } : {}),
+          ...(v5 && rap === true ? { retainAsPublished: true } : {}),
+          ...(v5 && rh !== undefined && rh !== 0 ? { retainHandling: rh as 1 | 2 } : {}),
+          ...(identifier !== undefined ? { identifier } : {})
+        }])
+        codes.push(grant)
       }
+      const before = yield* core.sessions.get(clientId)
       yield* core.sessions.subscribe(clientId, granted)
-      for (const [filter, { qos }] of granted) core.router.subscriptions.add(clientId, filter, qos)
+      for (const [filter, subscription] of granted) core.router.subscriptions.add(clientId, filter, subscription)
       context.outbox.send(
         Codec.encode({ cmd: "suback", messageId: packet.messageId ?? 0, granted: codes }, context.protocolVersion)
       )
-      for (const [filter, { qos }] of granted) {
+      const now = yield* Clock.currentTimeMillis
+      for (const [filter, subscription] of granted) {
+        const existed = Option.isSome(before) && before.value.subscriptions.has(filter)
+        if (subscription.retainHandling === 2 || (subscription.retainHandling === 1 && existed)) continue
+        if (parseSharedFilter(filter) !== undefined) continue
         for (const retained of core.router.retainedFor(filter)) {
-          const message = withRetain(withQos(retained, minQos(retained.qos, qos as QoS)), true)
-          const outgoing = yield* core.sessions.deliver(clientId, message, true)
+          if (isExpired(retained, now)) continue
+          const message = withRetain(withQos(retained, minQos(retained.qos, subscription.qos as QoS)), true)
+          const outgoing = yield* core.sessions.deliver(
+            clientId,
+            subscription.identifier === undefined ? message : { ...message, subscriptionIds: [subscription.identifier] },
+            true
+          )
           if (outgoing.length > 0) live.send(outgoing)
         }
       }

@@ -1,13 +1,22 @@
-/** UNSUBSCRIBE: the session and the router forget the filters; UNSUBACK confirms. */
+/** UNSUBSCRIBE: the session and the router forget the filters; UNSUBACK confirms (MQTT 5: per filter). */
 import { Effect } from "effect"
 import * as Codec from "../../protocol/Codec.ts"
 import type { UnsubscribePacket } from "../../protocol/Packet.ts"
-import { type ConnectionContext, whileOwner } from "../ConnectionContext.ts"
+import { type ConnectionContext, ReasonCode, whileOwner } from "../ConnectionContext.ts"
 
 /** Handles UNSUBSCRIBE. */
 export const handleUnsubscribe = (context: ConnectionContext, packet: UnsubscribePacket) =>
   whileOwner(context, () =>
-    Effect.map(context.core.sessions.unsubscribe(context.clientId, packet.unsubscriptions), () => {
+    Effect.map(context.core.sessions.unsubscribe(context.clientId, packet.unsubscriptions), (existed) => {
       for (const filter of packet.unsubscriptions) context.core.router.subscriptions.remove(context.clientId, filter)
-      context.outbox.send(Codec.encodeAck("unsuback", packet.messageId ?? 0))
+      const messageId = packet.messageId ?? 0
+      context.outbox.send(
+        context.protocolVersion === 5
+          ? Codec.encode({
+            cmd: "unsuback",
+            messageId,
+            granted: existed.map((had) => (had ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted))
+          }, 5)
+          : Codec.encodeAck("unsuback", messageId)
+      )
     }))
