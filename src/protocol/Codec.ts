@@ -6,7 +6,10 @@
 import mqttPacket from "mqtt-packet"
 import type { Message } from "../session/Message.ts"
 import type { Outgoing } from "../session/Transitions.ts"
-import { type FrameError, FrameScanner } from "./Frame.ts"
+import { type FrameError, FrameSplitter } from "./Frame.ts"
+import { encodePublishPacket, packetIdOffset, type PublishOptions, readUserProperties } from "./Publish.ts"
+
+export type { PublishOptions } from "./Publish.ts"
 import type { Packet } from "./Packet.ts"
 
 /** Why decoding failed: a framing error or a packet mqtt-packet refused. */
@@ -29,8 +32,9 @@ export interface Decoder {
 
 /** Creates a decoder that refuses packets larger than `maxPacketSize` bytes. */
 export const makeDecoder = (maxPacketSize: number): Decoder => {
-  const scanner = new FrameScanner(maxPacketSize)
+  const splitter = new FrameSplitter(maxPacketSize)
   const parser = mqttPacket.parser()
+  const frames: Array<Buffer> = []
   let packets: Array<Packet> = []
   let error: DecodeError | undefined
   parser.on("packet", (packet) => {
@@ -43,9 +47,19 @@ export const makeDecoder = (maxPacketSize: number): Decoder => {
   return {
     decode: (chunk) => {
       if (error === undefined) {
-        const frameError = scanner.scan(chunk)
-        if (frameError !== undefined) error = frameError
-        else parser.parse(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length))
+        const frameError = splitter.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length), frames)
+        for (const frame of frames) {
+          if (error !== undefined) break
+          const before = packets.length
+          parser.parse(frame)
+          const packet = packets[before]
+          // mqtt-packet groups repeated user property names: MQTT 5 wants them forwarded in wire order
+          if (packet?.cmd === "publish" && packet.properties?.userProperties !== undefined) {
+            ;(packet as { orderedUserProperties?: unknown }).orderedUserProperties = readUserProperties(frame)
+          }
+        }
+        frames.length = 0
+        if (frameError !== undefined) error ??= frameError
       }
       const result: Decoded = { packets, error }
       packets = []
@@ -83,64 +97,12 @@ interface Template {
 const templates3 = new WeakMap<Message, Template>()
 const templates5 = new WeakMap<Message, Template>()
 
-const remainingLengthBytes = (length: number): number =>
-  length < 128 ? 1 : length < 16_384 ? 2 : length < 2_097_152 ? 3 : 4
-
-const toBuffer = (bytes: Uint8Array): Buffer =>
-  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)
-
-/** Per-delivery MQTT 5 options: the broker's topic alias for this client, and the clock for expiry. */
-export interface PublishOptions {
-  /** Topic alias to send; with `aliasOnly` the topic name is left empty (the client knows the alias). */
-  readonly topicAlias?: number | undefined
-  readonly aliasOnly?: boolean | undefined
-  /** Now (epoch ms), to send the remaining Message Expiry Interval. */
-  readonly now?: number | undefined
-}
-
-/** The MQTT 5 PUBLISH properties for one delivery. */
-const publishProperties = (message: Message, options: PublishOptions | undefined) => {
-  const p = message.properties
-  const properties: Record<string, unknown> = {}
-  if (p !== undefined) {
-    if (p.payloadFormatIndicator !== undefined) properties["payloadFormatIndicator"] = p.payloadFormatIndicator
-    if (p.contentType !== undefined) properties["contentType"] = p.contentType
-    if (p.responseTopic !== undefined) properties["responseTopic"] = p.responseTopic
-    if (p.correlationData !== undefined) properties["correlationData"] = toBuffer(p.correlationData)
-    if (p.userProperties !== undefined) properties["userProperties"] = p.userProperties
-  }
-  if (message.expiresAt !== undefined) {
-    // what is left of the interval; a message already on its way is not cut short to 0
-    properties["messageExpiryInterval"] = Math.max(1, Math.ceil((message.expiresAt - (options?.now ?? Date.now())) / 1000))
-  }
-  if (message.subscriptionIds !== undefined && message.subscriptionIds.length > 0) {
-    properties["subscriptionIdentifier"] = message.subscriptionIds.length === 1
-      ? message.subscriptionIds[0]
-      : [...message.subscriptionIds]
-  }
-  if (options?.topicAlias !== undefined) properties["topicAlias"] = options.topicAlias
-  return properties
-}
-
-const generatePublish = (message: Message, version: number, options: PublishOptions | undefined, packetId: number) =>
-  mqttPacket.generate({
-    cmd: "publish",
-    topic: options?.aliasOnly === true ? "" : message.topic,
-    payload: toBuffer(message.payload),
-    qos: message.qos,
-    retain: message.retain,
-    dup: false,
-    ...(message.qos > 0 ? { messageId: packetId } : {}),
-    ...(version === 5 ? { properties: publishProperties(message, options) } : {})
-  } as Packet, { protocolVersion: version })
-
 const template = (message: Message, version: number): Template => {
   const cache = version === 5 ? templates5 : templates3
   let cached = cache.get(message)
   if (cached === undefined) {
-    const bytes = generatePublish(message, version === 5 ? 5 : 4, undefined, 1)
-    const header = 1 + remainingLengthBytes(bytes.length - 2)
-    cached = { bytes, packetIdOffset: header + 2 + Buffer.byteLength(message.topic) }
+    const bytes = encodePublishPacket(message, version, 1, false)
+    cached = { bytes, packetIdOffset: message.qos > 0 ? packetIdOffset(bytes) : 0 }
     cache.set(message, cached)
   }
   return cached
@@ -163,22 +125,19 @@ export const encodePublish = (
   options?: PublishOptions
 ): Buffer => {
   let bytes: Buffer
-  let packetIdOffset = 0
+  let offset = 0
   if (isShareable(message, version, options)) {
     const shared = template(message, version)
     if (message.qos === 0) return shared.bytes
     bytes = Buffer.allocUnsafe(shared.bytes.length)
     shared.bytes.copy(bytes)
-    packetIdOffset = shared.packetIdOffset
+    offset = shared.packetIdOffset
   } else {
-    bytes = generatePublish(message, version, options, packetId ?? 1)
-    if (message.qos === 0) return bytes
-    packetIdOffset = 1 + remainingLengthBytes(bytes.length - 2) + 2 +
-      (options?.aliasOnly === true ? 0 : Buffer.byteLength(message.topic))
+    return encodePublishPacket(message, version, packetId ?? 0, dup, options)
   }
   if (dup) bytes[0] = bytes[0]! | 0x08
-  bytes[packetIdOffset] = packetId! >> 8
-  bytes[packetIdOffset + 1] = packetId! & 0xff
+  bytes[offset] = packetId! >> 8
+  bytes[offset + 1] = packetId! & 0xff
   return bytes
 }
 

@@ -1,7 +1,7 @@
 /**
- * Fixed-header framing: tracks packet boundaries across TCP chunks so an oversized
- * or malformed Remaining Length is refused before a single body byte is buffered.
- * The body itself is parsed by mqtt-packet; this only reads headers and skips bodies.
+ * Fixed-header framing: splits a connection's inbound bytes into whole MQTT packets, so each
+ * packet's bytes are known (MQTT 5 user properties are re-read from them in wire order) and an
+ * oversized or malformed Remaining Length is refused from the header, before the body arrives.
  */
 
 /** Why a stream of bytes is not MQTT. */
@@ -9,53 +9,51 @@ export type FrameError =
   | { readonly _tag: "MalformedLength" }
   | { readonly _tag: "TooLarge"; readonly size: number; readonly limit: number }
 
-/** A stateful scanner over one connection's inbound bytes. */
-export class FrameScanner {
+/** The result of reading a header at `offset`: the frame size, "need more bytes", or an error. */
+const frameSize = (bytes: Uint8Array, offset: number, limit: number): number | undefined | FrameError => {
+  let length = 0
+  let multiplier = 1
+  for (let i = 1; i <= 4; i++) {
+    if (offset + i >= bytes.length) return undefined
+    const byte = bytes[offset + i]!
+    length += (byte & 0x7f) * multiplier
+    if ((byte & 0x80) === 0) {
+      const size = 1 + i + length
+      return size > limit ? { _tag: "TooLarge", size, limit } : size
+    }
+    multiplier *= 128
+  }
+  // at most four length bytes (MQTT 3.1.1 §2.2.3)
+  return { _tag: "MalformedLength" }
+}
+
+/** Splits one connection's byte stream into packets. */
+export class FrameSplitter {
   private readonly maxPacketSize: number
-  /** Body bytes of the current packet still to skip. */
-  private remaining = 0
-  /** Header bytes seen so far of a header split across chunks (0 = at a packet boundary). */
-  private headerBytes = 0
-  private length = 0
-  private multiplier = 1
+  /** Bytes of an incomplete packet carried over to the next chunk. */
+  private pending: Buffer | undefined = undefined
 
   constructor(maxPacketSize: number) {
     this.maxPacketSize = maxPacketSize
   }
 
-  /** Scans a chunk; returns an error as soon as one header is invalid. */
-  scan(chunk: Uint8Array): FrameError | undefined {
-    let i = 0
-    const n = chunk.length
-    while (i < n) {
-      if (this.remaining > 0) {
-        const skip = Math.min(this.remaining, n - i)
-        this.remaining -= skip
-        i += skip
-        continue
-      }
-      if (this.headerBytes === 0) {
-        // the packet type byte
-        this.headerBytes = 1
-        this.length = 0
-        this.multiplier = 1
-        i++
-        continue
-      }
-      const byte = chunk[i++]!
-      this.length += (byte & 0x7f) * this.multiplier
-      this.multiplier *= 128
-      this.headerBytes++
-      if (byte & 0x80) {
-        // at most four length bytes (MQTT 3.1.1 §2.2.3)
-        if (this.headerBytes > 4) return { _tag: "MalformedLength" }
-        continue
-      }
-      const size = this.headerBytes + this.length
-      if (size > this.maxPacketSize) return { _tag: "TooLarge", size, limit: this.maxPacketSize }
-      this.remaining = this.length
-      this.headerBytes = 0
+  /** The whole packets completed by `chunk` (views into it where possible), or the framing error. */
+  push(chunk: Buffer, frames: Array<Buffer>): FrameError | undefined {
+    let bytes = chunk
+    if (this.pending !== undefined) {
+      bytes = Buffer.concat([this.pending, chunk])
+      this.pending = undefined
     }
+    let offset = 0
+    while (offset < bytes.length) {
+      const size = frameSize(bytes, offset, this.maxPacketSize)
+      if (typeof size === "object") return size
+      if (size === undefined || offset + size > bytes.length) break
+      frames.push(bytes.subarray(offset, offset + size))
+      offset += size
+    }
+    // copy the tail: holding a view would pin the whole chunk while a large packet trickles in
+    if (offset < bytes.length) this.pending = Buffer.from(bytes.subarray(offset))
     return undefined
   }
 }

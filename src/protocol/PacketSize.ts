@@ -20,11 +20,7 @@ const propertiesSize = (message: Message): number => {
     if (properties.contentType !== undefined) size += 3 + utf8(properties.contentType)
     if (properties.responseTopic !== undefined) size += 3 + utf8(properties.responseTopic)
     if (properties.correlationData !== undefined) size += 3 + properties.correlationData.length
-    if (properties.userProperties !== undefined) {
-      for (const [name, value] of Object.entries(properties.userProperties)) {
-        for (const v of typeof value === "string" ? [value] : value) size += 5 + utf8(name) + utf8(v)
-      }
-    }
+    for (const [name, value] of properties.userProperties ?? []) size += 5 + utf8(name) + utf8(value)
   }
   if (message.expiresAt !== undefined) size += 5
   for (const id of message.subscriptionIds ?? []) size += 1 + varintSize(id)

@@ -4,8 +4,8 @@
  */
 export type QoS = 0 | 1 | 2
 
-/** MQTT 5 user properties: name → value, or values for a repeated name (in order). */
-export type UserProperties = Readonly<Record<string, string | ReadonlyArray<string>>>
+/** One MQTT 5 user property: a name and a value (names may repeat; order matters). */
+export type UserProperty = readonly [name: string, value: string]
 
 /** The MQTT 5 PUBLISH properties the broker forwards unchanged. */
 export interface PublishProperties {
@@ -13,7 +13,8 @@ export interface PublishProperties {
   readonly contentType?: string
   readonly responseTopic?: string
   readonly correlationData?: Uint8Array
-  readonly userProperties?: UserProperties
+  /** In wire order, repeated names included. */
+  readonly userProperties?: ReadonlyArray<UserProperty>
 }
 
 /** An application message (what a PUBLISH carries, minus the packet id and DUP flag). */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import mqttPacket from "mqtt-packet"
 import * as Codec from "../../src/protocol/Codec.ts"
+import { readUserProperties } from "../../src/protocol/Publish.ts"
 import type { Message } from "../../src/session/Message.ts"
 
 const parseOne = (bytes: Buffer) => {
@@ -60,5 +61,75 @@ describe("Codec", () => {
   it("encodes the four-byte acks", () => {
     expect(parseOne(Codec.encodeAck("pubrel", 258))).toMatchObject({ cmd: "pubrel", messageId: 258 })
     expect(parseOne(Codec.encodeAck("puback", 1))).toMatchObject({ cmd: "puback", messageId: 1 })
+  })
+})
+
+describe("PUBLISH encoding (MQTT 5)", () => {
+  const parse5 = (bytes: Buffer) => {
+    const parser = mqttPacket.parser({ protocolVersion: 5 })
+    const packets: Array<mqttPacket.Packet> = []
+    parser.on("packet", (packet) => packets.push(packet))
+    parser.on("error", (error: Error) => {
+      throw error
+    })
+    parser.parse(bytes)
+    expect(packets).toHaveLength(1)
+    return packets[0] as mqttPacket.IPublishPacket
+  }
+
+  it("writes every forwarded property, subscription ids and an alias, and mqtt-packet reads them back", () => {
+    const message: Message = {
+      topic: "a/b",
+      payload: Buffer.from("é"),
+      qos: 1,
+      retain: false,
+      properties: {
+        payloadFormatIndicator: true,
+        contentType: "text/plain",
+        responseTopic: "reply/here",
+        correlationData: Buffer.from([1, 2, 3]),
+        userProperties: [["k", "v1"], ["other", "x"], ["k", "v2"]]
+      },
+      expiresAt: 10_500,
+      subscriptionIds: [7, 300]
+    }
+    const packet = parse5(Codec.encodePublish(message, 42, true, 5, { topicAlias: 3, now: 1_000 }))
+    expect(packet).toMatchObject({ topic: "a/b", qos: 1, dup: true, messageId: 42 })
+    expect(packet.payload.toString()).toBe("é")
+    expect(packet.properties).toMatchObject({
+      payloadFormatIndicator: true,
+      contentType: "text/plain",
+      responseTopic: "reply/here",
+      messageExpiryInterval: 10,
+      topicAlias: 3,
+      subscriptionIdentifier: [7, 300],
+      userProperties: { k: ["v1", "v2"], other: "x" }
+    })
+    expect(packet.properties?.correlationData).toEqual(Buffer.from([1, 2, 3]))
+  })
+
+  it("keeps user properties in wire order through a decode and a re-encode", () => {
+    const userProperties = [["b", "1"], ["a", "2"], ["b", "3"]] as const
+    const bytes = mqttPacket.generate(
+      { cmd: "publish", topic: "t", payload: Buffer.from("p"), qos: 0, dup: false, retain: false, properties: { userProperties: { b: ["1", "3"], a: "2" } } },
+      { protocolVersion: 5 }
+    )
+    // mqtt-packet writes grouped names; the broker's own encoder writes the order it was given
+    const ordered = Codec.encodePublish({ topic: "t", payload: Buffer.from("p"), qos: 0, retain: false, properties: { userProperties } }, undefined, false, 5)
+    expect(readUserProperties(ordered)).toEqual(userProperties)
+    expect(readUserProperties(bytes)).toEqual([["b", "1"], ["b", "3"], ["a", "2"]])
+  })
+
+  it("an alias-only PUBLISH has an empty topic and the packet id still patched in the right place", () => {
+    const message: Message = { topic: "long/topic/name", payload: Buffer.from("x"), qos: 2, retain: false, subscriptionIds: [1] }
+    const packet = parse5(Codec.encodePublish(message, 513, false, 5, { topicAlias: 9, aliasOnly: true }))
+    expect(packet).toMatchObject({ topic: "", messageId: 513, qos: 2 })
+    expect(packet.properties?.topicAlias).toBe(9)
+  })
+
+  it("3.1.1 subscribers get no properties", () => {
+    const message: Message = { topic: "t", payload: Buffer.from("p"), qos: 1, retain: false, properties: { contentType: "c" } }
+    const bytes = Codec.encodePublish(message, 5, false, 4)
+    expect(bytes).toEqual(mqttPacket.generate({ cmd: "publish", topic: "t", payload: Buffer.from("p"), qos: 1, messageId: 5, dup: false, retain: false }))
   })
 })

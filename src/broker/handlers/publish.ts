@@ -10,9 +10,12 @@ import * as Codec from "../../protocol/Codec.ts"
 import type { PublishPacket, PubrelPacket } from "../../protocol/Packet.ts"
 import { isValidTopicName } from "../../protocol/Topic.ts"
 import { Router } from "../../routing/Router.ts"
-import type { Message, PublishProperties, QoS } from "../../session/Message.ts"
+import type { Message, PublishProperties, QoS, UserProperty } from "../../session/Message.ts"
 import { type ConnectionContext, ProtocolViolation, ReasonCode, whileOwner } from "../ConnectionContext.ts"
 import * as Delivery from "../Delivery.ts"
+
+/** User properties as mqtt-packet parses them: repeated names grouped into arrays. */
+type GroupedUserProperties = Readonly<Record<string, string | ReadonlyArray<string>>>
 
 /** The PUBLISH fields a message is made of (a PUBLISH packet, or a will). */
 export interface PublishFields {
@@ -20,8 +23,21 @@ export interface PublishFields {
   readonly payload: Uint8Array
   readonly qos: QoS
   readonly retain: boolean
-  readonly properties?: (PublishProperties & { readonly messageExpiryInterval?: number | undefined }) | undefined
+  readonly properties?:
+    | (Omit<PublishProperties, "userProperties"> & {
+      readonly messageExpiryInterval?: number | undefined
+      readonly userProperties?: GroupedUserProperties | undefined
+    })
+    | undefined
+  /** The user properties in wire order, when the packet's bytes were available to read them. */
+  readonly orderedUserProperties?: ReadonlyArray<UserProperty> | undefined
 }
+
+/** Grouped user properties flattened: each name's values in order, names in first-seen order. */
+const flatten = (grouped: GroupedUserProperties): Array<UserProperty> =>
+  Object.entries(grouped).flatMap(([name, value]) =>
+    (typeof value === "string" ? [value] : value).map((v): UserProperty => [name, v])
+  )
 
 /** The message to route: forwarded properties only (no alias, no subscription ids), expiry made absolute. */
 export const toMessage = (fields: PublishFields, now = 0): Message => {
@@ -33,7 +49,10 @@ export const toMessage = (fields: PublishFields, now = 0): Message => {
     if (p.contentType !== undefined) (properties.contentType = p.contentType), (any = true)
     if (p.responseTopic !== undefined) (properties.responseTopic = p.responseTopic), (any = true)
     if (p.correlationData !== undefined) (properties.correlationData = p.correlationData), (any = true)
-    if (p.userProperties !== undefined) (properties.userProperties = p.userProperties), (any = true)
+    if (p.userProperties !== undefined) {
+      properties.userProperties = fields.orderedUserProperties ?? flatten(p.userProperties)
+      any = true
+    }
   }
   const expiry = p?.messageExpiryInterval
   return {
@@ -95,7 +114,14 @@ export const handlePublish = Effect.fnUntraced(function*(context: ConnectionCont
   // `$SYS` belongs to the broker: acknowledged (so the client does not retry) but not routed, as Mosquitto does
   const routable = Router.acceptsPublish(topic)
   const message = () =>
-    Effect.map(Clock.currentTimeMillis, (now) => toMessage({ topic, payload, qos: packet.qos, retain: packet.retain, properties: packet.properties }, now))
+    Effect.map(Clock.currentTimeMillis, (now) => toMessage({
+      topic,
+      payload,
+      qos: packet.qos,
+      retain: packet.retain,
+      properties: packet.properties,
+      orderedUserProperties: (packet as { orderedUserProperties?: ReadonlyArray<UserProperty> }).orderedUserProperties
+    }, now))
   switch (packet.qos) {
     case 0: {
       if (routable) yield* Delivery.publish(context.core, yield* message(), context.clientId)

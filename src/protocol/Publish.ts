@@ -1,0 +1,183 @@
+/**
+ * PUBLISH on the wire, written by hand: it is the one packet on the hot path, and MQTT 5
+ * user properties must keep their wire order (mqtt-packet groups repeated names), so the
+ * broker encodes PUBLISH itself in one allocation and re-reads user properties in order.
+ */
+import type { Message, UserProperty } from "../session/Message.ts"
+import { varintSize } from "./PacketSize.ts"
+
+/** Per-delivery MQTT 5 options: the broker's topic alias for this client, and the clock for expiry. */
+export interface PublishOptions {
+  /** Topic alias to send; with `aliasOnly` the topic name is left empty (the client knows the alias). */
+  readonly topicAlias?: number | undefined
+  readonly aliasOnly?: boolean | undefined
+  /** Now (epoch ms), to send the remaining Message Expiry Interval. */
+  readonly now?: number | undefined
+}
+
+const PAYLOAD_FORMAT = 0x01
+const MESSAGE_EXPIRY = 0x02
+const CONTENT_TYPE = 0x03
+const RESPONSE_TOPIC = 0x08
+const CORRELATION_DATA = 0x09
+const SUBSCRIPTION_ID = 0x0b
+const TOPIC_ALIAS = 0x23
+const USER_PROPERTY = 0x26
+
+const utf8 = (text: string): number => Buffer.byteLength(text, "utf8")
+
+/** A PUBLISH under construction: its size is known before the one buffer is allocated. */
+class Writer {
+  readonly bytes: Buffer
+  offset = 0
+  constructor(size: number) {
+    this.bytes = Buffer.allocUnsafe(size)
+  }
+  byte(value: number): void {
+    this.bytes[this.offset++] = value
+  }
+  u16(value: number): void {
+    this.bytes.writeUInt16BE(value, this.offset)
+    this.offset += 2
+  }
+  u32(value: number): void {
+    this.bytes.writeUInt32BE(value, this.offset)
+    this.offset += 4
+  }
+  varint(value: number): void {
+    do {
+      let byte = value % 128
+      value = Math.floor(value / 128)
+      if (value > 0) byte |= 0x80
+      this.byte(byte)
+    } while (value > 0)
+  }
+  string(text: string): void {
+    const length = this.bytes.write(text, this.offset + 2, "utf8")
+    this.u16(length)
+    this.offset += length
+  }
+  raw(data: Uint8Array): void {
+    this.bytes.set(data, this.offset)
+    this.offset += data.length
+  }
+}
+
+/** The remaining Message Expiry Interval: what is left, never cut to 0 once the message is on its way. */
+const remainingExpiry = (message: Message, now: number | undefined): number | undefined =>
+  message.expiresAt === undefined ? undefined : Math.max(1, Math.ceil((message.expiresAt - (now ?? Date.now())) / 1000))
+
+/** Encodes a PUBLISH (3.1/3.1.1 framing below version 5: no properties). `packetId` is ignored at QoS 0. */
+export const encodePublishPacket = (
+  message: Message,
+  version: number,
+  packetId: number,
+  dup: boolean,
+  options?: PublishOptions
+): Buffer => {
+  const v5 = version === 5
+  const topic = options?.aliasOnly === true ? "" : message.topic
+  const p = message.properties
+  const expiry = v5 ? remainingExpiry(message, options?.now) : undefined
+  let properties = 0
+  if (v5) {
+    if (p?.payloadFormatIndicator !== undefined) properties += 2
+    if (expiry !== undefined) properties += 5
+    if (options?.topicAlias !== undefined) properties += 3
+    if (p?.contentType !== undefined) properties += 3 + utf8(p.contentType)
+    if (p?.responseTopic !== undefined) properties += 3 + utf8(p.responseTopic)
+    if (p?.correlationData !== undefined) properties += 3 + p.correlationData.length
+    for (const [name, value] of p?.userProperties ?? []) properties += 5 + utf8(name) + utf8(value)
+    for (const id of message.subscriptionIds ?? []) properties += 1 + varintSize(id)
+  }
+  const remaining = 2 + utf8(topic) + (message.qos > 0 ? 2 : 0) + (v5 ? varintSize(properties) + properties : 0) +
+    message.payload.length
+  const w = new Writer(1 + varintSize(remaining) + remaining)
+  w.byte(0x30 | (dup ? 0x08 : 0) | (message.qos << 1) | (message.retain ? 0x01 : 0))
+  w.varint(remaining)
+  w.string(topic)
+  if (message.qos > 0) w.u16(packetId)
+  if (v5) {
+    w.varint(properties)
+    if (p?.payloadFormatIndicator !== undefined) (w.byte(PAYLOAD_FORMAT), w.byte(p.payloadFormatIndicator ? 1 : 0))
+    if (expiry !== undefined) (w.byte(MESSAGE_EXPIRY), w.u32(expiry))
+    if (options?.topicAlias !== undefined) (w.byte(TOPIC_ALIAS), w.u16(options.topicAlias))
+    if (p?.contentType !== undefined) (w.byte(CONTENT_TYPE), w.string(p.contentType))
+    if (p?.responseTopic !== undefined) (w.byte(RESPONSE_TOPIC), w.string(p.responseTopic))
+    if (p?.correlationData !== undefined) (w.byte(CORRELATION_DATA), w.u16(p.correlationData.length), w.raw(p.correlationData))
+    for (const [name, value] of p?.userProperties ?? []) (w.byte(USER_PROPERTY), w.string(name), w.string(value))
+    for (const id of message.subscriptionIds ?? []) (w.byte(SUBSCRIPTION_ID), w.varint(id))
+  }
+  w.raw(message.payload)
+  return w.bytes
+}
+
+/** Where the packet id sits in an encoded PUBLISH (QoS > 0). */
+export const packetIdOffset = (bytes: Uint8Array): number => {
+  let i = 1
+  while (bytes[i]! & 0x80) i++
+  return i + 1 + 2 + ((bytes[i + 1]! << 8) | bytes[i + 2]!)
+}
+
+/**
+ * The user properties of an MQTT 5 PUBLISH packet, in wire order (repeated names included).
+ * The packet was already validated by the parser; anything unexpected yields what was read so far.
+ */
+export const readUserProperties = (frame: Uint8Array): Array<UserProperty> => {
+  const pairs: Array<UserProperty> = []
+  const qos = (frame[0]! >> 1) & 0x03
+  let i = 1
+  while (frame[i]! & 0x80) i++
+  i++
+  const u16 = () => (frame[i]! << 8) | frame[i + 1]!
+  const text = () => {
+    const length = u16()
+    const value = Buffer.from(frame.buffer, frame.byteOffset + i + 2, length).toString("utf8")
+    i += 2 + length
+    return value
+  }
+  const varint = () => {
+    let value = 0
+    let multiplier = 1
+    let byte: number
+    do {
+      byte = frame[i++]!
+      value += (byte & 0x7f) * multiplier
+      multiplier *= 128
+    } while (byte & 0x80)
+    return value
+  }
+  i += 2 + u16() // topic
+  if (qos > 0) i += 2
+  const end = varint() + i
+  while (i < end) {
+    const id = varint()
+    switch (id) {
+      case PAYLOAD_FORMAT:
+        i += 1
+        break
+      case MESSAGE_EXPIRY:
+        i += 4
+        break
+      case TOPIC_ALIAS:
+        i += 2
+        break
+      case SUBSCRIPTION_ID:
+        varint()
+        break
+      case CONTENT_TYPE:
+      case RESPONSE_TOPIC:
+      case CORRELATION_DATA:
+        i += 2 + u16()
+        break
+      case USER_PROPERTY: {
+        const name = text()
+        pairs.push([name, text()])
+        break
+      }
+      default:
+        return pairs
+    }
+  }
+  return pairs
+}
