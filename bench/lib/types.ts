@@ -1,0 +1,69 @@
+import type { RunningBroker } from "./brokers.ts"
+import type { RawClient } from "./client.ts"
+import type { Integrity } from "./stats.ts"
+
+export interface Params {
+  readonly quick: boolean
+  readonly reps: number
+  readonly warmupMs: number
+  readonly durationMs: number
+  /** payload size in bytes (min 16: publisher index, sequence, timestamp) */
+  readonly payload: number
+  /** QoS 1 publishers: PUBLISHes in flight (awaiting PUBACK) per publisher */
+  readonly window: number
+  /** max messages copied into one socket write */
+  readonly batch: number
+  /**
+   * generator-side cap on deliveries owed to subscribers (published ×
+   * subscribers − received); keeps broker queues bounded (QoS 0 has no flow control)
+   */
+  readonly backlog: number
+  readonly fanInPublishers: number
+  readonly fanInPublishersHigh: number
+  readonly fanOutSubscribers: number
+  readonly latencyRate: number
+  readonly idleConnections: number
+  readonly sessions: number
+  readonly sessionMessages: number
+  /** give up waiting for in-flight messages after this long without progress */
+  readonly stallMs: number
+}
+
+export interface RunContext {
+  readonly broker: RunningBroker
+  readonly params: Params
+  /** every client a scenario opens, so an aborted run can close them all */
+  readonly clients: Set<RawClient>
+  aborted: boolean
+  log(line: string): void
+}
+
+export interface MetricDef {
+  readonly key: string
+  readonly label: string
+  readonly unit: string
+  readonly better: "higher" | "lower"
+}
+
+export interface RunResult {
+  readonly metrics: Readonly<Record<string, number>>
+  readonly integrity: Integrity
+  /** load generator CPU (this process) during the measured window, % of one core */
+  readonly generatorCpu: number
+  /** broker process CPU during the measured window, % of one core */
+  readonly brokerCpu: number
+  /** all other CPU use on the machine during the window, % of one core */
+  readonly otherCpu: number
+  /** broker peak RSS (VmHWM) at the end of the run, KB */
+  readonly brokerPeakRssKb: number
+  /** scenario-specific extra numbers */
+  readonly extra: Readonly<Record<string, number | string | boolean>>
+}
+
+export interface Scenario {
+  readonly id: string
+  readonly title: string
+  readonly description: string
+  readonly metrics: ReadonlyArray<MetricDef>
+  run(ctx: RunContext): Promise<RunResult>
+}
