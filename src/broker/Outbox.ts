@@ -33,8 +33,10 @@ export const make = (writer: Socket.Writer, maxBytes: number): Outbox => {
   let dropped = 0
   let open = true
   let wake: (() => void) | undefined
+  let scheduled = false
 
   const signal = () => {
+    scheduled = false
     const resume = wake
     wake = undefined
     resume?.()
@@ -43,7 +45,12 @@ export const make = (writer: Socket.Writer, maxBytes: number): Outbox => {
     if (!open) return
     pendingBytes += bytes.length
     buffer.push(bytes)
-    signal()
+    // wake the writer once the current burst of handlers is done, not per packet: resuming it
+    // here would write every packet with its own syscall
+    if (!scheduled && wake !== undefined) {
+      scheduled = true
+      setImmediate(signal)
+    }
   }
   const waitForBytes = Effect.callback<void>((resume) => {
     wake = () => resume(Effect.void)
