@@ -1,13 +1,14 @@
 /**
- * Bytes ⇄ packets over mqtt-packet. Decoding is a stateful per-connection decoder;
- * encoding of PUBLISH is shared: a message is encoded once per (message, QoS) and each
- * subscriber gets a copy with only its packet id and DUP flag patched in.
+ * Bytes ⇄ packets. A stateful per-connection decoder splits frames, decodes the hot packets
+ * (PUBLISH, acks, PINGREQ) itself and hands the rest to mqtt-packet; encoding of PUBLISH is
+ * shared: a message is encoded once per (message, QoS, protocol family) and each subscriber
+ * gets a copy with only its packet id and DUP flag patched in.
  */
 import mqttPacket from "mqtt-packet"
 import type { Message } from "../session/Message.ts"
 import type { Outgoing } from "../session/Transitions.ts"
 import { type FrameError, FrameSplitter } from "./Frame.ts"
-import { encodePublishPacket, packetIdOffset, type PublishOptions, readUserProperties } from "./Publish.ts"
+import { decodePublishPacket, encodePublishPacket, packetIdOffset, type PublishOptions } from "./Publish.ts"
 
 export type { PublishOptions } from "./Publish.ts"
 import type { Packet } from "./Packet.ts"
@@ -30,6 +31,25 @@ export interface Decoder {
   readonly decode: (chunk: Uint8Array) => Decoded
 }
 
+const ACK_COMMANDS = [undefined, undefined, undefined, undefined, "puback", "pubrec", "pubrel", "pubcomp"] as const
+
+/**
+ * The packets every message moves through (PUBLISH, the four acks, PINGREQ), decoded here;
+ * undefined hands the frame to mqtt-packet (everything else, and anything unusual).
+ */
+const decodeHot = (frame: Buffer, version: number): Packet | string | undefined => {
+  const type = frame[0]! >> 4
+  if (type === 3) return decodePublishPacket(frame, version) as Packet | string
+  if (type >= 4 && type <= 7) {
+    // fixed header flags: 0010 for PUBREL, 0000 for the others; exactly 2 bytes in 3.1.1
+    if ((frame[0]! & 0x0f) !== (type === 6 ? 2 : 0) || frame[1]! & 0x80) return undefined
+    if (frame[1] !== 2 && (version !== 5 || frame[1]! < 2)) return undefined
+    return { cmd: ACK_COMMANDS[type]!, messageId: (frame[2]! << 8) | frame[3]! } as Packet
+  }
+  if (frame[0] === 0xc0 && frame[1] === 0) return { cmd: "pingreq" }
+  return undefined
+}
+
 /** Creates a decoder that refuses packets larger than `maxPacketSize` bytes. */
 export const makeDecoder = (maxPacketSize: number): Decoder => {
   const splitter = new FrameSplitter(maxPacketSize)
@@ -37,7 +57,10 @@ export const makeDecoder = (maxPacketSize: number): Decoder => {
   const frames: Array<Buffer> = []
   let packets: Array<Packet> = []
   let error: DecodeError | undefined
+  // known once CONNECT is parsed; before it, everything goes through mqtt-packet
+  let version = 0
   parser.on("packet", (packet) => {
+    if (packet.cmd === "connect") version = packet.protocolVersion ?? 4
     if (error === undefined) packets.push(packet)
   })
   parser.on("error", (cause: unknown) => {
@@ -50,13 +73,10 @@ export const makeDecoder = (maxPacketSize: number): Decoder => {
         const frameError = splitter.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length), frames)
         for (const frame of frames) {
           if (error !== undefined) break
-          const before = packets.length
-          parser.parse(frame)
-          const packet = packets[before]
-          // mqtt-packet groups repeated user property names: MQTT 5 wants them forwarded in wire order
-          if (packet?.cmd === "publish" && packet.properties?.userProperties !== undefined) {
-            ;(packet as { orderedUserProperties?: unknown }).orderedUserProperties = readUserProperties(frame)
-          }
+          const hot = version === 0 ? undefined : decodeHot(frame, version)
+          if (hot === undefined) parser.parse(frame)
+          else if (typeof hot === "string") error = { _tag: "Malformed", message: hot }
+          else packets.push(hot)
         }
         frames.length = 0
         if (frameError !== undefined) error ??= frameError
@@ -91,6 +111,8 @@ interface Template {
   readonly bytes: Buffer
   /** Where the packet id sits (QoS > 0 only). */
   readonly packetIdOffset: number
+  /** Whether `bytes` went out as the first subscriber's own packet (later ones copy it). */
+  handedOut: boolean
 }
 
 /** Encoded PUBLISH templates per message object and protocol family; messages are immutable so they never go stale. */
@@ -102,7 +124,7 @@ const template = (message: Message, version: number): Template => {
   let cached = cache.get(message)
   if (cached === undefined) {
     const bytes = encodePublishPacket(message, version, 1, false)
-    cached = { bytes, packetIdOffset: message.qos > 0 ? packetIdOffset(bytes) : 0 }
+    cached = { bytes, packetIdOffset: message.qos > 0 ? packetIdOffset(bytes) : 0, handedOut: false }
     cache.set(message, cached)
   }
   return cached
@@ -129,13 +151,23 @@ export const encodePublish = (
   if (isShareable(message, version, options)) {
     const shared = template(message, version)
     if (message.qos === 0) return shared.bytes
+    offset = shared.packetIdOffset
+    if (!shared.handedOut) {
+      // the first subscriber (often the only one) takes the template itself: no copy. Its bytes are
+      // never changed after this, so later subscribers can still copy it and patch their own id.
+      shared.handedOut = true
+      bytes = shared.bytes
+      if (dup) bytes[0] = bytes[0]! | 0x08
+      bytes[offset] = packetId! >> 8
+      bytes[offset + 1] = packetId! & 0xff
+      return bytes
+    }
     bytes = Buffer.allocUnsafe(shared.bytes.length)
     shared.bytes.copy(bytes)
-    offset = shared.packetIdOffset
+    bytes[0] = dup ? bytes[0]! | 0x08 : bytes[0]! & ~0x08
   } else {
     return encodePublishPacket(message, version, packetId ?? 0, dup, options)
   }
-  if (dup) bytes[0] = bytes[0]! | 0x08
   bytes[offset] = packetId! >> 8
   bytes[offset + 1] = packetId! & 0xff
   return bytes

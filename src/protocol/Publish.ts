@@ -181,3 +181,128 @@ export const readUserProperties = (frame: Uint8Array): Array<UserProperty> => {
   }
   return pairs
 }
+
+/** A PUBLISH as decoded here: mqtt-packet's shape, plus user properties in wire order. */
+export interface DecodedPublish {
+  readonly cmd: "publish"
+  readonly topic: string
+  readonly payload: Buffer
+  readonly qos: 0 | 1 | 2
+  readonly dup: boolean
+  readonly retain: boolean
+  readonly messageId?: number
+  readonly properties?: {
+    payloadFormatIndicator?: boolean
+    messageExpiryInterval?: number
+    topicAlias?: number
+    responseTopic?: string
+    correlationData?: Buffer
+    userProperties?: Record<string, string | Array<string>>
+    subscriptionIdentifier?: number | Array<number>
+    contentType?: string
+  }
+  readonly orderedUserProperties?: Array<UserProperty>
+}
+
+/**
+ * Decodes a whole PUBLISH frame (the hot path skips mqtt-packet). Returns a string saying why
+ * the packet is malformed. The payload is copied so a retained or queued message never pins
+ * the socket's read buffer.
+ */
+export const decodePublishPacket = (frame: Buffer, version: number): DecodedPublish | string => {
+  const flags = frame[0]! & 0x0f
+  const qos = (flags >> 1) & 0x03
+  if (qos === 3) return "PUBLISH with QoS 3"
+  let i = 1
+  while (frame[i]! & 0x80) i++
+  i++
+  const end = frame.length
+  const u16 = (): number => {
+    if (i + 2 > end) throw "PUBLISH too short"
+    const value = (frame[i]! << 8) | frame[i + 1]!
+    i += 2
+    return value
+  }
+  const bytes = (length: number): Buffer => {
+    if (i + length > end) throw "PUBLISH field overruns the packet"
+    const value = frame.subarray(i, i + length)
+    i += length
+    return value
+  }
+  const text = (): string => bytes(u16()).toString("utf8")
+  const varint = (): number => {
+    let value = 0
+    let multiplier = 1
+    for (let n = 0; n < 4; n++) {
+      if (i >= end) throw "PUBLISH too short"
+      const byte = frame[i++]!
+      value += (byte & 0x7f) * multiplier
+      if ((byte & 0x80) === 0) return value
+      multiplier *= 128
+    }
+    throw "malformed variable byte integer"
+  }
+  try {
+    const topic = text()
+    const messageId = qos > 0 ? u16() : undefined
+    let properties: DecodedPublish["properties"]
+    let ordered: Array<UserProperty> | undefined
+    if (version === 5) {
+      const propertiesEnd = varint() + i
+      if (propertiesEnd > end) return "PUBLISH properties overrun the packet"
+      if (propertiesEnd > i) properties = {}
+      while (i < propertiesEnd) {
+        const id = varint()
+        const p = properties!
+        switch (id) {
+          case PAYLOAD_FORMAT:
+            p.payloadFormatIndicator = bytes(1)[0] === 1
+            break
+          case MESSAGE_EXPIRY:
+            p.messageExpiryInterval = bytes(4).readUInt32BE(0)
+            break
+          case CONTENT_TYPE:
+            p.contentType = text()
+            break
+          case RESPONSE_TOPIC:
+            p.responseTopic = text()
+            break
+          case CORRELATION_DATA:
+            p.correlationData = Buffer.from(bytes(u16()))
+            break
+          case SUBSCRIPTION_ID:
+            p.subscriptionIdentifier = varint()
+            break
+          case TOPIC_ALIAS:
+            p.topicAlias = u16()
+            break
+          case USER_PROPERTY: {
+            const name = text()
+            const value = text()
+            ;(ordered ??= []).push([name, value])
+            const grouped = (p.userProperties ??= {})
+            const previous = grouped[name]
+            grouped[name] = previous === undefined ? value : Array.isArray(previous) ? [...previous, value] : [previous, value]
+            break
+          }
+          default:
+            return `unknown PUBLISH property 0x${id.toString(16)}`
+        }
+      }
+      if (i !== propertiesEnd) return "PUBLISH properties overrun their length"
+    }
+    return {
+      cmd: "publish",
+      topic,
+      payload: Buffer.from(frame.subarray(i)),
+      qos: qos as 0 | 1 | 2,
+      dup: (flags & 0x08) !== 0,
+      retain: (flags & 0x01) !== 0,
+      ...(messageId !== undefined ? { messageId } : {}),
+      ...(properties !== undefined ? { properties } : {}),
+      ...(ordered !== undefined ? { orderedUserProperties: ordered } : {})
+    }
+  } catch (reason) {
+    return typeof reason === "string" ? reason : "malformed PUBLISH"
+  }
+}

@@ -53,12 +53,17 @@ const firstStage = (message: Message): InflightStage => (message.qos === 2 ? "pu
 const fits = (state: SessionState, message: Message): boolean =>
   state.maximumPacketSize === undefined || publishSize(message) <= state.maximumPacketSize
 
+/** Whether `id` is held by a message in flight. */
+const inUse = (state: SessionState, id: number): boolean => {
+  for (const entry of state.inflight) if (entry.packetId === id) return true
+  return false
+}
+
 /** The next free packet id at or after `state.nextPacketId`, cycling 1..65535 (ids in flight are skipped). */
 export const allocatePacketId = (state: SessionState): number => {
-  const used = new Set<number>()
-  for (const entry of state.inflight) used.add(entry.packetId)
+  // ids go out in cycle order, so the next one is almost always free: no set is built per message
   let id = state.nextPacketId
-  while (used.has(id)) id = id >= MAX_PACKET_ID ? 1 : id + 1
+  while (inUse(state, id)) id = id >= MAX_PACKET_ID ? 1 : id + 1
   return id
 }
 
