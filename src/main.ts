@@ -51,6 +51,16 @@ const command = Command.make(
     maxPacketSize: int("max-packet-size", "MQTT_MAX_PACKET_SIZE", defaults.maxPacketSize, "largest inbound packet in bytes"),
     maxQueuedMessages: int("max-queued-messages", "MQTT_MAX_QUEUED_MESSAGES", defaults.maxQueuedMessages, "per-session queue bound (drop oldest)"),
     maxInflightMessages: int("max-inflight-messages", "MQTT_MAX_INFLIGHT_MESSAGES", defaults.maxInflightMessages, "outbound QoS 1/2 window per client"),
+    persistentSessionExpiry: int("persistent-session-expiry", "MQTT_PERSISTENT_SESSION_EXPIRY", defaults.persistentSessionExpiry, "seconds a 3.1.1 clean=0 session outlives its connection (4294967295: never)"),
+    maxKeepalive: int("max-keepalive", "MQTT_MAX_KEEPALIVE", defaults.maxKeepalive, "longest keepalive in seconds, 0 for none (MQTT 5 clients get Server Keep Alive)"),
+    receiveMaximum: int("receive-maximum", "MQTT_RECEIVE_MAXIMUM", defaults.receiveMaximum, "inbound QoS 2 messages a client may leave awaiting PUBREL"),
+    maximumQos: int("maximum-qos", "MQTT_MAXIMUM_QOS", defaults.maximumQos, "highest QoS accepted and granted"),
+    topicAliasMaximum: int("topic-alias-maximum", "MQTT_TOPIC_ALIAS_MAXIMUM", defaults.topicAliasMaximum, "topic aliases a client may use towards the broker"),
+    noRetain: Flag.Boolean("no-retain").pipe(
+      Flag.withFallbackConfig(Config.Boolean("MQTT_NO_RETAIN")),
+      Flag.withDefault(false),
+      Flag.withDescription("refuse retained messages (MQTT 5 Retain Available = 0) (env MQTT_NO_RETAIN)")
+    ),
     queueQos0: Flag.Boolean("queue-qos0").pipe(
       Flag.withFallbackConfig(Config.Boolean("MQTT_QUEUE_QOS0")),
       Flag.withDefault(defaults.queueQos0),
@@ -75,11 +85,17 @@ const command = Command.make(
       maxPacketSize: flags.maxPacketSize,
       maxQueuedMessages: flags.maxQueuedMessages,
       maxInflightMessages: flags.maxInflightMessages,
-      queueQos0: flags.queueQos0
+      queueQos0: flags.queueQos0,
+      persistentSessionExpiry: flags.persistentSessionExpiry,
+      maxKeepalive: flags.maxKeepalive,
+      receiveMaximum: flags.receiveMaximum,
+      maximumQos: Math.min(2, Math.max(0, flags.maximumQos)) as 0 | 1 | 2,
+      retainAvailable: !flags.noRetain,
+      topicAliasMaximum: flags.topicAliasMaximum
     }
     return Layer.launch(Broker.layer(config).pipe(Layer.provide(SessionPlugin.layer)))
   }
-).pipe(Command.withDescription("An MQTT 3.1.1 broker on Effect 4 with the in-memory session plugin"))
+).pipe(Command.withDescription("An MQTT 5 / 3.1.1 broker on Effect 4 with the in-memory session plugin"))
 
 /** SIGTERM / Ctrl-C is how a broker is meant to stop: a clean shutdown exits 0, not 130. */
 const teardown: Teardown = (exit, onExit) =>
