@@ -50,23 +50,63 @@ const decodeHot = (frame: Buffer, version: number): Packet | string | undefined 
   return undefined
 }
 
+/** What a shared mqtt-packet parser made of one frame. */
+interface SharedParser {
+  readonly parser: ReturnType<typeof mqttPacket.parser>
+  packet: Packet | undefined
+  error: DecodeError | undefined
+}
+
+const makeSharedParser = (version: number): SharedParser => {
+  const shared: SharedParser = {
+    parser: mqttPacket.parser(version === 0 ? {} : { protocolVersion: version }),
+    packet: undefined,
+    error: undefined
+  }
+  shared.parser.on("packet", (packet) => {
+    shared.packet = packet
+  })
+  shared.parser.on("error", (cause: unknown) => {
+    const message = cause instanceof Error ? cause.message : String(cause)
+    shared.error ??= message === "Invalid protocol version" ? { _tag: "UnsupportedProtocolVersion" } : { _tag: "Malformed", message }
+  })
+  return shared
+}
+
+/**
+ * mqtt-packet parsers shared by every connection, one per protocol version (0: before CONNECT):
+ * each parse is one whole frame and runs synchronously, so no state is carried from one call to
+ * the next, and a connection does not pay for a parser of its own.
+ */
+const sharedParsers = new Map<number, SharedParser>()
+
+/** Parses one whole frame with the shared parser for `version`. */
+const parseFrame = (frame: Buffer, version: number): Packet | DecodeError => {
+  let shared = sharedParsers.get(version)
+  if (shared === undefined) {
+    shared = makeSharedParser(version)
+    sharedParsers.set(version, shared)
+  }
+  shared.packet = undefined
+  shared.error = undefined
+  shared.parser.parse(frame)
+  const { error, packet } = shared
+  shared.packet = undefined
+  if (error !== undefined) return error
+  if (packet !== undefined) return packet
+  // a whole frame always yields a packet or an error; if not, never let this parser's state reach another frame
+  sharedParsers.delete(version)
+  return { _tag: "Malformed", message: "incomplete packet" }
+}
+
 /** Creates a decoder that refuses packets larger than `maxPacketSize` bytes. */
 export const makeDecoder = (maxPacketSize: number): Decoder => {
   const splitter = new FrameSplitter(maxPacketSize)
-  const parser = mqttPacket.parser()
   const frames: Array<Buffer> = []
   let packets: Array<Packet> = []
   let error: DecodeError | undefined
-  // known once CONNECT is parsed; before it, everything goes through mqtt-packet
+  // known once CONNECT is parsed; before it, every frame goes to the pre-CONNECT parser
   let version = 0
-  parser.on("packet", (packet) => {
-    if (packet.cmd === "connect") version = packet.protocolVersion ?? 4
-    if (error === undefined) packets.push(packet)
-  })
-  parser.on("error", (cause: unknown) => {
-    const message = cause instanceof Error ? cause.message : String(cause)
-    error ??= message === "Invalid protocol version" ? { _tag: "UnsupportedProtocolVersion" } : { _tag: "Malformed", message }
-  })
   return {
     decode: (chunk) => {
       if (error === undefined) {
@@ -74,9 +114,12 @@ export const makeDecoder = (maxPacketSize: number): Decoder => {
         for (const frame of frames) {
           if (error !== undefined) break
           const hot = version === 0 ? undefined : decodeHot(frame, version)
-          if (hot === undefined) parser.parse(frame)
-          else if (typeof hot === "string") error = { _tag: "Malformed", message: hot }
-          else packets.push(hot)
+          const decoded = hot ?? parseFrame(frame, version)
+          if (typeof decoded === "string") error = { _tag: "Malformed", message: decoded }
+          else if ("cmd" in decoded) {
+            if (decoded.cmd === "connect" && version === 0) version = decoded.protocolVersion ?? 4
+            packets.push(decoded)
+          } else error = decoded
         }
         frames.length = 0
         if (frameError !== undefined) error ??= frameError
