@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { IConnackPacket } from "mqtt-packet"
-import { sleep } from "../harness.ts"
-import { barrier5, hasStoredSession, id5, useE2E5 } from "./harness5.ts"
+import { barrier, sleep } from "../harness.ts"
+import { hasStoredSession, id5, useE2E5 } from "./harness5.ts"
 
 const e2e = useE2E5()
 
@@ -22,7 +22,7 @@ describe("MQTT 5 Clean Start and Session Expiry", { timeout: 15_000 }, () => {
     // The old subscription is gone too: nothing published on cs0/t reaches the new session.
     expect(await again.subscribe("cs0/barrier", { qos: 1 })).toEqual([1])
     await publisher.publish("cs0/t", "live", { qos: 1 })
-    await barrier5(publisher, again, "cs0/barrier")
+    await barrier(publisher, again, "cs0/barrier")
     expect(again.on("cs0/t")).toEqual([])
   })
 

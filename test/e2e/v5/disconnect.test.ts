@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { IConnackPacket, IDisconnectPacket } from "mqtt-packet"
-import { encodeRemainingLength, sleep } from "../harness.ts"
-import { barrier5, id5, peer, useE2E5 } from "./harness5.ts"
+import { barrier, encodeVarInt, sleep } from "../harness.ts"
+import { id5, peer, useE2E5 } from "./harness5.ts"
 
 const e2e = useE2E5()
 
@@ -23,7 +23,7 @@ describe("MQTT 5 client DISCONNECT", { timeout: 10_000 }, () => {
     const leaving = await e2e.client(broker, { will: { topic: "dn/t", payload: "must-not-appear", qos: 1 } })
     await leaving.disconnect({ reasonCode: 0x00 })
     const publisher = await e2e.client(broker)
-    await barrier5(publisher, subscriber, "dn/barrier")
+    await barrier(publisher, subscriber, "dn/barrier")
     expect(subscriber.on("dn/t")).toEqual([])
   })
 
@@ -108,7 +108,7 @@ describe("MQTT 5 server DISCONNECT reason codes", { timeout: 10_000 }, () => {
     const { raw } = await e2e.rawConnect(broker)
     // PUBLISH "a/b" whose Property Length (5) runs past the end of the packet.
     const body = Buffer.from([0x00, 0x03, 0x61, 0x2f, 0x62, 0x05, 0x01, 0x00])
-    raw.write(Buffer.concat([Buffer.from([0x30]), encodeRemainingLength(body.length), body]))
+    raw.write(Buffer.concat([Buffer.from([0x30]), encodeVarInt(body.length), body]))
     const disconnect = (await raw.next("disconnect")) as IDisconnectPacket
     expect(disconnect.reasonCode).toBe(0x81)
     expect(await raw.waitClosed()).toBe(true)

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { IDisconnectPacket, IPubackPacket, IPublishPacket } from "mqtt-packet"
-import { settle, sleep } from "../harness.ts"
-import { barrier5, encodePublish5, id5, publishFrameUserProperties, useE2E5, userProperty } from "./harness5.ts"
+import { barrier, settle, sleep } from "../harness.ts"
+import { encodePublish5, id5, publishFrameUserProperties, useE2E5, userProperty } from "./harness5.ts"
 
 const e2e = useE2E5()
 
@@ -380,7 +380,7 @@ describe("MQTT 5 topic aliases", { timeout: 10_000 }, () => {
     second.write(encodePublish5({ topic: "", payload: "unbound", qos: 1, messageId: 1, properties: [Buffer.from([0x23, 0x00, 0x01])] }))
     expect(await second.waitClosed()).toBe(true)
     const publisher = await e2e.client(broker)
-    await barrier5(publisher, subscriber, "own/barrier")
+    await barrier(publisher, subscriber, "own/barrier")
     expect(subscriber.payloads("own/a")).toEqual(["bound"])
   })
 })
@@ -397,7 +397,7 @@ describe("MQTT 5 PUBLISH limits", { timeout: 10_000 }, () => {
     expect(await raw.waitClosed()).toBe(true)
 
     const publisher = await e2e.client(broker)
-    await barrier5(publisher, subscriber, "nr/t")
+    await barrier(publisher, subscriber, "nr/t")
     expect(subscriber.payloads("nr/t")).toEqual([])
   })
 
@@ -412,7 +412,7 @@ describe("MQTT 5 PUBLISH limits", { timeout: 10_000 }, () => {
     expect(await raw.waitClosed()).toBe(true)
 
     const publisher = await e2e.client(broker)
-    await barrier5(publisher, subscriber, "mq/t")
+    await barrier(publisher, subscriber, "mq/t")
     expect(subscriber.payloads("mq/t")).toEqual([])
   })
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { IPublishPacket, ISubackPacket, ISubscription, IUnsubackPacket } from "mqtt-packet"
-import { settle } from "../harness.ts"
-import { barrier5, type RawClient5, subscriptionIds, useE2E5 } from "./harness5.ts"
+import { barrier, settle } from "../harness.ts"
+import { type RawClient5, subscriptionIds, useE2E5 } from "./harness5.ts"
 
 const e2e = useE2E5()
 
@@ -58,7 +58,7 @@ describe("MQTT 5 subscription identifiers", { timeout: 10_000 }, () => {
     expect(await subscriber.subscribe("ovl-barrier", { qos: 1 })).toEqual([1])
     const publisher = await e2e.client(broker)
     await publisher.publish("ovl/x", "shared-match", { qos: 1 })
-    await barrier5(publisher, subscriber, "ovl-barrier")
+    await barrier(publisher, subscriber, "ovl-barrier")
     const copies = subscriber.on("ovl/x")
     expect(copies).toHaveLength(1)
     expect(subscriptionIds(copies[0]!.properties)).toEqual([1, 2])
@@ -71,7 +71,7 @@ describe("MQTT 5 subscription identifiers", { timeout: 10_000 }, () => {
     expect(await subscriber.subscribe("resid/t", { qos: 1, subscriptionIdentifier: 4 })).toEqual([1])
     const publisher = await e2e.client(broker)
     await publisher.publish("resid/t", "x", { qos: 1 })
-    await barrier5(publisher, subscriber, "resid/t")
+    await barrier(publisher, subscriber, "resid/t")
     const copies = subscriber.on("resid/t")
     expect(copies).toHaveLength(1)
     expect(subscriptionIds(copies[0]!.properties)).toEqual([4])
@@ -89,7 +89,7 @@ describe("MQTT 5 subscription options", { timeout: 10_000 }, () => {
     await self.publish("nl/t", "from-self", { qos: 1 })
     expect((await other.waitForMessage("nl/t", "from-self")).payload).toBe("from-self")
     // Same publisher, later message on a topic without No Local: once it is back, nl/t had its chance.
-    await barrier5(self, self, "nl/own-barrier")
+    await barrier(self, self, "nl/own-barrier")
     expect(self.on("nl/t")).toEqual([])
 
     // Messages from others still reach the No Local subscription.

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { sleep } from "../harness.ts"
-import { barrier5, id5, useE2E5 } from "./harness5.ts"
+import { barrier, sleep } from "../harness.ts"
+import { id5, useE2E5 } from "./harness5.ts"
 
 const e2e = useE2E5()
 
@@ -81,7 +81,7 @@ describe("MQTT 5 will messages", { timeout: 15_000 }, () => {
     expect(back.connack.sessionPresent).toBe(true)
     // Well past the delay.
     await sleep(1_700)
-    await barrier5(back, subscriber, "wc/barrier")
+    await barrier(back, subscriber, "wc/barrier")
     expect(subscriber.on("wc/t")).toEqual([])
   })
 
