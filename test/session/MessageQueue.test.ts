@@ -25,6 +25,33 @@ describe("MessageQueue", () => {
     expect(b.toArray()).toEqual([message(1), message(3)])
   })
 
+  it("at is undefined outside 0..length-1, also below a dropped prefix; spreading a queue gives its messages in order", () => {
+    const q = MessageQueue.from([message(1), message(2), message(3)]).drop(1)
+    expect(q.at(-1)).toBeUndefined()
+    expect(q.at(2)).toBeUndefined()
+    expect([...q]).toEqual([message(2), message(3)])
+    expect(JSON.stringify(q)).toBe(JSON.stringify([message(2), message(3)]))
+  })
+
+  it("a long-lived queue that drops most of what it held keeps exactly its window (across the compaction of its backing array)", () => {
+    let q = MessageQueue.empty
+    const model: Array<Message> = []
+    for (let n = 0; n < 300; n++) {
+      q = q.push(message(n))
+      model.push(message(n))
+      if (n % 3 === 2) {
+        q = q.drop(2)
+        model.splice(0, 2)
+      }
+      expect(q.length).toBe(model.length)
+    }
+    expect(q.toArray()).toEqual(model)
+    const older = q
+    q = q.drop(50).push(message(7))
+    expect(q.toArray()).toEqual([...model.slice(50), message(7)])
+    expect(older.toArray()).toEqual(model)
+  })
+
   it("every version equals an array model after any mix of push, drop and branching from old versions", () => {
     const op: fc.Arbitrary<Op> = fc.oneof(
       fc.nat(1000).map((n) => ({ push: n })),

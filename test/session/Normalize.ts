@@ -6,7 +6,7 @@
 import type { Message } from "../../src/session/Message.ts"
 import type { SessionState } from "../../src/session/SessionState.ts"
 import type { Outgoing } from "../../src/session/Transitions.ts"
-import { type MMessage, showMessage } from "./Model.ts"
+import { type MMessage, showMessage, START } from "./Model.ts"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -15,21 +15,24 @@ export const toMessage = (m: MMessage): Message => ({
   topic: m.topic,
   payload: encoder.encode(m.payload),
   qos: m.qos,
-  retain: m.retain
+  retain: m.retain,
+  ...(m.expiresAt === undefined ? {} : { expiresAt: m.expiresAt })
 })
 
 export const toModelMessage = (m: Message): MMessage => ({
   topic: m.topic,
   payload: decoder.decode(m.payload),
   qos: m.qos,
-  retain: m.retain
+  retain: m.retain,
+  expiresAt: m.expiresAt
 })
 
 export const normalizeMessage = (m: Message) => ({
   topic: m.topic,
   payload: Array.from(m.payload),
   qos: m.qos,
-  retain: m.retain
+  retain: m.retain,
+  expiresAt: m.expiresAt ?? null
 })
 
 export const normalizeState = (s: SessionState | undefined) =>
@@ -46,7 +49,10 @@ export const normalizeState = (s: SessionState | undefined) =>
     awaitingPubrel: [...s.awaitingPubrel],
     nextPacketId: s.nextPacketId,
     will: s.will === undefined ? null : normalizeMessage(s.will),
+    willDelayInterval: s.willDelayInterval,
+    willAt: s.willAt ?? null,
     receiveMaximum: s.receiveMaximum,
+    maximumPacketSize: s.maximumPacketSize ?? null,
     disconnectedAt: s.disconnectedAt ?? null
   }
 
@@ -70,5 +76,7 @@ export const showState = (s: SessionState | undefined): string => {
   const subs = [...s.subscriptions].map(([f, sub]) => `${f}:${sub.qos}`).join(" ")
   return `{clean=${s.clean ? 1 : 0} expiry=${s.expiryInterval} rm=${s.receiveMaximum} subs=[${subs}] inflight=[${inflight}] ` +
     `queue=[${queue}] dropped=${s.dropped} awaitingPubrel=[${s.awaitingPubrel.join(" ")}] next=${s.nextPacketId} ` +
-    `will=${s.will === undefined ? "-" : showMessage(toModelMessage(s.will))} disconnectedAt=${String(s.disconnectedAt)}}`
+    `will=${s.will === undefined ? "-" : showMessage(toModelMessage(s.will))}${s.willDelayInterval > 0 ? ` delay=${s.willDelayInterval}s` : ""}` +
+    `${s.willAt === undefined ? "" : ` willAt=${s.willAt - START}`}${s.maximumPacketSize === undefined ? "" : ` maxPacket=${s.maximumPacketSize}`}` +
+    ` disconnectedAt=${s.disconnectedAt === undefined ? "-" : s.disconnectedAt - START}}`
 }

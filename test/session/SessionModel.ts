@@ -6,7 +6,9 @@
  *     providerConformance("Memory", MemorySessionStateProvider.layer)
  *
  * Each model property replays generated scenarios (see `Commands.ts`) with every check of
- * `Harness.ts` on; they differ in what their scenarios stress. A failure names the check that
+ * `Harness.ts` on; they differ in what their scenarios stress. Scenarios mix MQTT 3.1.1 and MQTT 5
+ * connects over the one session model (session expiry, delayed wills, Receive Maximum changing
+ * between reconnects, Maximum Packet Size, message expiry, time passing with the broker's sweep). A failure names the check that
  * failed, the step, and fast-check prints the seed, the path and the shrunk command list.
  * Replay one with `npm run test:props -- --seed <seed> --path "<path>" -t "<property name>"` (or the
  * same through PROPS_SEED / PROPS_PATH and `npx vitest run test/session -t ...`).
@@ -35,18 +37,18 @@ const shape = (
   weights: { ...balanced, ...overrides.weights }
 })
 
-/** The model properties: the name states the invariant the scenarios stress (all checks run in each). */
+/** The model properties: the name states the invariant the scenarios stress (all checks run in each, for 3.1.1 and MQTT 5 connects alike). */
 export const modelProperties: ReadonlyArray<{ readonly name: string; readonly shape: ScenarioShape }> = [
   {
-    name: "sessionPresent is 1 exactly when clean=0 and a session was stored",
-    shape: shape({ weights: { connect: 6, disconnect: 3, lost: 3, publish: 2, ack: 1, qos2: 1, clean: 3 }, maxCommands: 100 })
+    name: "sessionPresent is 1 exactly when clean start is 0 and an unexpired session was stored (3.1.1 and 5)",
+    shape: shape({ weights: { connect: 6, disconnect: 3, lost: 3, publish: 2, ack: 1, qos2: 1, clean: 3, tick: 2 }, maxCommands: 100 })
   },
   {
-    name: "a clean session is gone when its connection ends; a persistent one is still stored",
+    name: "a session with expiry 0 is gone when its connection ends, one within its expiry is still stored (3.1.1 clean maps to expiry 0)",
     shape: shape({ weights: { connect: 5, disconnect: 3, lost: 3, subscribe: 2, publish: 2, clean: 3 }, maxCommands: 100 })
   },
   {
-    name: "no QoS 1/2 message of a persistent session is lost across disconnects and reconnects; in-flight ones are resent with DUP",
+    name: "no QoS 1/2 message of a persistent session is lost across disconnects and reconnects unless a stated rule drops it; in-flight ones are resent with DUP",
     shape: shape({ weights: { connect: 3, clean: 1, publish: 6, subscribe: 3, ack: 3, disconnect: 2, lost: 2, qos2: 1 }, maxCommands: 100 })
   },
   {
@@ -62,7 +64,7 @@ export const modelProperties: ReadonlyArray<{ readonly name: string; readonly sh
     })
   },
   {
-    name: "in-flight count stays within receiveMaximum; the queue within maxQueuedMessages, dropping the oldest and counting it",
+    name: "unacknowledged PUBLISHes in flight stay within receiveMaximum; the queue within maxQueuedMessages, dropping the oldest and counting it",
     shape: shape({ weights: { publish: 7, ack: 3, subscribe: 3, connect: 2, disconnect: 2, lost: 2 }, maxReceiveMaximum: 2, maxQueued: 3, maxCommands: 100 })
   },
   {
@@ -76,6 +78,54 @@ export const modelProperties: ReadonlyArray<{ readonly name: string; readonly sh
   {
     name: "the Sessions service over the provider agrees with the reference model after every step",
     shape: shape({ maxCommands: 120, maxReceiveMaximum: 4 })
+  },
+  {
+    name: "3.1.1 clients only: the Sessions service agrees with the reference model after every step",
+    shape: shape({ weights: { v5: 0, expiring: 0, tick: 2 }, maxCommands: 100 })
+  },
+  {
+    name: "MQTT 5: a session ends when its expiry interval has passed offline and not before; clean start and session expiry are independent",
+    shape: shape({
+      weights: { connect: 5, takeover: 1, disconnect: 3, lost: 3, tick: 5, clean: 3, v5: 4, subscribe: 2, publish: 2, ack: 2 },
+      maxCommands: 80
+    })
+  },
+  {
+    name: "MQTT 5: a delayed will is published exactly once, at the earlier of its delay and the session's end, and never after a resuming reconnect",
+    shape: shape({
+      weights: { connect: 4, takeover: 2, lost: 4, disconnect: 3, tick: 5, subscribe: 3, publish: 1, ack: 1, ackAll: 0, qos2: 0, v5: 5 },
+      maxCommands: 80
+    })
+  },
+  {
+    name: "MQTT 5: a Receive Maximum that changes between reconnects moves the newest PUBLISHes back to the queue, loses nothing and keeps the window",
+    shape: shape({
+      weights: {
+        publish: 8,
+        subscribe: 3,
+        unsubscribe: 0,
+        ack: 2,
+        ackAll: 0,
+        rawAck: 0,
+        connect: 3,
+        takeover: 1,
+        lost: 3,
+        disconnect: 1,
+        qos2: 0,
+        tick: 0,
+        clean: 1,
+        v5: 6
+      },
+      maxReceiveMaximum: 5,
+      maxCommands: 100
+    })
+  },
+  {
+    name: "MQTT 5: expired messages and messages over the client's Maximum Packet Size are dropped by their rule and never sent",
+    shape: shape({
+      weights: { publish: 7, expiring: 4, tick: 3, subscribe: 3, ack: 3, connect: 2, lost: 2, disconnect: 1, clean: 1, v5: 4 },
+      maxCommands: 100
+    })
   }
 ]
 
@@ -205,7 +255,7 @@ export const providerConformance = (name: string, layer: Layer.Layer<SessionStat
 
       it("stores any session faithfully: get after store and after modify returns an equal session", async () => {
         await fc.assert(
-          fc.asyncProperty(sessionStateArb(), async (state) => {
+          fc.asyncProperty(sessionStateArb({ v5: true }), async (state) => {
             const [stored, modified] = await Effect.runPromise(withProvider((p) =>
               Effect.gen(function*() {
                 yield* p.store(state)
@@ -236,8 +286,10 @@ export const providerConformance = (name: string, layer: Layer.Layer<SessionStat
           expect(yield* sessions.receiveQos2("x", 1)).toBe(false)
           yield* sessions.pubrel("x", 1)
           yield* sessions.subscribe("x", [["t/#", { qos: 1 }]])
-          yield* sessions.unsubscribe("x", ["t/#"])
+          expect(yield* sessions.unsubscribe("x", ["t/#", "u/1"])).toEqual([false, false])
           expect(yield* sessions.disconnect("x", false, 5)).toEqual({ state: undefined, will: undefined })
+          expect(yield* sessions.disconnect("x", { graceful: false, expiryInterval: 60 }, 5)).toEqual({ state: undefined, will: undefined })
+          expect(yield* sessions.expire("x", 5)).toEqual({ state: undefined, will: undefined })
           expect(Option.isNone(yield* sessions.get("x"))).toBe(true)
           expect(yield* provider.clientIds).toEqual([])
         }).pipe(Effect.provide(sessionsOver(layer, { maxQueuedMessages: 1, queueQos0: true }))))

@@ -6,11 +6,14 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as fc from "fast-check"
+import { publishSize } from "../../src/protocol/PacketSize.ts"
 import * as MemorySessionStateProvider from "../../src/session/MemorySessionStateProvider.ts"
+import { EXPIRY_NEVER } from "../../src/session/SessionState.ts"
 import { balanced, scenarioArbitrary, showCommand } from "./Commands.ts"
 import { concurrencyPlanArbitrary } from "./Concurrency.ts"
 import { replay, runScenario, sessionsOver } from "./Harness.ts"
-import { topicMatches } from "./Model.ts"
+import { NEVER, packetSize, START, topicMatches } from "./Model.ts"
+import { toMessage } from "./Normalize.ts"
 import * as NaiveProvider from "./NaiveProvider.ts"
 import { params, timeout } from "./Props.ts"
 import { modelProperties, runPlan } from "./SessionModel.ts"
@@ -62,16 +65,34 @@ describe("the session suite itself", () => {
 
   it("the generated scenarios reach every situation the invariants are about", async () => {
     const stats = new Map<string, number>()
-    const shape = modelProperties[modelProperties.length - 1]!.shape
-    for (const scenario of fc.sample(scenarioArbitrary(shape), { numRuns: 100, seed: 11 })) {
-      const limits = { maxQueuedMessages: scenario.maxQueuedMessages, queueQos0: scenario.queueQos0 }
-      await Effect.runPromise(replay(scenario, stats).pipe(Effect.provide(sessionsOver(MemorySessionStateProvider.layer, limits))))
+    for (const property of modelProperties) {
+      for (const scenario of fc.sample(scenarioArbitrary(property.shape), { numRuns: 20, seed: 11 })) {
+        const limits = { maxQueuedMessages: scenario.maxQueuedMessages, queueQos0: scenario.queueQos0 }
+        await Effect.runPromise(replay(scenario, { stats }).pipe(Effect.provide(sessionsOver(MemorySessionStateProvider.layer, limits))))
+      }
     }
     for (
       const situation of [
         "takeover",
-        "session ended",
-        "persistent session kept",
+        "session ended with its connection",
+        "session kept after its connection",
+        "session expired by time",
+        "MQTT 5 clean start with a session expiry",
+        "MQTT 5 clean start 0 with expiry 0",
+        "DISCONNECT set a session expiry",
+        "DISCONNECT with will (0x04)",
+        "DISCONNECT raising expiry 0: protocol error",
+        "delayed will waiting",
+        "delayed will published by the sweep",
+        "will published as the session expired",
+        "delayed will cancelled by a resuming reconnect",
+        "clean start published a waiting will",
+        "smaller window on resume: messages moved back to the queue",
+        "in-flight message too large for the client on resume",
+        "QoS 1/2 message dropped: expired",
+        "QoS 1/2 message dropped: too large",
+        "QoS 1/2 message dropped: queue full",
+        "QoS 0 message dropped: too large",
         "clean start discarded a session",
         "resumed with messages in flight",
         "will published",
@@ -92,10 +113,18 @@ describe("the session suite itself", () => {
   })
 
   it("commands print as a readable trace", () => {
-    const [scenario] = fc.sample(scenarioArbitrary({ weights: balanced, maxCommands: 5, maxReceiveMaximum: 1, maxQueued: 1 }), {
+    const [scenario] = fc.sample(scenarioArbitrary({ weights: balanced, maxCommands: 30, maxReceiveMaximum: 1, maxQueued: 1 }), {
       numRuns: 1,
       seed: 3
     })
     for (const command of scenario!.commands) expect(fc.stringify(command)).toBe(showCommand(command))
+  })
+
+  it("the model's constants and packet size agree with the implementation's", () => {
+    expect(NEVER).toBe(EXPIRY_NEVER)
+    const message = { topic: "t/1", payload: "p12-----", qos: 1 as const, retain: false, expiresAt: START + 2000 }
+    for (const m of [message, { ...message, qos: 0 as const }, { ...message, expiresAt: undefined }]) {
+      expect(packetSize(m)).toBe(publishSize(toMessage(m)))
+    }
   })
 })

@@ -5,18 +5,22 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as fc from "fast-check"
-import { type Message, minQos, type QoS, withQos, withRetain } from "../../src/session/Message.ts"
+import { publishSize } from "../../src/protocol/PacketSize.ts"
+import { isExpired, type Message, minQos, type QoS, withQos, withRetain } from "../../src/session/Message.ts"
+import { MessageQueue } from "../../src/session/MessageQueue.ts"
 import {
   type ConnectRequest,
+  expiresAt,
   EXPIRY_NEVER,
   type InflightMessage,
   make,
   MAX_PACKET_ID,
+  nextDeadline,
   type SessionState
 } from "../../src/session/SessionState.ts"
 import { SessionStoreError } from "../../src/session/SessionStateProvider.ts"
 import * as T from "../../src/session/Transitions.ts"
-import { messageArb, packetIdArb, qosArb, sessionStateArb } from "./Arbitraries.ts"
+import { messageArb, messageV5Arb, NOW, packetIdArb, qosArb, sessionStateArb } from "./Arbitraries.ts"
 import { CLIENTS, FILTERS } from "./Model.ts"
 import { normalizeMessage, normalizeOutgoing, normalizeState } from "./Normalize.ts"
 import { params } from "./Props.ts"
@@ -431,11 +435,194 @@ describe("Transitions (properties)", () => {
           // nothing is lost: every message in flight before is in flight or queued after
           const after = [...result.state.inflight.map((e) => e.message), ...result.state.queue.toArray()]
           for (const entry of stored.inflight) expect(after).toContain(entry.message)
-          // the PUBLISHes kept in flight plus the PUBRELs fit the window unless PUBRELs alone exceed it
+          // the PUBLISHes kept in flight fit the window (PUBREL-stage entries are always kept: their PUBLISH was received)
           expect(result.state.inflight.filter((e) => e.stage !== "pubcomp").length).toBeLessThanOrEqual(window)
           const requeued = stored.inflight.filter((e) => e.stage !== "pubcomp" && !result.state.inflight.includes(e))
           expect(result.state.queue.toArray().slice(0, requeued.length)).toEqual(requeued.map((e) => e.message))
         }),
+        params()
+      )
+    })
+  })
+
+  describe("MQTT 5: session expiry, delayed wills, message expiry, Maximum Packet Size", () => {
+    /** A time at, just before or just after one of the session's deadlines, or anywhere near them. */
+    const nearDeadlines = (state: SessionState): fc.Arbitrary<number> => {
+      const deadlines = [expiresAt(state), state.willAt].filter((t): t is number => t !== undefined)
+      const around = deadlines.flatMap((t) => [t - 1, t, t + 1])
+      return around.length === 0 ? fc.integer({ min: NOW - 9000, max: NOW + 9000 }) : fc.oneof(
+        fc.constantFrom(...around),
+        fc.integer({ min: NOW - 9000, max: NOW + 9000 })
+      )
+    }
+    const offline = sessionStateArb({ v5: true }).filter((s) => s.disconnectedAt !== undefined)
+    const tooLargeFor = (state: SessionState, m: Message) =>
+      state.maximumPacketSize !== undefined && publishSize(m) > state.maximumPacketSize
+
+    it("expiresAt is disconnectedAt + expiry (none while connected or for never); nextDeadline is the earlier of it and willAt", () => {
+      fc.assert(
+        fc.property(sessionStateArb({ v5: true }), (state) => {
+          const end = state.disconnectedAt === undefined || state.expiryInterval === EXPIRY_NEVER
+            ? undefined
+            : state.disconnectedAt + state.expiryInterval * 1000
+          expect(expiresAt(state)).toBe(end)
+          const due = [end, state.willAt].filter((t): t is number => t !== undefined)
+          expect(nextDeadline(state)).toBe(due.length === 0 ? undefined : Math.min(...due))
+        }),
+        params()
+      )
+    })
+
+    it("expire ends a session past its expiry (with the will still waiting, if any), else publishes a due delayed will once, else changes nothing", () => {
+      fc.assert(
+        fc.property(offline.chain((s) => fc.tuple(fc.constant(s), nearDeadlines(s))), ([state, now]) => {
+          const snapshot = normalizeState(state)
+          const result = T.expire(state, now)
+          expect(normalizeState(state)).toEqual(snapshot)
+          const end = expiresAt(state)
+          if (end !== undefined && end <= now) {
+            expect(result.state).toBeUndefined()
+            expect(result.will).toBe(state.willAt === undefined ? undefined : state.will)
+          } else if (state.willAt !== undefined && state.willAt <= now) {
+            expect(result.will).toBe(state.will)
+            expect(normalizeState(result.state)).toEqual(normalizeState({ ...state, will: undefined, willAt: undefined }))
+            // published once: nothing more is due from the will
+            expect(T.expire(result.state!, now).will).toBeUndefined()
+          } else {
+            expect(result.state).toBe(state)
+            expect(result.will).toBeUndefined()
+          }
+        }),
+        params()
+      )
+    })
+
+    it("disconnect: an MQTT 5 DISCONNECT expiry replaces the session's (0 ends it); a will with a delay waits until now + delay unless the session ends", () => {
+      const online = sessionStateArb({ v5: true }).map((s) => ({ ...s, willAt: undefined, disconnectedAt: undefined }))
+      fc.assert(
+        fc.property(
+          online,
+          fc.boolean(),
+          fc.option(fc.constantFrom(0, 2, 300, EXPIRY_NEVER), { nil: undefined }),
+          fc.integer({ min: NOW - 9000, max: NOW }),
+          (state, graceful, expiryInterval, now) => {
+            const snapshot = normalizeState(state)
+            const ended = T.disconnect(state, { graceful, expiryInterval }, now)
+            expect(normalizeState(state)).toEqual(snapshot)
+            const expiry = expiryInterval ?? state.expiryInterval
+            const will = graceful ? undefined : state.will
+            if (expiry === 0) {
+              expect(ended.state).toBeUndefined()
+              expect(ended.will).toBe(will)
+              return
+            }
+            const delayed = will !== undefined && state.willDelayInterval > 0
+            expect(ended.will).toBe(delayed ? undefined : will)
+            expect(normalizeState(ended.state)).toEqual(normalizeState({
+              ...state,
+              expiryInterval: expiry,
+              will: delayed ? will : undefined,
+              willAt: delayed ? now + state.willDelayInterval * 1000 : undefined,
+              disconnectedAt: now
+            }))
+          }
+        ),
+        params()
+      )
+    })
+
+    it("deliver drops a message that has expired or is larger than the client's Maximum Packet Size: nothing sent, nothing stored", () => {
+      fc.assert(
+        fc.property(
+          sessionStateArb({ v5: true }),
+          messageV5Arb(),
+          fc.boolean(),
+          limitsArb,
+          fc.integer({ min: NOW - 3000, max: NOW + 3000 }),
+          (state, message, online, limits, anyTime) => {
+            // often exactly at the message's expiry
+            const now = message.expiresAt !== undefined && anyTime % 3 === 0 ? message.expiresAt : anyTime
+            const step = T.deliver(state, message, online, limits, now)
+            if (isExpired(message, now) || tooLargeFor(state, message)) {
+              expect(step.state).toBe(state)
+              expect(step.outgoing).toEqual([])
+            } else {
+              const plain = T.deliver({ ...state, maximumPacketSize: undefined }, { ...message, expiresAt: undefined }, online, limits, 0)
+              expect(step.outgoing.length).toBe(plain.outgoing.length)
+              expect(step.state.queue.length).toBe(plain.state.queue.length)
+            }
+          }
+        ),
+        params()
+      )
+    })
+
+    it("fillWindow drops queued messages that expired or are too large as the window reaches them and sends the rest oldest first", () => {
+      fc.assert(
+        fc.property(sessionStateArb({ v5: true, maxQueue: 8 }), fc.integer({ min: NOW - 3000, max: NOW + 3000 }), (state, now) => {
+          const { outgoing, state: next } = T.fillWindow(state, now)
+          const taken = state.queue.length - next.queue.length
+          const reached = state.queue.toArray().slice(0, taken)
+          const sendable = reached.filter((m) => !isExpired(m, now) && !tooLargeFor(state, m))
+          expect(outgoing.map((o) => (o._tag === "Publish" ? o.message : o))).toEqual(sendable)
+          expect(next.queue.toArray()).toEqual(state.queue.toArray().slice(taken))
+          const head = next.queue.at(0)
+          if (head !== undefined) {
+            // it stopped at a QoS 1/2 message it could send but for the full window
+            expect(isExpired(head, now) || tooLargeFor(state, head) || head.qos === 0).toBe(false)
+            expect(next.inflight.length).toBeGreaterThanOrEqual(next.receiveMaximum)
+          }
+          if (taken === 0) expect(next).toBe(state)
+        }),
+        params()
+      )
+    })
+
+    it("resume cancels a waiting delayed will, drops in-flight PUBLISHes over the new Maximum Packet Size and moves the newest beyond the new Receive Maximum back to the queue head", () => {
+      fc.assert(
+        fc.property(
+          offline,
+          fc.integer({ min: 1, max: 8 }),
+          fc.option(fc.integer({ min: 8, max: 40 }), { nil: undefined }),
+          fc.option(messageV5Arb(), { nil: undefined }),
+          (stored, receiveMaximum, maximumPacketSize, will) => {
+            const request: ConnectRequest = {
+              clientId: stored.clientId,
+              clean: false,
+              expiryInterval: stored.expiryInterval,
+              receiveMaximum,
+              will,
+              maximumPacketSize
+            }
+            const result = T.connect(stored, request, NOW)
+            expect(result.state.will).toBe(will)
+            expect(result.state.willAt).toBeUndefined()
+            expect(result.state.willDelayInterval).toBe(0)
+            expect(result.state.maximumPacketSize).toBe(maximumPacketSize)
+            const fits = (m: Message) => maximumPacketSize === undefined || publishSize(m) <= maximumPacketSize
+            const kept: Array<InflightMessage> = []
+            const movedBack: Array<Message> = []
+            for (const entry of stored.inflight) {
+              if (entry.stage === "pubcomp") kept.push(entry)
+              else if (!fits(entry.message)) continue
+              else if (kept.length < receiveMaximum) kept.push(entry)
+              else movedBack.push(entry.message)
+            }
+            expect(result.state.inflight.slice(0, kept.length)).toEqual(kept)
+            expect(result.outgoing.slice(0, kept.length).map(normalizeOutgoing)).toEqual(
+              kept.map((e) =>
+                normalizeOutgoing(
+                  e.stage === "pubcomp" ? { _tag: "Pubrel", packetId: e.packetId } : { _tag: "Publish", message: e.message, packetId: e.packetId, dup: true }
+                )
+              )
+            )
+            const filled = T.fillWindow(
+              { ...stored, ...request, willDelayInterval: 0, willAt: undefined, disconnectedAt: undefined, inflight: kept, queue: MessageQueue.from([...movedBack, ...stored.queue]) },
+              NOW
+            )
+            expect(normalizeState(result.state)).toEqual(normalizeState(filled.state))
+          }
+        ),
         params()
       )
     })
