@@ -32,6 +32,12 @@ export interface InflightMessage {
   readonly packetId: number
   readonly message: Message
   readonly stage: InflightStage
+  /**
+   * Sent on an earlier connection, not yet re-sent on this one because the client's window is
+   * smaller now (MQTT 5 Receive Maximum): it keeps its packet id and goes out again with DUP=1,
+   * before anything new, as the window opens. Such entries do not use the window.
+   */
+  readonly awaitingResend?: true | undefined
 }
 
 /** Session expiry meaning "never" (MQTT 5 0xFFFFFFFF; the 3.1.1 clean=0 default). */

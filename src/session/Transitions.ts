@@ -6,7 +6,6 @@
  */
 import { publishSize } from "../protocol/PacketSize.ts"
 import { isExpired, type Message } from "./Message.ts"
-import { MessageQueue } from "./MessageQueue.ts"
 import {
   type ConnectRequest,
   type InflightMessage,
@@ -87,14 +86,39 @@ const sendInflight = (state: SessionState, message: Message): [SessionState, Out
   ]
 }
 
+/** How much of the client's window is in use: in-flight entries sent on this connection. */
+export const windowUsed = (state: SessionState): number => {
+  let used = 0
+  for (const entry of state.inflight) if (entry.awaitingResend !== true) used++
+  return used
+}
+
+const hasAwaitingResend = (state: SessionState): boolean => state.inflight.some((entry) => entry.awaitingResend === true)
+
+/** Re-sends (DUP=1, same packet id) the entries a smaller window held back, oldest first, while it has room. */
+const resendHeldBack = (state: SessionState, outgoing: Array<Outgoing>): SessionState => {
+  if (!hasAwaitingResend(state)) return state
+  let used = windowUsed(state)
+  if (used >= state.receiveMaximum) return state
+  const inflight = state.inflight.map((entry) => {
+    if (entry.awaitingResend !== true || used >= state.receiveMaximum) return entry
+    used++
+    outgoing.push(publish(entry.message, entry.packetId, true))
+    return { packetId: entry.packetId, message: entry.message, stage: entry.stage }
+  })
+  return { ...state, inflight }
+}
+
 /**
- * Moves queued messages into flight while the window has room (the client is online). Messages
- * that expired while queued, or that are larger than the client accepts, are dropped on the way.
+ * Fills the window while it has room (the client is online): first what a smaller window held
+ * back in flight, then queued messages. Messages that expired while queued, or that are larger
+ * than the client accepts, are dropped on the way.
  */
 export const fillWindow = (state: SessionState, now = 0): Step => {
-  if (state.queue.length === 0) return { state, outgoing: none }
-  let current = state
+  if (state.queue.length === 0 && !hasAwaitingResend(state)) return { state, outgoing: none }
   const outgoing: Array<Outgoing> = []
+  let current = resendHeldBack(state, outgoing)
+  if (hasAwaitingResend(current)) return { state: current, outgoing }
   let taken = 0
   while (taken < state.queue.length) {
     const message = state.queue.at(taken)!
@@ -103,41 +127,66 @@ export const fillWindow = (state: SessionState, now = 0): Step => {
     } else if (message.qos === 0) {
       outgoing.push(publish(message, undefined, false))
     } else {
-      if (current.inflight.length >= current.receiveMaximum) break
+      if (windowUsed(current) >= current.receiveMaximum) break
       const [next, out] = sendInflight(current, message)
       current = next
       outgoing.push(out)
     }
     taken++
   }
-  return taken === 0 ? { state, outgoing: none } : { state: { ...current, queue: state.queue.drop(taken) }, outgoing }
+  if (taken === 0) return current === state ? { state, outgoing: none } : { state: current, outgoing }
+  return { state: { ...current, queue: state.queue.drop(taken) }, outgoing }
 }
 
 /** The result of CONNECT: the session to keep, whether it was resumed, and what to resend. */
 export interface Connected extends Step {
   readonly sessionPresent: boolean
-  /** A stored session that clean start discarded (its subscriptions must leave the router). */
+  /** A stored session that ended here: clean start discarded it, or it had expired (its subscriptions must leave the router). */
   readonly discarded: SessionState | undefined
+  /** A will to publish now: a delayed will that was due, or one left waiting by the session this CONNECT ended. */
+  readonly will: Message | undefined
 }
 
 /**
- * CONNECT: clean start (or nothing stored) begins a new session; otherwise the stored one is
- * resumed: in-flight messages are resent in their original order (PUBLISH with DUP=1, or PUBREL
- * for those past PUBREC), then the queue drains into the window.
+ * CONNECT: clean start (or nothing stored, or a session whose expiry has passed) begins a new
+ * session; otherwise the stored one is resumed: in-flight messages are resent in their original
+ * order (PUBLISH with DUP=1, or PUBREL for those past PUBREC), then the queue drains into the window.
+ * What time already decided comes first: a stored session past its expiry has ended even if the
+ * broker's sweep has not reached it yet, and a delayed will already due is published, not cancelled.
  */
-export const connect = (stored: SessionState | undefined, request: ConnectRequest, now = 0): Connected => {
+export const connect = (stored0: SessionState | undefined, request: ConnectRequest, now = 0): Connected => {
+  let stored = stored0
+  let due: Message | undefined
+  let ended: SessionState | undefined
+  if (stored !== undefined && stored.disconnectedAt !== undefined) {
+    const expired = expire(stored, now)
+    due = expired.will
+    if (expired.state === undefined) ended = stored
+    stored = expired.state
+  }
   if (request.clean || stored === undefined) {
-    return { state: make(request), outgoing: none, sessionPresent: false, discarded: stored }
+    // clean start ends the stored session: a delayed will still waiting in it goes out now
+    const waiting = stored !== undefined && stored.willAt !== undefined ? stored.will : undefined
+    return { state: make(request), outgoing: none, sessionPresent: false, discarded: stored ?? ended, will: due ?? waiting }
   }
   // A window smaller than what is in flight (MQTT 5 Receive Maximum can shrink between connections):
-  // the newest unacknowledged PUBLISHes go back to the head of the queue, to be sent as the window opens.
+  // the newest unacknowledged PUBLISHes keep their packet ids and wait to be re-sent as it opens.
   // Messages the client no longer accepts (Maximum Packet Size) count as delivered.
   const kept: Array<InflightMessage> = []
-  const requeued: Array<Message> = []
+  let used = 0
   for (const entry of stored.inflight) {
-    if (entry.stage !== "pubcomp" && request.maximumPacketSize !== undefined && publishSize(entry.message) > request.maximumPacketSize) continue
-    if (entry.stage !== "pubcomp" && kept.length >= request.receiveMaximum) requeued.push(entry.message)
-    else kept.push(entry)
+    if (entry.stage === "pubcomp") {
+      kept.push(entry.awaitingResend === true ? { packetId: entry.packetId, message: entry.message, stage: entry.stage } : entry)
+      used++
+      continue
+    }
+    if (request.maximumPacketSize !== undefined && publishSize(entry.message) > request.maximumPacketSize) continue
+    if (used < request.receiveMaximum) {
+      kept.push(entry.awaitingResend === true ? { packetId: entry.packetId, message: entry.message, stage: entry.stage } : entry)
+      used++
+    } else {
+      kept.push({ packetId: entry.packetId, message: entry.message, stage: entry.stage, awaitingResend: true })
+    }
   }
   const resumed: SessionState = {
     ...stored,
@@ -149,21 +198,21 @@ export const connect = (stored: SessionState | undefined, request: ConnectReques
     will: request.will,
     willDelayInterval: request.willDelayInterval ?? 0,
     willAt: undefined,
-    inflight: kept.length === stored.inflight.length ? stored.inflight : kept,
-    queue: requeued.length === 0 ? stored.queue : MessageQueue.from([...requeued, ...stored.queue]),
+    inflight: kept.every((entry, i) => entry === stored.inflight[i]) && kept.length === stored.inflight.length ? stored.inflight : kept,
     disconnectedAt: undefined
   }
-  const resend: Array<Outgoing> = resumed.inflight.map((entry) =>
-    entry.stage === "pubcomp"
-      ? { _tag: "Pubrel", packetId: entry.packetId }
-      : publish(entry.message, entry.packetId, true)
-  )
+  const resend: Array<Outgoing> = []
+  for (const entry of resumed.inflight) {
+    if (entry.awaitingResend === true) continue
+    resend.push(entry.stage === "pubcomp" ? { _tag: "Pubrel", packetId: entry.packetId } : publish(entry.message, entry.packetId, true))
+  }
   const filled = fillWindow(resumed, now)
   return {
     state: filled.state,
     outgoing: resend.concat(filled.outgoing),
     sessionPresent: true,
-    discarded: undefined
+    discarded: ended,
+    will: due
   }
 }
 
@@ -197,7 +246,7 @@ export const deliver = (state: SessionState, message: Message, online: boolean, 
     if (online) return { state, outgoing: [publish(message, undefined, false)] }
     return limits.queueQos0 ? { state: enqueue(state, message, limits), outgoing: none } : { state, outgoing: none }
   }
-  if (online && state.queue.length === 0 && state.inflight.length < state.receiveMaximum) {
+  if (online && state.queue.length === 0 && !hasAwaitingResend(state) && windowUsed(state) < state.receiveMaximum) {
     const [next, out] = sendInflight(state, message)
     return { state: next, outgoing: [out] }
   }
@@ -229,7 +278,8 @@ export const pubrec = (state: SessionState, packetId: number): Step => {
       : { state, outgoing: [{ _tag: "Pubrel", packetId }] }
   }
   const inflight = state.inflight.slice()
-  inflight[index] = { ...inflight[index]!, stage: "pubcomp" }
+  // past PUBREC the client has the message: it is never re-sent as a PUBLISH, even if a smaller window held it back
+  inflight[index] = { packetId, message: inflight[index]!.message, stage: "pubcomp" }
   return { state: { ...state, inflight }, outgoing: [{ _tag: "Pubrel", packetId }] }
 }
 

@@ -1,6 +1,7 @@
 /**
  * fast-check arbitraries for session values: well-formed `SessionState`s (unique in-flight packet
- * ids, stages that fit the QoS) for the provider round trip and the pure-transition properties.
+ * ids, stages that fit the QoS, only PUBLISH-stage entries held back) for the provider round trip
+ * and the pure-transition properties.
  */
 import * as fc from "fast-check"
 import type { Message, QoS } from "../../src/session/Message.ts"
@@ -34,13 +35,19 @@ export const messageV5Arb = (qos: fc.Arbitrary<QoS> = qosArb): fc.Arbitrary<Mess
 /** Packet ids near both ends of the range, so that wrap-around is exercised. */
 export const packetIdArb = fc.oneof(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 65528, max: 65535 }))
 
-export const inflightArb: fc.Arbitrary<InflightMessage> = fc
-  .record({ packetId: packetIdArb, message: messageArb(fc.constantFrom<QoS>(1, 2)), released: fc.boolean() })
-  .map(({ message, packetId, released }) => ({
-    packetId,
-    message,
-    stage: message.qos === 1 ? "puback" : released ? "pubcomp" : "pubrec"
-  }))
+/** An in-flight entry; with `heldBack`, a PUBLISH-stage one is sometimes held back by a smaller window (`awaitingResend`). */
+export const inflightArb = (message: fc.Arbitrary<Message> = messageArb(fc.constantFrom<QoS>(1, 2)), heldBack = false): fc.Arbitrary<InflightMessage> =>
+  fc
+    .record({
+      packetId: packetIdArb,
+      message,
+      released: fc.boolean(),
+      held: heldBack ? fc.boolean() : fc.constant(false)
+    })
+    .map(({ held, message, packetId, released }): InflightMessage => {
+      const stage = message.qos === 1 ? "puback" : released ? "pubcomp" : "pubrec"
+      return held && stage !== "pubcomp" ? { packetId, message, stage, awaitingResend: true } : { packetId, message, stage }
+    })
 
 export interface StateShape {
   /** MQTT 5 fields too: expiring and larger messages, a pending delayed will, a Maximum Packet Size. */
@@ -49,19 +56,13 @@ export interface StateShape {
   readonly maxQueue?: number
   readonly minReceiveMaximum?: number
   readonly maxReceiveMaximum?: number
+  /** In-flight PUBLISHes held back by a smaller window on resume, too (default: with `v5`). */
+  readonly heldBack?: boolean
 }
 
 export const sessionStateArb = (shape: StateShape = {}): fc.Arbitrary<SessionState> => {
   const message = shape.v5 === true ? messageV5Arb : messageArb
-  const entry: fc.Arbitrary<InflightMessage> = shape.v5 === true
-    ? fc
-      .record({ packetId: packetIdArb, message: messageV5Arb(fc.constantFrom<QoS>(1, 2)), released: fc.boolean() })
-      .map(({ message, packetId, released }) => ({
-        packetId,
-        message,
-        stage: message.qos === 1 ? "puback" : released ? "pubcomp" : "pubrec"
-      }))
-    : inflightArb
+  const entry = inflightArb(message(fc.constantFrom<QoS>(1, 2)), shape.heldBack ?? shape.v5 === true)
   return fc.record({
     clientId: fc.constantFrom(...CLIENTS),
     clean: fc.boolean(),

@@ -73,8 +73,11 @@ export type Command =
    */
   | { readonly _tag: "Disconnect"; readonly client: number; readonly expiryInterval: number | undefined; readonly withWill: boolean }
   | { readonly _tag: "ConnectionLost"; readonly client: number }
-  /** Time passes; then the broker's sweep applies `Sessions.expire` to every offline session whose deadline is due. */
-  | { readonly _tag: "Tick"; readonly ms: number }
+  /**
+   * Time passes; then, if `sweep`, the broker's sweep applies `Sessions.expire` to every offline
+   * session whose deadline is due (without it, the next CONNECT may come before the sweep).
+   */
+  | { readonly _tag: "Tick"; readonly ms: number; readonly sweep: boolean }
 
 const showTarget = (t: Target): string => ("held" in t ? `held#${t.held}` : `id=${t.raw}`)
 
@@ -124,7 +127,7 @@ export const showCommand = (c: Command): string => {
     case "ConnectionLost":
       return `connectionLost(${CLIENTS[c.client]})`
     case "Tick":
-      return `tick(${c.ms}ms)`
+      return `tick(${c.ms}ms${c.sweep ? "" : ", no sweep"})`
   }
 }
 
@@ -162,6 +165,8 @@ export interface Weights {
   readonly disconnect: number
   readonly lost: number
   readonly tick: number
+  /** Weight of ticks the sweep does not follow, among ticks (those it follows have weight 3). */
+  readonly noSweep: number
   /** Weight of clean=1 among connects (clean=0 has weight 3). */
   readonly clean: number
   /** Weight of MQTT 5 among connects (3.1.1 has weight `v3`). */
@@ -184,6 +189,7 @@ export const balanced: Weights = {
   disconnect: 1,
   lost: 1,
   tick: 1,
+  noSweep: 1,
   clean: 2,
   v5: 1,
   v3: 1,
@@ -265,13 +271,17 @@ export const commandArbitrary = (w: Weights, maxReceiveMaximum = 3): fc.Arbitrar
       w.tick,
       // mostly within the few seconds of the generated expiries and delays, sometimes far past them; whole
       // seconds and half seconds often, so that a deadline (whole seconds after some step) is met exactly
-      weighted([
-        [3, fc.constantFrom(500, 1000, 2000)],
-        [3, fc.integer({ min: 1, max: 2500 })],
-        [2, fc.integer({ min: 1, max: 8000 })],
-        [1, fc.integer({ min: 1, max: 120_000 })]
-      ])
-        .map((ms) => printable({ _tag: "Tick", ms }))
+      fc
+        .record({
+          ms: weighted([
+            [3, fc.constantFrom(500, 1000, 2000)],
+            [3, fc.integer({ min: 1, max: 2500 })],
+            [2, fc.integer({ min: 1, max: 8000 })],
+            [1, fc.integer({ min: 1, max: 120_000 })]
+          ]),
+          sweep: weighted([[3, fc.constant(true)], [w.noSweep, fc.constant(false)]])
+        })
+        .map((c) => printable({ _tag: "Tick", ...c }))
     ]
   ]
   return weighted(choices)

@@ -6,7 +6,12 @@
  * the named invariants and that the implementation agrees with the reference model.
  *
  * Time is the scenario's: `Sessions` reads it from Effect's `Clock`, which the replay provides, and
- * only `Tick` commands move it.
+ * only `Tick` commands move it (most then run the broker's expiry sweep; some do not, so that a
+ * CONNECT can come after a deadline but before the sweep).
+ *
+ * The clients are conformant MQTT 5 receivers and keep their QoS 2 receiver state across
+ * reconnects of a session: a PUBLISH they received on an earlier connection is held (its packet id
+ * until PUBREL) whatever the broker does on resume.
  *
  * A failed check throws an `InvariantViolation` whose message starts with the check's name and
  * ends with the step (index and command) it failed at.
@@ -14,7 +19,7 @@
 import { Clock, Effect, Layer, Option } from "effect"
 import { isDeepStrictEqual } from "node:util"
 import { type Message, minQos, type QoS } from "../../src/session/Message.ts"
-import { type ConnectRequest, nextDeadline, type SessionState } from "../../src/session/SessionState.ts"
+import { type ConnectRequest, type InflightMessage, nextDeadline, type SessionState } from "../../src/session/SessionState.ts"
 import { SessionStateProvider, type SessionStoreError } from "../../src/session/SessionStateProvider.ts"
 import * as Sessions from "../../src/session/Sessions.ts"
 import * as Transitions from "../../src/session/Transitions.ts"
@@ -52,25 +57,30 @@ import {
 
 /** The named checks; a failure message starts with `[name]`. */
 export const Check = {
-  sessionPresent: "1 sessionPresent is 1 exactly when clean start is 0 and an unexpired session was stored",
+  sessionPresent:
+    "1 sessionPresent is 1 exactly when clean start is 0 and a session was stored whose expiry had not passed (whether the sweep had run or not)",
   sessionEnds:
     "2 a session is gone once it ends (expiry 0 when its connection ends, or its expiry interval passed offline) and kept while within its expiry",
   noLoss:
     "3 no QoS 1/2 message leaves a session unless acknowledged or dropped by a stated rule: queue full (counted), expired while queued, too large for the client, session ended",
   dupOnResume:
-    "3 on resume every in-flight message is resent first, in order, with its packet id and DUP=1 (PUBREL past PUBREC); a smaller window moves the newest PUBLISH-stage ones back to the queue head; one now too large for the client is dropped",
+    "3 on resume the in-flight messages are resent first, in order, with their packet ids (PUBLISH with DUP=1; PUBREL past PUBREC) while the new window has room; " +
+    "the rest stay in flight with their ids and are resent (DUP=1, same id, oldest first) as the window opens, before any new message; " +
+    "one now too large for the client is dropped; a message past PUBREC is never sent as a PUBLISH again",
   qos2Once: "4 an inbound QoS 2 message is forwarded exactly once per PUBLISH…PUBREL exchange",
   qos2ToClient:
     "4 an outbound QoS 2 message reaches the client application at most once, and no packet id the client still holds (PUBLISH received, PUBREL not yet) is given to another message",
   packetIds: "5 packet ids in flight are unique, within 1..65535, and reused only after release",
   window:
-    "6 unacknowledged PUBLISHes in flight ≤ receiveMaximum, and a new PUBLISH is sent only while fewer than receiveMaximum messages of any stage are in flight",
-  queueBound:
-    "6 queue ≤ maxQueuedMessages (plus what a shrunk window moved back from flight, until the next enqueue); when full the oldest is dropped and counted",
-  noStall: "6 an online session holds no queued message while its window has room",
+    "6 a QoS 1/2 PUBLISH (new, or a held-back one resent) is sent only while fewer than receiveMaximum messages sent on this connection are in flight " +
+    "(PUBREL-stage ones included, held-back ones not); unacknowledged PUBLISHes sent on this connection ≤ receiveMaximum",
+  queueBound: "6 queue ≤ maxQueuedMessages; when full the oldest is dropped and counted",
+  noStall: "6 an online session holds no queued or held-back message while its window has room",
   order: "7 QoS ≥ 1 messages on one topic reach a subscriber in publish order",
   writeThrough: "8 the stored session equals the pure transition applied to the previously stored one",
-  will: "9 a delayed will is published exactly once, at the earlier of its delay and the session's end, and never if the client resumed the session first",
+  will:
+    "9 a delayed will is published exactly once, at the earlier of its delay and the session's end (by the sweep, or by a CONNECT that comes first), " +
+    "and never if the client resumed the session before it was due",
   expiredNeverSent: "10 an expired message is never sent (a DUP resend of one already in flight excepted: its delivery has started)",
   tooLargeNeverSent: "10 no PUBLISH larger than the client's Maximum Packet Size is sent to it",
   model: "the implementation agrees with the reference model"
@@ -92,14 +102,12 @@ export interface ReplayOptions {
   /** Counts the situations the scenario reached (for measuring what the generators cover). */
   readonly stats?: Map<string, number> | undefined
   /**
-   * Hold the implementation to the MQTT 5 rule it is known not to follow yet (see
-   * `KnownIssues.test.ts`): the client's QoS 2 receiver keeps the packet id of a PUBLISH it received
-   * even when a smaller window or a smaller Maximum Packet Size takes that message out of flight on
-   * resume (MQTT-4.4.0-1: resends use the original packet ids). By default the client is assumed
-   * never to have received those PUBLISHes, which is the only reading under which the implemented
-   * rule keeps QoS 2 exactly-once.
+   * Clients may also acknowledge a message a smaller window held back on resume: one they received
+   * on an earlier connection and have not been sent again on this one (a client that queued its
+   * PUBACK or PUBREC across the reconnect does that; MQTT-4.4.0-1 only has PUBLISH and PUBREL
+   * resent). On unless turned off.
    */
-  readonly strict?: boolean | undefined
+  readonly acknowledgeHeldBack?: boolean | undefined
 }
 
 /** What a client remembers between packets. */
@@ -114,6 +122,11 @@ interface ClientView {
   readonly holding: Map<number, string>
   /** Payloads of live QoS 2 messages handed to its application. */
   readonly delivered: Set<string>
+  /**
+   * The messages a smaller window held back on resume of this connection, oldest first, with the
+   * packet ids they hold: each is owed to the client as a DUP resend with that id before anything new.
+   */
+  owed: Array<{ readonly packetId: number; readonly message: MMessage }>
 }
 
 /** The live connection of a client, as the broker knows it. */
@@ -132,8 +145,6 @@ interface Accounting {
   readonly mayEnd?: boolean | undefined
   /** Clean start: the stored session is replaced by a new one. */
   readonly replaced?: boolean | undefined
-  /** Resume: in-flight messages may go back to the queue (and be dropped there at once). */
-  readonly resume?: boolean | undefined
 }
 
 const ackFor = (stage: Stage): "puback" | "pubrec" | "pubcomp" => (stage === "puback" ? "puback" : stage)
@@ -144,7 +155,7 @@ const modelView = (m: MSession) => ({
   clean: m.clean,
   expiryInterval: m.expiryInterval,
   subscriptions: byFilter([...m.subscriptions].map(([filter, qos]) => [filter, { qos }] as const)),
-  inflight: inflightOf(m).map((e) => ({ packetId: e.packetId, stage: e.stage, message: e.message })),
+  inflight: inflightOf(m).map((e) => ({ packetId: e.packetId, stage: e.stage, message: e.message, heldBack: e.heldBack })),
   queue: queueOf(m).map((e) => e.message),
   dropped: m.dropped,
   awaitingPubrel: [...m.awaitingPubrel],
@@ -161,7 +172,12 @@ const implementationView = (s: SessionState) => ({
   clean: s.clean,
   expiryInterval: s.expiryInterval,
   subscriptions: byFilter([...s.subscriptions].map(([filter, sub]) => [filter, { qos: sub.qos }] as const)),
-  inflight: s.inflight.map((e) => ({ packetId: e.packetId, stage: e.stage, message: toModelMessage(e.message) })),
+  inflight: s.inflight.map((e) => ({
+    packetId: e.packetId,
+    stage: e.stage,
+    message: toModelMessage(e.message),
+    heldBack: e.awaitingResend === true
+  })),
   queue: s.queue.toArray().map(toModelMessage),
   dropped: s.dropped,
   awaitingPubrel: [...s.awaitingPubrel],
@@ -175,6 +191,12 @@ const implementationView = (s: SessionState) => ({
 })
 
 const json = (value: unknown): string => JSON.stringify(value)
+
+/** How much of the client's window a stored session uses: in-flight entries sent on this connection (counted here, not by the implementation). */
+const windowUsed = (s: SessionState): number => s.inflight.filter((e) => e.awaitingResend !== true).length
+
+/** The in-flight entries a smaller window holds back. */
+const heldBackIn = (s: SessionState) => s.inflight.filter((e) => e.awaitingResend === true)
 
 const showTime = (t: number | undefined): string => (t === undefined ? "never" : `t+${t - START}ms`)
 
@@ -200,7 +222,7 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
   const sessions = yield* Sessions.Sessions
   const provider = yield* SessionStateProvider
   const limits: Transitions.Limits = { maxQueuedMessages: scenario.maxQueuedMessages, queueQos0: scenario.queueQos0 }
-  const strict = options.strict === true
+  const acknowledgeHeldBack = options.acknowledgeHeldBack !== false
   const model = new ReferenceModel(limits)
   const views = new Map<string, ClientView>()
   const resetView = (id: string) =>
@@ -209,7 +231,8 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
       seen: views.get(id)?.seen ?? new Set(),
       last: new Map(),
       holding: new Map(),
-      delivered: views.get(id)?.delivered ?? new Set()
+      delivered: views.get(id)?.delivered ?? new Set(),
+      owed: []
     })
   for (const id of CLIENTS) resetView(id)
   const view = (id: string): ClientView => views.get(id)!
@@ -274,6 +297,7 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
       if (after !== undefined) {
         checkBounds(id, after)
         checkStoredOrder(id, after)
+        checkStall(id, after)
       }
       checkAccounted(id, operation, before, after, accounting)
       return { result, before, after }
@@ -286,20 +310,39 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
       if (!Number.isInteger(pid) || pid < 1 || pid > 65535) fail(Check.packetIds, `${id} has packet id ${pid} in flight`)
     }
     if (new Set(ids).size !== ids.length) fail(Check.packetIds, `${id} has duplicate packet ids in flight: ${ids.join(" ")}`)
-    const publishing = stored.inflight.filter((e) => e.stage !== "pubcomp").length
+    // (held back ones were sent on an earlier connection and are not resent yet: they do not use the window)
+    const publishing = stored.inflight.filter((e) => e.stage !== "pubcomp" && e.awaitingResend !== true).length
     if (publishing > stored.receiveMaximum) {
       fail(Check.window, `${id} has ${publishing} unacknowledged PUBLISHes in flight, receiveMaximum is ${stored.receiveMaximum}: ${showState(stored)}`)
+    }
+    const pastPubrec = stored.inflight.find((e) => e.stage === "pubcomp" && e.awaitingResend === true)
+    if (pastPubrec !== undefined) {
+      fail(Check.dupOnResume, `${id} holds ${pastPubrec.packetId} back for a PUBLISH resend though it is past PUBREC (PUBREL sent): ${showState(stored)}`)
+    }
+  }
+
+  /** [6] an online session (as the implementation sees it) with room in its window holds nothing back and queues nothing it could send. */
+  const checkStall = (id: string, stored: SessionState) => {
+    if (!connections.has(id) || stored.disconnectedAt !== undefined || windowUsed(stored) >= stored.receiveMaximum) return
+    const held = heldBackIn(stored)
+    // (with room in the window even a queued QoS 0 message goes out: it only waits behind a full one)
+    if (held.length > 0 || stored.queue.length > 0) {
+      fail(
+        Check.noStall,
+        `${id} is online with ${windowUsed(stored)}/${stored.receiveMaximum} of its window used, ${held.length} held back and ${stored.queue.length} queued: ${
+          showState(stored)
+        }`
+      )
     }
   }
 
   /**
-   * [7] a session holds its live QoS ≥ 1 messages of one topic (in flight, then queued) in publish
-   * order; PUBREL-stage entries aside: the client has their PUBLISH already, and a smaller window
-   * on resume can move an older PUBLISH behind them.
+   * [7] a session holds its live QoS ≥ 1 messages of one topic (in flight, held back or not, then
+   * queued) in publish order.
    */
   const checkStoredOrder = (id: string, stored: SessionState) => {
     const last = new Map<string, { readonly index: number; readonly payload: string }>()
-    const held = [...stored.inflight.filter((e) => e.stage !== "pubcomp").map((e) => e.message), ...stored.queue]
+    const held = [...stored.inflight.map((e) => e.message), ...stored.queue]
     for (const message of held) {
       if (message.qos === 0 || message.retain) continue
       const m = toModelMessage(message)
@@ -351,7 +394,7 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
     const messages = new Map([...inflightBefore, ...before.queue.toArray()].map((m) => [keyOf(toModelMessage(m)), toModelMessage(m)]))
     for (const [key, count] of held) {
       const m = messages.get(key)!
-      const wasQueued = (queuedBefore.get(key) ?? 0) > 0 || accounting.resume === true
+      const wasQueued = (queuedBefore.get(key) ?? 0) > 0
       for (let missing = count - (kept.get(key) ?? 0); missing > 0; missing--) {
         if (released !== undefined && keyOf(toModelMessage(released.message)) === key) {
           released = undefined
@@ -416,8 +459,8 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
     }
   }
 
-  /** [6] [10] what is sent: never expired (unless a resend), never too large, new PUBLISHes only into a window with room. */
-  const checkSent = (id: string, outgoing: ReadonlyArray<Transitions.Outgoing>, after: SessionState | undefined) => {
+  /** [6] [10] what is sent: never expired (unless a resend), never too large, PUBLISHes only into a window with room. */
+  const checkSent = (id: string, outgoing: ReadonlyArray<Transitions.Outgoing>, after: SessionState | undefined, resume: boolean) => {
     const limit = connections.get(id)?.maximumPacketSize
     for (const o of outgoing) {
       if (o._tag !== "Publish") continue
@@ -429,18 +472,51 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
         fail(Check.tooLargeNeverSent, `${showMessage(m)} (${packetSize(m)} bytes) was sent to ${id}, whose Maximum Packet Size is ${limit}`)
       }
     }
-    const fresh = outgoing.filter((o) => o._tag === "Publish" && !o.dup && o.message.qos > 0)
     if (after === undefined) return
-    fresh.forEach((o, i) => {
-      // the new entries are the last ones in flight, in the order they were sent
-      const inflight = after.inflight.length - fresh.length + i
-      if (inflight >= after.receiveMaximum) {
+    // What entered the window in this step, in order: every QoS 1/2 PUBLISH (new, or resent on this
+    // connection) and, on resume, every PUBREL resent; PUBREL answering PUBREC uses no more of it.
+    const entering = outgoing.filter((o) => o._tag === "Publish" ? o.message.qos > 0 : resume)
+    const base = windowUsed(after) - entering.length
+    entering.forEach((o, i) => {
+      if (o._tag === "Publish" && base + i >= after.receiveMaximum) {
         fail(
           Check.window,
-          `${showOutgoing(o)} was sent to ${id} with ${inflight} messages in flight, receiveMaximum is ${after.receiveMaximum}`
+          `${showOutgoing(o)} was sent to ${id} with ${base + i} messages sent on this connection in flight, receiveMaximum is ${after.receiveMaximum}`
         )
       }
     })
+  }
+
+  /**
+   * [3] after resume: the DUP PUBLISHes are the held-back messages, oldest first, each with the
+   * packet id it held; a new QoS 1/2 PUBLISH only once none is owed any more.
+   */
+  const checkOwed = (id: string, outgoing: ReadonlyArray<Transitions.Outgoing>) => {
+    const v = view(id)
+    for (const o of outgoing) {
+      if (o._tag !== "Publish" || o.message.qos === 0) continue
+      const m = toModelMessage(o.message)
+      if (o.dup) {
+        const next = v.owed[0]
+        if (next === undefined) {
+          fail(Check.dupOnResume, `${showOutgoing(o)} was resent to ${id}, which is owed no held-back message`)
+        } else if (next.packetId !== o.packetId || !sameMessage(next.message, m)) {
+          fail(
+            Check.dupOnResume,
+            `${showOutgoing(o)} was resent to ${id}; the oldest message held back is ${showMessage(next.message)} with packet id ${next.packetId}` +
+              ` (owed: ${v.owed.map((e) => `${e.packetId}:${e.message.payload}`).join(" ")})`
+          )
+        }
+        v.owed.shift()
+        note("held-back message resent as the window opened")
+      } else if (v.owed.length > 0) {
+        fail(
+          Check.dupOnResume,
+          `${showOutgoing(o)} was sent to ${id} while ${v.owed.map((e) => `${e.packetId}:${e.message.payload}`).join(" ")} ` +
+            `held back on resume ${v.owed.length === 1 ? "is" : "are"} still owed`
+        )
+      }
+    }
   }
 
   /** [4] the client's QoS 2 receiver: a PUBLISH on an id it holds is a duplicate, PUBREL releases the id. */
@@ -496,15 +572,18 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
     })
   }
 
+  /** The checks of what one step sent (`resume`: a CONNECT that resumed the session, whose resends `checkResume` checks). */
   const afterOutgoing = (
     id: string,
     expected: ReadonlyArray<Expected>,
     actual: ReadonlyArray<Transitions.Outgoing>,
-    after: SessionState | undefined
+    after: SessionState | undefined,
+    resume = false
   ) => {
-    checkSent(id, actual, after)
+    checkSent(id, actual, after, resume)
     checkOrder(id, actual)
     checkNewIds(id, actual)
+    if (!resume) checkOwed(id, actual)
     clientReceives(id, actual)
     reconcile(id, expected, actual)
   }
@@ -610,7 +689,7 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
       if (will !== undefined) yield* publish(will)
     })
 
-  /** [1] [3] CONNECT (after closing a live connection with the same id: takeover). */
+  /** [1] [3] [9] CONNECT (after closing a live connection with the same id: takeover). */
   const connect = (id: string, spec: ConnectSpec) =>
     Effect.gen(function*() {
       if (model.online.has(id)) {
@@ -644,7 +723,13 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
         ...(v5 ? { willDelayInterval: asked.willDelayInterval, maximumPacketSize: asked.maximumPacketSize } : {})
       }
       connections.set(id, { version: spec.version, expiryInterval: asked.expiryInterval, maximumPacketSize: asked.maximumPacketSize })
-      const hadSession = model.sessions.has(id)
+      // what time has decided for the stored session, whether the sweep has run or not
+      const stored = model.sessions.get(id)
+      const end = stored === undefined ? undefined : endOf(stored)
+      const endedByTime = end !== undefined && end <= time.now
+      const willDue = !endedByTime && stored?.willAt !== undefined && stored.willAt <= time.now
+      const hadSession = stored !== undefined && !endedByTime
+      const due = dueOf(id)
       const { after, before, result } = yield* through(
         id,
         "connect",
@@ -656,9 +741,11 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
         (c: Transitions.Connected) => ({
           sessionPresent: c.sessionPresent,
           outgoing: outgoingList(c.outgoing),
-          discarded: normalizeState(c.discarded)
+          discarded: normalizeState(c.discarded),
+          will: c.will === undefined ? null : toModelMessage(c.will)
         }),
-        { replaced: spec.clean, resume: !spec.clean }
+        // the stored session's messages end with it when clean start or its expiry ended it
+        { replaced: spec.clean || endedByTime }
       )
       const drops = model.drops.length
       const expected = model.connect(id, asked, time.now)
@@ -667,16 +754,9 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
         fail(
           Check.sessionPresent,
           `CONNACK sessionPresent=${result.sessionPresent ? 1 : 0} for clean start=${spec.clean ? 1 : 0} when ${
-            hadSession ? "an unexpired session was stored" : "no session was stored (or it had ended)"
+            hadSession ? "a session within its expiry was stored" : endedByTime ? `the stored session had ended (${due})` : "no session was stored"
           }`
         )
-      }
-      if (result.sessionPresent && before !== undefined && after !== undefined) {
-        checkResume(id, before, after, asked, result.outgoing)
-        if (before.will !== undefined && before.willAt !== undefined) {
-          cancelledWills.add(toModelMessage(before.will).payload)
-          note("delayed will cancelled by a resuming reconnect")
-        }
       }
       if ((result.discarded === undefined) !== (expected.discarded === undefined)) {
         fail(
@@ -684,24 +764,35 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
           `connect discarded ${showState(result.discarded)}, the model expects ${expected.discarded === undefined ? "none" : "the stored session"}`
         )
       }
+      if (endedByTime) note("connect after the session's expiry, before the sweep: it had ended")
+      if (willDue) note("connect after the delayed will was due, before the sweep: will published")
       if (expected.sessionPresent) note(before !== undefined && before.inflight.length > 0 ? "resumed with messages in flight" : "resumed")
-      if (expected.discarded !== undefined) note("clean start discarded a session")
+      if (expected.discarded !== undefined && spec.clean) note("clean start discarded a session")
       if (v5 && spec.clean && asked.expiryInterval > 0) note("MQTT 5 clean start with a session expiry")
       if (v5 && !spec.clean && asked.expiryInterval === 0) note("MQTT 5 clean start 0 with expiry 0")
       if (!expected.sessionPresent) resetView(id)
-      afterOutgoing(id, expected.outgoing, result.outgoing, after)
-      // the broker publishes the delayed will of a session that clean start ended
-      const pending = result.discarded
-      const will2 = pending?.will !== undefined && pending.willAt !== undefined ? toModelMessage(pending.will) : undefined
-      checkWill(id, "clean start (the stored session ended)", will2, expected.will, "at once: the session ended")
-      if (will2 !== undefined) note("clean start published a waiting will")
-      if (will2 !== undefined) yield* publish(will2)
+      view(id).owed = []
+      if (result.sessionPresent && before !== undefined && after !== undefined) {
+        checkResume(id, before, after, asked, result.outgoing)
+        if (before.will !== undefined && before.willAt !== undefined && before.willAt > time.now) {
+          cancelledWills.add(toModelMessage(before.will).payload)
+          note("delayed will cancelled by a resuming reconnect")
+        }
+      }
+      afterOutgoing(id, expected.outgoing, result.outgoing, after, result.sessionPresent)
+      // the broker publishes the will the CONNECT says is due: a delayed will whose time had come, or
+      // the waiting will of a session that clean start (or its expiry) ended
+      const published = result.will === undefined ? undefined : toModelMessage(result.will)
+      checkWill(id, "the CONNECT", published, expected.will, due)
+      if (published !== undefined && spec.clean && !endedByTime && !willDue) note("clean start published a waiting will")
+      if (published !== undefined) yield* publish(published)
     })
 
   /**
-   * [3] on resume the in-flight messages come first, in order: each resent with its id and DUP=1
-   * (PUBREL past PUBREC), or, if the window is full, moved back to the queue head (the newest
-   * PUBLISH-stage ones), or dropped as too large for the client.
+   * [3] on resume the in-flight messages come first, in order: each PUBREL-stage one resent
+   * (PUBREL), each PUBLISH-stage one resent with its id and DUP=1 while the new window has room,
+   * or dropped as too large for the client; the rest are held back in flight, with their ids and
+   * stages, owed to the client as the window opens.
    */
   const checkResume = (
     id: string,
@@ -711,66 +802,73 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
     outgoing: ReadonlyArray<Transitions.Outgoing>
   ) => {
     let resent = 0
-    const movedBack: Array<MMessage> = []
+    let used = 0
+    const heldBack: Array<InflightMessage> = []
     for (const entry of before.inflight) {
       const m = toModelMessage(entry.message)
+      if (entry.stage !== "pubcomp" && tooLarge(m, asked.maximumPacketSize)) {
+        note("in-flight message too large for the client on resume")
+        continue
+      }
+      if (entry.stage !== "pubcomp" && used >= asked.receiveMaximum) {
+        heldBack.push(entry)
+        continue
+      }
       const wanted = entry.stage === "pubcomp" ? `PUBREL(${entry.packetId})` : `PUBLISH(${showMessage(m)}, id=${entry.packetId}, dup)`
       const o = outgoing[resent]
       const ok = o !== undefined && (entry.stage === "pubcomp"
         ? o._tag === "Pubrel" && o.packetId === entry.packetId
         : o._tag === "Publish" && o.dup && o.packetId === entry.packetId && sameMessage(toModelMessage(o.message), m))
-      if (ok) {
-        if (entry.stage !== "pubcomp" && movedBack.length > 0) {
-          fail(Check.dupOnResume, `${wanted} was resent to ${id} though the older ${showMessage(movedBack[0]!)} was moved back to the queue`)
-        }
-        resent++
-        continue
-      }
-      if (entry.stage !== "pubcomp" && tooLarge(m, asked.maximumPacketSize)) {
-        if (!strict) forget(id, entry.packetId, m)
-        note("in-flight message too large for the client on resume")
-        continue
-      }
-      if (entry.stage === "pubcomp" || resent < asked.receiveMaximum) {
+      if (!ok) {
         fail(
           Check.dupOnResume,
-          `packet #${resent} on resume should be ${wanted} (${resent} resent so far, receive maximum ${asked.receiveMaximum}), got ${
+          `packet #${resent} on resume should be ${wanted} (${used} of the window of ${asked.receiveMaximum} used so far), got ${
             o === undefined ? "nothing" : showOutgoing(o)
+          }: ${showOutgoingList(outgoing)}`
+        )
+      }
+      resent++
+      used++
+    }
+    const rest = outgoing.slice(resent)
+    if (rest.some((o) => o._tag === "Pubrel" || o.dup)) {
+      fail(Check.dupOnResume, `${id} was sent ${showOutgoingList(outgoing)} on resume; resends must come first, and only while the window has room`)
+    }
+    if (heldBack.length === 0) return
+    note("smaller window on resume: messages held back in flight")
+    for (const entry of heldBack) {
+      const kept = after.inflight.find((e) => e.packetId === entry.packetId)
+      if (
+        kept === undefined || kept.stage !== entry.stage || kept.awaitingResend !== true ||
+        !sameMessage(toModelMessage(kept.message), toModelMessage(entry.message))
+      ) {
+        fail(
+          Check.dupOnResume,
+          `${toModelMessage(entry.message).payload} (id ${entry.packetId}, ${entry.stage}) should be held back in flight with its packet id and stage: ${
+            showState(after)
           }`
         )
       }
-      if (!strict) forget(id, entry.packetId, m)
-      movedBack.push(m)
     }
-    if (outgoing.slice(resent).some((o) => o._tag === "Pubrel" || o.dup)) {
-      fail(Check.dupOnResume, `${id} was sent ${showOutgoingList(outgoing)} on resume; resends must come first`)
+    if (rest.some((o) => o._tag === "Publish" && o.message.qos > 0)) {
+      fail(Check.dupOnResume, `${id} was sent ${showOutgoingList(outgoing)} on resume, though messages are held back`)
     }
-    if (movedBack.length === 0) return
-    note("smaller window on resume: messages moved back to the queue")
-    // the window is full, so only the leading expired ones are dropped as the queue drains
-    let expiredAhead = 0
-    while (expiredAhead < movedBack.length && expired(movedBack[expiredAhead]!, time.now)) expiredAhead++
-    const head = after.queue.toArray().slice(0, movedBack.length - expiredAhead).map(toModelMessage)
-    if (!isDeepStrictEqual(head, movedBack.slice(expiredAhead))) {
-      fail(
-        Check.dupOnResume,
-        `the messages moved back from flight [${movedBack.map(showMessage).join(", ")}] should head the queue of ${id}: ${showState(after)}`
-      )
-    }
+    view(id).owed = heldBack.map((e) => ({ packetId: e.packetId, message: toModelMessage(e.message) }))
   }
 
-  /** The client never got this PUBLISH (tolerated reading of a resume that took it out of flight). */
-  const forget = (id: string, packetId: number, m: MMessage) => {
-    const v = view(id)
-    if (m.qos !== 2 || v.holding.get(packetId) !== m.payload) return
-    v.holding.delete(packetId)
-    v.delivered.delete(m.payload)
-  }
-
-  /** [2] [9] time passes; the broker's sweep applies `expire` to each offline session whose deadline is due. */
-  const tick = (ms: number) =>
+  /** [2] [9] time passes; then, unless `sweep` is false, the broker's sweep applies `expire` to each offline session whose deadline is due. */
+  const tick = (ms: number, sweep: boolean) =>
     Effect.gen(function*() {
       time.now += ms
+      if (!sweep) {
+        const overdue = CLIENTS.some((id) => {
+          const session = model.sessions.get(id)
+          const deadline = session === undefined || model.online.has(id) ? undefined : deadlineOf(session)
+          return deadline !== undefined && deadline <= time.now
+        })
+        if (overdue) note("a deadline passed without a sweep")
+        return
+      }
       for (const id of CLIENTS) {
         if (model.online.has(id)) continue
         const stored = yield* get(id)
@@ -810,9 +908,21 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
       }
     })
 
+  /**
+   * The packet ids the client can acknowledge: those of the in-flight messages it was sent on this
+   * connection (held-back ones too with `acknowledgeHeldBack`).
+   */
   const held = (id: string) => {
     const session = model.sessions.get(id)
-    return session === undefined ? [] : inflightOf(session).filter((e) => e.packetId !== undefined)
+    return session === undefined
+      ? []
+      : inflightOf(session).filter((e) => e.packetId !== undefined && (acknowledgeHeldBack || !e.heldBack))
+  }
+
+  /** Whether a packet id is one of a message held back on resume (which a conformant client does not acknowledge). */
+  const isHeldBack = (id: string, packetId: number): boolean => {
+    const session = model.sessions.get(id)
+    return session !== undefined && inflightOf(session).some((e) => e.heldBack && e.packetId === packetId)
   }
 
   /** The client acknowledges: the right packet for a held message's stage, or the given one. */
@@ -827,6 +937,7 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
     const packetId = "held" in target
       ? holding.length > 0 ? holding[target.held % holding.length]!.packetId! : target.held + 1
       : target.raw
+    if (!acknowledgeHeldBack && isHeldBack(id, packetId)) return Effect.void
     return sendAck(id, command.kind, packetId)
   }
 
@@ -847,6 +958,10 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
         { released: kind === "pubrec" ? undefined : { packetId, stage: kind } }
       )
       const pendingBefore = model.sessions.get(id)?.pending.length ?? 0
+      if (isHeldBack(id, packetId)) note(`${kind} of a held-back message`)
+      // the client has the message it acknowledges: it is owed no resend of it any more
+      const v = view(id)
+      v.owed = v.owed.filter((e) => e.packetId !== packetId)
       const drops = model.drops.length
       const expected = kind === "pubrec" ? model.pubrec(id, packetId) : model[kind](id, packetId, time.now)
       const released = (model.sessions.get(id)?.pending.length ?? 0) < pendingBefore
@@ -945,13 +1060,9 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
       const m = model.sessions.get(id)
       if (stored !== undefined) {
         checkBounds(id, stored)
-        const movedBack = m === undefined ? 0 : queueOf(m).filter((e) => e.returned).length
-        if (stored.queue.length > Math.max(0, limits.maxQueuedMessages) + movedBack) {
-          fail(
-            Check.queueBound,
-            `${id} has ${stored.queue.length} queued messages, maxQueuedMessages is ${limits.maxQueuedMessages}` +
-              (movedBack > 0 ? ` (${movedBack} moved back from flight)` : "")
-          )
+        checkStall(id, stored)
+        if (stored.queue.length > Math.max(0, limits.maxQueuedMessages)) {
+          fail(Check.queueBound, `${id} has ${stored.queue.length} queued messages, maxQueuedMessages is ${limits.maxQueuedMessages}`)
         }
         if (m !== undefined) {
           const queue = stored.queue.toArray().map(toModelMessage)
@@ -963,11 +1074,6 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
                 `the model (oldest dropped, expired and too large ones left out) has [${expected.map(showMessage).join(", ")}] and dropped=${m.dropped}`
             )
           }
-        }
-        const head = stored.queue.at(0)
-        // (a QoS 0 message may wait behind a full window: dropping the oldest can put one at the head)
-        if (model.online.has(id) && head !== undefined && stored.inflight.length < stored.receiveMaximum) {
-          fail(Check.noStall, `${id} is online with ${stored.inflight.length}/${stored.receiveMaximum} in flight and ${stored.queue.length} queued`)
         }
       }
       if (m !== undefined) {
@@ -1058,7 +1164,7 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
           "connection lost"
         )
       case "Tick":
-        return tick(command.ms)
+        return tick(command.ms, command.sweep)
     }
   }
 

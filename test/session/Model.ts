@@ -9,18 +9,30 @@
  * - a session ends when its connection ends with a Session Expiry Interval of 0 (3.1.1 clean=1 is
  *   expiry 0), or when it has been offline for its expiry interval; clean start only says whether
  *   a stored session is resumed;
- * - at most `receiveMaximum` messages are in flight; the queue holds at most `maxQueuedMessages`
- *   and drops its oldest message when full, counting it;
- * - an acknowledgement releases the matching in-flight message and refills the window from the
- *   queue, oldest first; a queued message that has expired, or is larger than the client's
- *   Maximum Packet Size, is dropped when the window reaches it (and never sent);
- * - on resume every in-flight message is sent again (PUBLISH with DUP=1, or PUBREL once PUBREC
- *   was received), except that a smaller window moves the newest PUBLISH-stage ones back to the
- *   head of the queue and a message now too large for the client is dropped; then the queue
- *   drains into the window;
+ * - the client's window (`receiveMaximum`) counts the in-flight messages sent on this connection;
+ *   a new message is sent only while fewer than `receiveMaximum` are; the queue holds at most
+ *   `maxQueuedMessages` and drops its oldest message when full, counting it;
+ * - an acknowledgement releases the matching in-flight message and refills the window: first the
+ *   in-flight messages a smaller window held back (below), oldest first, re-sent with DUP=1 and
+ *   their packet ids; once none is held back, the queue, oldest first; a queued message that has
+ *   expired, or is larger than the client's Maximum Packet Size, is dropped when the window
+ *   reaches it (and never sent);
+ * - on resume the in-flight messages are taken in order: a PUBREL-stage one is sent again
+ *   (PUBREL) and uses the window; a PUBLISH-stage one now too large for the client is dropped (as
+ *   if delivered); any other is sent again (PUBLISH, DUP=1, same packet id) while the window has
+ *   room, and otherwise held back: it stays in flight with its packet id and stage, is not sent
+ *   now and does not use the window, and goes out (DUP=1, same id) as the window opens. No
+ *   message the client may hold ever loses its packet id. Then the queue drains into the window;
+ * - a PUBREC for a held-back message moves it on to the PUBREL stage like any other (the client
+ *   has its PUBLISH): it is answered by PUBREL, is no longer held back and is never sent as a
+ *   PUBLISH again (only a client that acknowledges across a reconnect sends one: the harness has
+ *   its clients do so with `acknowledgeHeldBack`);
  * - a will is published when the connection ends without DISCONNECT (or with MQTT 5 reason 0x04):
  *   at once, or, with a Will Delay Interval, at the earlier of the delay and the session's end;
- *   a resuming reconnect before then cancels it.
+ *   a resuming reconnect before then cancels it;
+ * - time decides, not the broker's sweep: a CONNECT first does to the stored session what the
+ *   sweep would have done by now (a session past its expiry has ended, its waiting will is
+ *   published; a delayed will that is due is published), then connects.
  *
  * Every message the model drops is logged with the rule that dropped it (`drops`).
  *
@@ -97,8 +109,11 @@ export interface MEntry {
   sent: boolean
   stage: Stage
   packetId: number | undefined
-  /** Moved back from flight to the queue by a smaller window on resume (and not sent since). */
-  returned: boolean
+  /**
+   * In flight (with its packet id and stage), sent on an earlier connection and not yet on this
+   * one: a smaller window on resume held it back. It does not use the window.
+   */
+  heldBack: boolean
 }
 
 export interface MSession {
@@ -157,6 +172,10 @@ export const showExpected = (e: Expected): string =>
 
 export const inflightOf = (s: MSession): Array<MEntry> => s.pending.filter((e) => e.sent)
 export const queueOf = (s: MSession): Array<MEntry> => s.pending.filter((e) => !e.sent)
+/** The in-flight messages a smaller window holds back, oldest first. */
+export const heldBackOf = (s: MSession): Array<MEntry> => s.pending.filter((e) => e.sent && e.heldBack)
+/** How much of the client's window is used: the in-flight messages sent on this connection. */
+export const windowOf = (s: MSession): number => s.pending.filter((e) => e.sent && !e.heldBack).length
 
 /** Whether a session survives the end of its connection (3.1.1 clean=0 maps to expiry > 0; MQTT 5 expiry > 0, whatever clean start said). */
 export const isPersistent = (s: MSession): boolean => s.expiryInterval !== 0
@@ -188,15 +207,28 @@ export class ReferenceModel {
   }
 
   /**
-   * CONNECT. The caller ends a live connection with the same id first (takeover). `will` is the
-   * discarded session's delayed will, published now because clean start ended that session.
+   * CONNECT. The caller ends a live connection with the same id first (takeover). Time comes
+   * first: a stored offline session is brought to `now` as the sweep would have (`passTime`).
+   * `discarded` is the stored session that ended here (clean start, or past its expiry); `will`
+   * is the will to publish now: a delayed will that was due, or the waiting will of the session
+   * clean start ended.
    */
   connect(
     clientId: string,
     request: MConnect,
     now: number
   ): { sessionPresent: boolean; discarded: MSession | undefined; outgoing: Array<Expected>; will: MMessage | undefined } {
-    const stored = this.sessions.get(clientId)
+    let stored = this.sessions.get(clientId)
+    let will: MMessage | undefined
+    let ended: MSession | undefined
+    if (stored !== undefined && stored.disconnectedAt !== undefined) {
+      const passed = this.passTime(clientId, stored, now)
+      will = passed.will
+      if (passed.ended) {
+        ended = stored
+        stored = undefined
+      }
+    }
     this.online.add(clientId)
     if (request.clean || stored === undefined) {
       this.sessions.set(clientId, {
@@ -213,8 +245,9 @@ export class ReferenceModel {
         willAt: undefined,
         disconnectedAt: undefined
       })
-      const will = stored !== undefined && stored.willAt !== undefined ? stored.will : undefined
-      return { sessionPresent: false, discarded: stored, outgoing: [], will }
+      // clean start ends the stored session: a delayed will still waiting in it is published now
+      if (stored !== undefined && stored.willAt !== undefined) will = stored.will
+      return { sessionPresent: false, discarded: stored ?? ended, outgoing: [], will }
     }
     stored.clean = request.clean
     stored.expiryInterval = request.expiryInterval
@@ -225,36 +258,34 @@ export class ReferenceModel {
     stored.willDelayInterval = request.willDelayInterval
     stored.willAt = undefined
     stored.disconnectedAt = undefined
-    // The in-flight messages, in order: one now too large for the client is dropped (as if
-    // delivered); a PUBLISH-stage one is kept while fewer than receiveMaximum entries (of any
-    // stage, counted in order) are kept before it, and otherwise moved back to the queue head.
-    // PUBREL-stage entries are always kept: their PUBLISH was received already.
+    // The in-flight messages, in order, against the new window: PUBREL-stage ones are always sent
+    // again (their PUBLISH was received) and use the window; a PUBLISH-stage one now too large for
+    // the client is dropped (as if delivered); any other is sent again while the window has room
+    // and held back (same packet id and stage, not sent, not using the window) once it is full.
     const kept: Array<MEntry> = []
-    const movedBack: Array<MEntry> = []
+    const outgoing: Array<Expected> = []
+    let used = 0
     for (const entry of inflightOf(stored)) {
-      if (entry.stage !== "pubcomp" && tooLarge(entry.message, request.maximumPacketSize)) {
+      if (entry.stage === "pubcomp") {
+        entry.heldBack = false
+        kept.push(entry)
+        used++
+        outgoing.push({ _tag: "Pubrel", packetId: entry.packetId! })
+      } else if (tooLarge(entry.message, request.maximumPacketSize)) {
         this.drop(clientId, entry.message, "too large")
-      } else if (entry.stage !== "pubcomp" && kept.length >= request.receiveMaximum) {
-        entry.sent = false
-        entry.packetId = undefined
-        entry.stage = "puback"
-        entry.returned = true
-        movedBack.push(entry)
+      } else if (used < request.receiveMaximum) {
+        entry.heldBack = false
+        kept.push(entry)
+        used++
+        outgoing.push({ _tag: "Publish", message: entry.message, dup: true, packetId: entry.packetId, entry })
       } else {
+        entry.heldBack = true
         kept.push(entry)
       }
     }
-    stored.pending = [...kept, ...movedBack, ...queueOf(stored).filter((e) => !movedBack.includes(e))]
-    const outgoing: Array<Expected> = []
-    for (const entry of kept) {
-      outgoing.push(
-        entry.stage === "pubcomp"
-          ? { _tag: "Pubrel", packetId: entry.packetId! }
-          : { _tag: "Publish", message: entry.message, dup: true, packetId: entry.packetId, entry }
-      )
-    }
+    stored.pending = [...kept, ...queueOf(stored)]
     outgoing.push(...this.fill(clientId, stored, now))
-    return { sessionPresent: true, discarded: undefined, outgoing, will: undefined }
+    return { sessionPresent: true, discarded: ended, outgoing, will }
   }
 
   /**
@@ -287,10 +318,18 @@ export class ReferenceModel {
     return { ended: false, will }
   }
 
-  /** Time passed for an offline session: it ends past its expiry (publishing a waiting will), or its due will is published. */
+  /** The broker's sweep: time passed for an offline session (see `passTime`). */
   expire(clientId: string, now: number): { ended: boolean; will: MMessage | undefined } {
     const session = this.sessions.get(clientId)
     if (session === undefined || this.online.has(clientId)) return { ended: false, will: undefined }
+    return this.passTime(clientId, session, now)
+  }
+
+  /**
+   * Time passed for an offline session: it ends once past its expiry (publishing a will still
+   * waiting), or else its delayed will is published once due.
+   */
+  private passTime(clientId: string, session: MSession, now: number): { ended: boolean; will: MMessage | undefined } {
     const end = endOf(session)
     if (end !== undefined && end <= now) {
       this.sessions.delete(clientId)
@@ -331,8 +370,9 @@ export class ReferenceModel {
       if (this.limits.queueQos0) this.enqueue(clientId, session, message)
       return []
     }
-    if (online && queueOf(session).length === 0 && inflightOf(session).length < session.receiveMaximum) {
-      const entry: MEntry = { message, sent: true, stage: message.qos === 2 ? "pubrec" : "puback", packetId: undefined, returned: false }
+    // (nothing queued and nothing held back: order is kept)
+    if (online && queueOf(session).length === 0 && heldBackOf(session).length === 0 && windowOf(session) < session.receiveMaximum) {
+      const entry: MEntry = { message, sent: true, stage: message.qos === 2 ? "pubrec" : "puback", packetId: undefined, heldBack: false }
       session.pending.push(entry)
       return [{ _tag: "Publish", message, dup: false, packetId: "new", entry }]
     }
@@ -349,7 +389,9 @@ export class ReferenceModel {
     if (session === undefined) return []
     const entry = this.find(session, packetId, "pubrec")
     if (entry !== undefined) {
+      // (a held-back one too: the client has its PUBLISH, so it is never sent as a PUBLISH again)
       entry.stage = "pubcomp"
+      entry.heldBack = false
       return [{ _tag: "Pubrel", packetId }]
     }
     return this.find(session, packetId, "pubcomp") !== undefined ? [{ _tag: "Pubrel", packetId }] : []
@@ -398,15 +440,22 @@ export class ReferenceModel {
       session.dropped++
       this.drop(clientId, oldest.message, "queue full")
     }
-    session.pending.push({ message, sent: false, stage: "puback", packetId: undefined, returned: false })
+    session.pending.push({ message, sent: false, stage: "puback", packetId: undefined, heldBack: false })
   }
 
   /**
-   * Sends queued messages, oldest first, while the client is online: an expired or too large one
-   * is dropped, QoS 0 is sent at once, QoS 1/2 while the window has room.
+   * Fills the window while the client is online: first the held-back in-flight messages, oldest
+   * first, re-sent with DUP=1 and their packet ids; once none is held back, the queued messages,
+   * oldest first: an expired or too large one is dropped, QoS 0 is sent at once, QoS 1/2 with a
+   * new packet id. Each re-sent or newly sent QoS 1/2 message needs room in the window.
    */
   private fill(clientId: string, session: MSession, now: number): Array<Expected> {
     const outgoing: Array<Expected> = []
+    for (const entry of heldBackOf(session)) {
+      if (windowOf(session) >= session.receiveMaximum) return outgoing
+      entry.heldBack = false
+      outgoing.push({ _tag: "Publish", message: entry.message, dup: true, packetId: entry.packetId, entry })
+    }
     for (;;) {
       const head = queueOf(session)[0]
       if (head === undefined) break
@@ -421,10 +470,9 @@ export class ReferenceModel {
         else outgoing.push({ _tag: "Publish", message: head.message, dup: false, packetId: undefined, entry: undefined })
         continue
       }
-      if (inflightOf(session).length >= session.receiveMaximum) break
+      if (windowOf(session) >= session.receiveMaximum) break
       // The in-flight entries stay a prefix: the head of the queue directly follows them.
       head.sent = true
-      head.returned = false
       head.stage = head.message.qos === 2 ? "pubrec" : "puback"
       outgoing.push({ _tag: "Publish", message: head.message, dup: false, packetId: "new", entry: head })
     }

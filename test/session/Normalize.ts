@@ -43,7 +43,12 @@ export const normalizeState = (s: SessionState | undefined) =>
     subscriptions: [...s.subscriptions]
       .map(([filter, subscription]) => [filter, { ...subscription }] as const)
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
-    inflight: s.inflight.map((e) => ({ packetId: e.packetId, stage: e.stage, message: normalizeMessage(e.message) })),
+    inflight: s.inflight.map((e) => ({
+      packetId: e.packetId,
+      stage: e.stage,
+      message: normalizeMessage(e.message),
+      awaitingResend: e.awaitingResend === true
+    })),
     queue: s.queue.toArray().map(normalizeMessage),
     dropped: s.dropped,
     awaitingPubrel: [...s.awaitingPubrel],
@@ -71,7 +76,9 @@ export const showOutgoingList = (os: ReadonlyArray<Outgoing>): string => `[${os.
 /** A short readable form of a stored session for failure messages. */
 export const showState = (s: SessionState | undefined): string => {
   if (s === undefined) return "<none>"
-  const inflight = s.inflight.map((e) => `${e.packetId}:${toModelMessage(e.message).payload}/${e.stage}`).join(" ")
+  const inflight = s.inflight
+    .map((e) => `${e.packetId}:${toModelMessage(e.message).payload}/${e.stage}${e.awaitingResend === true ? "/held-back" : ""}`)
+    .join(" ")
   const queue = s.queue.toArray().map((m) => toModelMessage(m).payload).join(" ")
   const subs = [...s.subscriptions].map(([f, sub]) => `${f}:${sub.qos}`).join(" ")
   return `{clean=${s.clean ? 1 : 0} expiry=${s.expiryInterval} rm=${s.receiveMaximum} subs=[${subs}] inflight=[${inflight}] ` +

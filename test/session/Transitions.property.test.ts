@@ -7,7 +7,6 @@ import { describe, expect, it } from "@effect/vitest"
 import * as fc from "fast-check"
 import { publishSize } from "../../src/protocol/PacketSize.ts"
 import { isExpired, type Message, minQos, type QoS, withQos, withRetain } from "../../src/session/Message.ts"
-import { MessageQueue } from "../../src/session/MessageQueue.ts"
 import {
   type ConnectRequest,
   expiresAt,
@@ -65,6 +64,57 @@ const stateAndIdArb = sessionStateArb().chain((state) =>
   )
 )
 
+/** How much of the client's window a session uses: in-flight entries not held back, counted here. */
+const windowOf = (s: SessionState): number => s.inflight.filter((e) => e.awaitingResend !== true).length
+
+/** The entry as it is once resent on this connection (no longer held back). */
+const sentNow = (e: InflightMessage): InflightMessage => ({ packetId: e.packetId, message: e.message, stage: e.stage })
+
+/** The packet that resends an in-flight entry: PUBREL past PUBREC, else the PUBLISH with DUP=1 and its packet id. */
+const resendOf = (e: InflightMessage): T.Outgoing =>
+  e.stage === "pubcomp" ? { _tag: "Pubrel", packetId: e.packetId } : { _tag: "Publish", message: e.message, packetId: e.packetId, dup: true }
+
+/**
+ * The in-flight entries on resume with a window of `receiveMaximum`, read off the rule: in order,
+ * PUBREL-stage ones kept and counted; PUBLISH-stage ones too large dropped, kept and counted while
+ * fewer than `receiveMaximum` are counted, else held back (same id and stage, not resent).
+ */
+const resumedInflight = (
+  inflight: ReadonlyArray<InflightMessage>,
+  receiveMaximum: number,
+  fits: (m: Message) => boolean = () => true
+): Array<InflightMessage> => {
+  const kept: Array<InflightMessage> = []
+  let used = 0
+  for (const entry of inflight) {
+    if (entry.stage !== "pubcomp" && !fits(entry.message)) continue
+    if (entry.stage === "pubcomp" || used < receiveMaximum) {
+      kept.push(sentNow(entry))
+      used++
+    } else {
+      kept.push({ ...sentNow(entry), awaitingResend: true })
+    }
+  }
+  return kept
+}
+
+/** Whether an offline session has ended at `now` (its expiry passed), and whether its delayed will is due. */
+const dueAt = (s: SessionState, now: number) => {
+  const ended = s.disconnectedAt !== undefined && s.expiryInterval !== EXPIRY_NEVER && s.disconnectedAt + s.expiryInterval * 1000 <= now
+  const willDue = s.disconnectedAt !== undefined && !ended && s.willAt !== undefined && s.willAt <= now
+  return { ended, willDue }
+}
+
+/** A time at, just before or just after one of the session's deadlines, or anywhere near them. */
+const nearDeadlines = (state: SessionState): fc.Arbitrary<number> => {
+  const deadlines = [expiresAt(state), state.willAt].filter((t): t is number => t !== undefined)
+  const around = deadlines.flatMap((t) => [t - 1, t, t + 1])
+  return around.length === 0 ? fc.integer({ min: NOW - 9000, max: NOW + 9000 }) : fc.oneof(
+    fc.constantFrom(...around),
+    fc.integer({ min: NOW - 9000, max: NOW + 9000 })
+  )
+}
+
 describe("Transitions (properties)", () => {
   describe("packet ids", () => {
     it("allocatePacketId returns the first id at or after nextPacketId, cycling 1..65535, that is not in flight", () => {
@@ -99,42 +149,62 @@ describe("Transitions (properties)", () => {
   })
 
   describe("window and queue", () => {
-    it("fillWindow sends queued messages oldest first while the window has room and leaves the rest queued in order", () => {
+    it("fillWindow resends held-back messages first (DUP=1, same id) while the window has room; once none is held back, queued ones oldest first; the rest stay queued in order", () => {
       fc.assert(
-        fc.property(sessionStateArb({ maxQueue: 8 }), (state) => {
+        fc.property(sessionStateArb({ maxQueue: 8, heldBack: true }), (state) => {
           const snapshot = normalizeState(state)
           const { outgoing, state: next } = T.fillWindow(state)
           expect(normalizeState(state)).toEqual(snapshot)
+          // the held-back ones first, as the window has room
+          let used = windowOf(state)
+          const resent: Array<InflightMessage> = []
+          const inflight = state.inflight.map((e) => {
+            if (e.awaitingResend !== true || used >= state.receiveMaximum) return e
+            used++
+            resent.push(e)
+            return sentNow(e)
+          })
+          expect(outgoing.slice(0, resent.length).map(normalizeOutgoing)).toEqual(resent.map((e) => normalizeOutgoing(resendOf(e))))
+          expect(next.inflight.slice(0, state.inflight.length)).toEqual(inflight)
+          const stillHeld = inflight.some((e) => e.awaitingResend === true)
+          if (stillHeld) {
+            // nothing new while a message is held back: the window is full
+            expect(outgoing).toHaveLength(resent.length)
+            expect(next.inflight).toHaveLength(state.inflight.length)
+            expect(next.queue.toArray()).toEqual(state.queue.toArray())
+            expect(windowOf(next)).toBeGreaterThanOrEqual(next.receiveMaximum)
+          }
+          const fresh = outgoing.slice(resent.length)
           const taken = state.queue.length - next.queue.length
           expect(next.queue.toArray()).toEqual(state.queue.toArray().slice(taken))
-          expect(outgoing.map((o) => o._tag === "Publish" ? normalizeMessage(o.message) : o)).toEqual(
+          expect(fresh.map((o) => o._tag === "Publish" ? normalizeMessage(o.message) : o)).toEqual(
             state.queue.toArray().slice(0, taken).map(normalizeMessage)
           )
-          if (taken === 0) expect(next).toBe(state)
+          if (taken === 0 && resent.length === 0) expect(normalizeState(next)).toEqual(snapshot)
+          if (taken === 0 && resent.length === 0 && !stillHeld) expect(next).toBe(state)
           const added = next.inflight.slice(state.inflight.length)
-          expect(next.inflight.slice(0, state.inflight.length)).toEqual(state.inflight)
           const sentQos12 = state.queue.toArray().slice(0, taken).filter((m) => m.qos > 0)
           expect(added.map((e) => e.message)).toEqual(sentQos12)
-          let used = idsOf(state)
+          let ids = idsOf(state)
           let from = state.nextPacketId
-          for (const [i, o] of outgoing.entries()) {
+          for (const [i, o] of fresh.entries()) {
             if (o._tag !== "Publish") throw new Error("fillWindow sent a PUBREL")
             expect(o.dup).toBe(false)
             if (o.message.qos === 0) {
               expect(o.packetId).toBeUndefined()
               continue
             }
-            const expectedId = firstFree(from, used)
+            const expectedId = firstFree(from, ids)
             expect([i, o.packetId]).toEqual([i, expectedId])
             expect(added.find((e) => e.packetId === expectedId)?.stage).toBe(firstStage(o.message))
-            used = new Set([...used, expectedId])
+            ids = new Set([...ids, expectedId])
             from = (expectedId % MAX_PACKET_ID) + 1
           }
           expect(next.nextPacketId).toBe(sentQos12.length > 0 ? from : state.nextPacketId)
-          expect(next.inflight.length).toBeLessThanOrEqual(Math.max(state.receiveMaximum, state.inflight.length))
+          expect(windowOf(next)).toBeLessThanOrEqual(Math.max(state.receiveMaximum, windowOf(state)))
           if (next.queue.length > 0) {
-            expect(next.queue.at(0)!.qos).toBeGreaterThan(0)
-            expect(next.inflight.length).toBeGreaterThanOrEqual(next.receiveMaximum)
+            if (!stillHeld) expect(next.queue.at(0)!.qos).toBeGreaterThan(0)
+            expect(windowOf(next)).toBeGreaterThanOrEqual(next.receiveMaximum)
           }
           expect(untouched(next)).toEqual(untouched(state))
           expect(next.dropped).toBe(state.dropped)
@@ -143,15 +213,16 @@ describe("Transitions (properties)", () => {
       )
     })
 
-    it("deliver sends a QoS 1/2 message at once exactly when online, nothing is queued and the window has room; QoS 0 online at once", () => {
+    it("deliver sends a QoS 1/2 message at once exactly when online, nothing is queued or held back and the window has room; QoS 0 online at once", () => {
       fc.assert(
-        fc.property(sessionStateArb(), messageArb(), fc.boolean(), limitsArb, (state, message, online, limits) => {
+        fc.property(sessionStateArb({ heldBack: true }), messageArb(), fc.boolean(), limitsArb, (state, message, online, limits) => {
           const before = normalizeState(state)
           const { outgoing, state: next } = T.deliver(state, message, online, limits)
           expect(normalizeState(state)).toEqual(before)
+          const heldBack = state.inflight.some((e) => e.awaitingResend === true)
           const sendNow = message.qos === 0
             ? online
-            : online && state.queue.length === 0 && state.inflight.length < state.receiveMaximum
+            : online && state.queue.length === 0 && !heldBack && windowOf(state) < state.receiveMaximum
           if (sendNow) {
             expect(outgoing).toHaveLength(1)
             const o = outgoing[0]!
@@ -205,33 +276,45 @@ describe("Transitions (properties)", () => {
   })
 
   describe("connect", () => {
-    it("clean=1 or no stored session starts an empty session with sessionPresent=0 and hands back the stored one as discarded", () => {
+    it("clean=1 or no stored session starts an empty session with sessionPresent=0, hands back the stored one as discarded and returns the delayed will still waiting in it", () => {
       fc.assert(
-        fc.property(fc.option(sessionStateArb(), { nil: undefined }), requestArb, (stored, request) => {
-          fc.pre(request.clean || stored === undefined)
-          const result = T.connect(stored, request)
-          expect(result.sessionPresent).toBe(false)
-          expect(result.discarded).toBe(stored)
-          expect(result.outgoing).toEqual([])
-          expect(normalizeState(result.state)).toEqual(normalizeState(make(request)))
-          expect(result.state.inflight).toEqual([])
-          expect(result.state.nextPacketId).toBe(1)
-          expect(result.state.disconnectedAt).toBeUndefined()
-        }),
+        fc.property(
+          fc.option(sessionStateArb({ v5: true }), { nil: undefined }),
+          requestArb,
+          fc.integer({ min: NOW - 9000, max: NOW + 9000 }),
+          (stored, request, now) => {
+            fc.pre(request.clean || stored === undefined)
+            const result = T.connect(stored, request, now)
+            expect(result.sessionPresent).toBe(false)
+            // the will of the session that ends here: waiting (or due: the sweep had not come yet), not cancelled
+            expect(result.will).toBe(stored?.willAt === undefined ? undefined : stored.will)
+            if (stored === undefined) expect(result.discarded).toBeUndefined()
+            else expect(normalizeState(result.discarded)?.subscriptions).toEqual(normalizeState(stored)?.subscriptions)
+            if (stored !== undefined && dueAt(stored, now).ended) expect(result.discarded).toBe(stored)
+            expect(result.outgoing).toEqual([])
+            expect(normalizeState(result.state)).toEqual(normalizeState(make(request)))
+            expect(result.state.inflight).toEqual([])
+            expect(result.state.nextPacketId).toBe(1)
+            expect(result.state.disconnectedAt).toBeUndefined()
+          }
+        ),
         params()
       )
     })
 
     it("clean=0 resumes the stored session: in-flight messages first, in order, with DUP=1 (PUBREL past PUBREC), then the queue drains into the window", () => {
       fc.assert(
-        fc.property(sessionStateArb(), requestArb, (stored, request0) => {
-          // the window fits what is in flight here; a shrinking window has its own property below
+        fc.property(sessionStateArb({ heldBack: true }), requestArb, (stored, request0) => {
+          // the window fits what is in flight here (a shrinking window has its own properties below), and nothing is due yet
           const request = { ...request0, clean: false, receiveMaximum: Math.max(request0.receiveMaximum, stored.inflight.length) }
+          const now = stored.disconnectedAt ?? 0
+          fc.pre(!dueAt(stored, now).ended)
           const snapshot = normalizeState(stored)
-          const result = T.connect(stored, request)
+          const result = T.connect(stored, request, now)
           expect(normalizeState(stored)).toEqual(snapshot)
           expect(result.sessionPresent).toBe(true)
           expect(result.discarded).toBeUndefined()
+          expect(result.will).toBeUndefined()
           const resumed: SessionState = {
             ...stored,
             clean: false,
@@ -241,20 +324,46 @@ describe("Transitions (properties)", () => {
             willDelayInterval: 0,
             willAt: undefined,
             maximumPacketSize: undefined,
-            disconnectedAt: undefined
+            disconnectedAt: undefined,
+            // all of them are resent: none is held back any more
+            inflight: stored.inflight.map(sentNow)
           }
-          const resend: Array<T.Outgoing> = stored.inflight.map((e) =>
-            e.stage === "pubcomp"
-              ? { _tag: "Pubrel", packetId: e.packetId }
-              : { _tag: "Publish", message: e.message, packetId: e.packetId, dup: true }
-          )
-          const filled = T.fillWindow(resumed)
-          expect(result.outgoing.map(normalizeOutgoing)).toEqual([...resend, ...filled.outgoing].map(normalizeOutgoing))
+          const filled = T.fillWindow(resumed, now)
+          expect(result.outgoing.map(normalizeOutgoing)).toEqual([...stored.inflight.map(resendOf), ...filled.outgoing].map(normalizeOutgoing))
           expect(normalizeState(result.state)).toEqual(normalizeState(filled.state))
           expect(result.state.clean).toBe(false)
           expect(result.state.will).toBe(request.will)
           expect(result.state.disconnectedAt).toBeUndefined()
         }),
+        params()
+      )
+    })
+
+    it("CONNECT applies time first: a session past its expiry has ended before the sweep (sessionPresent=0, discarded, waiting will returned); a due delayed will is returned", () => {
+      const offline = sessionStateArb({ v5: true }).filter((s) => s.disconnectedAt !== undefined)
+      fc.assert(
+        fc.property(
+          offline.chain((s) => fc.tuple(fc.constant(s), nearDeadlines(s))),
+          requestArb,
+          ([stored, now], request0) => {
+            const request = { ...request0, clientId: stored.clientId, clean: false }
+            const { ended, willDue } = dueAt(stored, now)
+            const result = T.connect(stored, request, now)
+            expect(result.sessionPresent).toBe(!ended)
+            expect(result.discarded).toBe(ended ? stored : undefined)
+            // a will that time made due (delay passed, or the session ended with it waiting) is published now
+            expect(result.will).toBe((ended || willDue) && stored.willAt !== undefined ? stored.will : undefined)
+            if (ended) {
+              expect(normalizeState(result.state)).toEqual(normalizeState(make(request)))
+              expect(result.outgoing).toEqual([])
+            } else {
+              // and then it is resumed like any other: with the new connection's will, no delayed one waiting
+              const resumed = T.connect({ ...stored, will: undefined, willAt: undefined, disconnectedAt: undefined }, request, now)
+              expect(normalizeState(result.state)).toEqual(normalizeState(resumed.state))
+              expect(result.outgoing.map(normalizeOutgoing)).toEqual(resumed.outgoing.map(normalizeOutgoing))
+            }
+          }
+        ),
         params()
       )
     })
@@ -420,41 +529,121 @@ describe("Transitions (properties)", () => {
         params()
       )
     })
-    it("a smaller window on resume sends no more than it allows and returns the newest unacknowledged PUBLISHes to the queue head, in order", () => {
+  })
+
+  describe("resume with a smaller window (MQTT 5 Receive Maximum)", () => {
+    it("a smaller window on resume resends only what it allows; every in-flight message stays in flight with its packet id and stage, the rest held back, not queued", () => {
       fc.assert(
-        fc.property(sessionStateArb({ maxInflight: 8 }), fc.integer({ min: 1, max: 8 }), (stored, window) => {
-          const result = T.connect(stored, {
+        fc.property(sessionStateArb({ maxInflight: 8, heldBack: true }), fc.integer({ min: 1, max: 8 }), (stored, window) => {
+          const result = T.connect({ ...stored, disconnectedAt: undefined }, {
             clientId: stored.clientId,
             clean: false,
             expiryInterval: stored.expiryInterval,
             receiveMaximum: window,
             will: undefined
           })
-          const resent = result.outgoing.filter((o) => o._tag === "Publish" && o.dup)
-          expect(resent.length).toBeLessThanOrEqual(window)
-          // nothing is lost: every message in flight before is in flight or queued after
-          const after = [...result.state.inflight.map((e) => e.message), ...result.state.queue.toArray()]
-          for (const entry of stored.inflight) expect(after).toContain(entry.message)
-          // the PUBLISHes kept in flight fit the window (PUBREL-stage entries are always kept: their PUBLISH was received)
-          expect(result.state.inflight.filter((e) => e.stage !== "pubcomp").length).toBeLessThanOrEqual(window)
-          const requeued = stored.inflight.filter((e) => e.stage !== "pubcomp" && !result.state.inflight.includes(e))
-          expect(result.state.queue.toArray().slice(0, requeued.length)).toEqual(requeued.map((e) => e.message))
+          // nothing leaves flight, nothing is renumbered or moves on a stage
+          const kept = result.state.inflight.slice(0, stored.inflight.length)
+          expect(kept.map((e) => [e.packetId, e.stage, e.message])).toEqual(stored.inflight.map((e) => [e.packetId, e.stage, e.message]))
+          // held back: a PUBLISH-stage entry with `window` entries before it resent; PUBREL-stage ones always resent
+          expect(kept).toEqual(resumedInflight(stored.inflight, window))
+          const heldBack = kept.filter((e) => e.awaitingResend === true)
+          const resent = kept.filter((e) => e.awaitingResend !== true)
+          expect(result.outgoing.slice(0, resent.length).map(normalizeOutgoing)).toEqual(resent.map((e) => normalizeOutgoing(resendOf(e))))
+          expect(result.outgoing.filter((o) => o._tag === "Publish" && o.dup)).toHaveLength(resent.filter((e) => e.stage !== "pubcomp").length)
+          expect(resent.filter((e) => e.stage !== "pubcomp").length).toBeLessThanOrEqual(window)
+          if (heldBack.length > 0) {
+            // the window is full: nothing new goes out and the queue stays as it was
+            expect(result.outgoing.filter((o) => o._tag === "Publish" && !o.dup && o.message.qos > 0)).toEqual([])
+            expect(result.state.inflight).toHaveLength(stored.inflight.length)
+            expect(result.state.queue.toArray()).toEqual(stored.queue.toArray())
+          }
         }),
+        params()
+      )
+    })
+
+    it("held-back messages keep their packet ids and are resent (DUP=1, same id) oldest first as the window opens, before anything new; no PUBLISH into a full window", () => {
+      const event = fc.oneof(
+        fc.record({ ack: fc.nat(7) }),
+        fc.record({ deliver: messageArb(fc.constantFrom<QoS>(1, 2)) })
+      )
+      const limits: T.Limits = { maxQueuedMessages: 8, queueQos0: false }
+      fc.assert(
+        fc.property(
+          sessionStateArb({ maxInflight: 8, maxQueue: 4, heldBack: true }),
+          fc.integer({ min: 1, max: 4 }),
+          fc.array(event, { maxLength: 30 }),
+          (stored, window, events) => {
+            const resumed = T.connect({ ...stored, disconnectedAt: undefined }, {
+              clientId: stored.clientId,
+              clean: false,
+              expiryInterval: stored.expiryInterval,
+              receiveMaximum: window,
+              will: undefined
+            })
+            let state = resumed.state
+            // the packet id each message got when it was first sent (messages are told apart by identity)
+            const ids = new Map(stored.inflight.map((e) => [e.message, e.packetId]))
+            const check = (before: SessionState, outgoing: ReadonlyArray<T.Outgoing>, after: SessionState) => {
+              const owed = before.inflight.filter((e) => e.awaitingResend === true)
+              let used = windowOf(after) - outgoing.filter((o) => o._tag === "Publish" && o.message.qos > 0).length
+              for (const o of outgoing) {
+                if (o._tag !== "Publish" || o.message.qos === 0) continue
+                expect(used).toBeLessThan(after.receiveMaximum)
+                used++
+                if (o.dup) {
+                  const oldest = owed.shift()
+                  expect([o.packetId, o.message]).toEqual([oldest?.packetId, oldest?.message])
+                } else {
+                  expect(owed).toEqual([])
+                  expect(ids.has(o.message)).toBe(false)
+                  ids.set(o.message, o.packetId!)
+                }
+              }
+              for (const e of after.inflight) expect([e.message, e.packetId]).toEqual([e.message, ids.get(e.message)])
+              for (const e of after.inflight) if (e.awaitingResend === true) expect(e.stage).not.toBe("pubcomp")
+              // nothing waits while the window has room
+              if (windowOf(after) < after.receiveMaximum) {
+                expect(after.inflight.filter((e) => e.awaitingResend === true)).toEqual([])
+                expect(after.queue.toArray().filter((m) => m.qos > 0)).toEqual([])
+              }
+            }
+            // the resume itself: resends of what the window takes, then new messages only if nothing is held back
+            const held = state.inflight.some((e) => e.awaitingResend === true)
+            for (const o of resumed.outgoing) {
+              if (o._tag !== "Publish" || o.dup || o.message.qos === 0) continue
+              expect(held).toBe(false)
+              ids.set(o.message, o.packetId!)
+            }
+            check(state, [], state)
+            for (const e of events) {
+              const before = state
+              let step: T.Step
+              if ("ack" in e) {
+                // the client answers what it was sent on this connection
+                const sent = state.inflight.filter((x) => x.awaitingResend !== true)
+                if (sent.length === 0) continue
+                const entry = sent[e.ack % sent.length]!
+                step = entry.stage === "puback"
+                  ? T.puback(state, entry.packetId)
+                  : entry.stage === "pubrec"
+                  ? T.pubrec(state, entry.packetId)
+                  : T.pubcomp(state, entry.packetId)
+              } else {
+                step = T.deliver(state, e.deliver, true, limits)
+              }
+              state = step.state
+              check(before, step.outgoing, state)
+            }
+          }
+        ),
         params()
       )
     })
   })
 
   describe("MQTT 5: session expiry, delayed wills, message expiry, Maximum Packet Size", () => {
-    /** A time at, just before or just after one of the session's deadlines, or anywhere near them. */
-    const nearDeadlines = (state: SessionState): fc.Arbitrary<number> => {
-      const deadlines = [expiresAt(state), state.willAt].filter((t): t is number => t !== undefined)
-      const around = deadlines.flatMap((t) => [t - 1, t, t + 1])
-      return around.length === 0 ? fc.integer({ min: NOW - 9000, max: NOW + 9000 }) : fc.oneof(
-        fc.constantFrom(...around),
-        fc.integer({ min: NOW - 9000, max: NOW + 9000 })
-      )
-    }
     const offline = sessionStateArb({ v5: true }).filter((s) => s.disconnectedAt !== undefined)
     const tooLargeFor = (state: SessionState, m: Message) =>
       state.maximumPacketSize !== undefined && publishSize(m) > state.maximumPacketSize
@@ -557,35 +746,40 @@ describe("Transitions (properties)", () => {
       )
     })
 
-    it("fillWindow drops queued messages that expired or are too large as the window reaches them and sends the rest oldest first", () => {
+    it("fillWindow drops queued messages that expired or are too large as the window reaches them and sends the rest oldest first, after the held-back ones", () => {
       fc.assert(
         fc.property(sessionStateArb({ v5: true, maxQueue: 8 }), fc.integer({ min: NOW - 3000, max: NOW + 3000 }), (state, now) => {
           const { outgoing, state: next } = T.fillWindow(state, now)
+          const resent = outgoing.filter((o) => o._tag === "Publish" && o.dup)
           const taken = state.queue.length - next.queue.length
           const reached = state.queue.toArray().slice(0, taken)
           const sendable = reached.filter((m) => !isExpired(m, now) && !tooLargeFor(state, m))
-          expect(outgoing.map((o) => (o._tag === "Publish" ? o.message : o))).toEqual(sendable)
+          // (held-back ones went out on an earlier connection: they are resent whatever their expiry)
+          expect(outgoing.slice(resent.length).map((o) => (o._tag === "Publish" ? o.message : o))).toEqual(sendable)
           expect(next.queue.toArray()).toEqual(state.queue.toArray().slice(taken))
           const head = next.queue.at(0)
           if (head !== undefined) {
-            // it stopped at a QoS 1/2 message it could send but for the full window
-            expect(isExpired(head, now) || tooLargeFor(state, head) || head.qos === 0).toBe(false)
-            expect(next.inflight.length).toBeGreaterThanOrEqual(next.receiveMaximum)
+            // it stopped at a QoS 1/2 message it could send but for the full window, or behind a held-back one
+            const held = next.inflight.some((e) => e.awaitingResend === true)
+            if (!held) expect(isExpired(head, now) || tooLargeFor(state, head) || head.qos === 0).toBe(false)
+            expect(windowOf(next)).toBeGreaterThanOrEqual(next.receiveMaximum)
           }
-          if (taken === 0) expect(next).toBe(state)
+          if (taken === 0 && resent.length === 0) expect(normalizeState(next)).toEqual(normalizeState(state))
         }),
         params()
       )
     })
 
-    it("resume cancels a waiting delayed will, drops in-flight PUBLISHes over the new Maximum Packet Size and moves the newest beyond the new Receive Maximum back to the queue head", () => {
+    it("resume cancels a delayed will not yet due (a due one is returned), drops in-flight PUBLISHes over the new Maximum Packet Size, holds back those beyond the new window", () => {
       fc.assert(
         fc.property(
-          offline,
+          offline.chain((s) => fc.tuple(fc.constant(s), nearDeadlines(s))),
           fc.integer({ min: 1, max: 8 }),
           fc.option(fc.integer({ min: 8, max: 40 }), { nil: undefined }),
           fc.option(messageV5Arb(), { nil: undefined }),
-          (stored, receiveMaximum, maximumPacketSize, will) => {
+          ([stored, now], receiveMaximum, maximumPacketSize, will) => {
+            const { ended, willDue } = dueAt(stored, now)
+            fc.pre(!ended)
             const request: ConnectRequest = {
               clientId: stored.clientId,
               clean: false,
@@ -594,33 +788,24 @@ describe("Transitions (properties)", () => {
               will,
               maximumPacketSize
             }
-            const result = T.connect(stored, request, NOW)
+            const result = T.connect(stored, request, now)
+            expect(result.sessionPresent).toBe(true)
+            expect(result.will).toBe(willDue ? stored.will : undefined)
             expect(result.state.will).toBe(will)
             expect(result.state.willAt).toBeUndefined()
             expect(result.state.willDelayInterval).toBe(0)
             expect(result.state.maximumPacketSize).toBe(maximumPacketSize)
             const fits = (m: Message) => maximumPacketSize === undefined || publishSize(m) <= maximumPacketSize
-            const kept: Array<InflightMessage> = []
-            const movedBack: Array<Message> = []
-            for (const entry of stored.inflight) {
-              if (entry.stage === "pubcomp") kept.push(entry)
-              else if (!fits(entry.message)) continue
-              else if (kept.length < receiveMaximum) kept.push(entry)
-              else movedBack.push(entry.message)
-            }
-            expect(result.state.inflight.slice(0, kept.length)).toEqual(kept)
-            expect(result.outgoing.slice(0, kept.length).map(normalizeOutgoing)).toEqual(
-              kept.map((e) =>
-                normalizeOutgoing(
-                  e.stage === "pubcomp" ? { _tag: "Pubrel", packetId: e.packetId } : { _tag: "Publish", message: e.message, packetId: e.packetId, dup: true }
-                )
-              )
-            )
+            const inflight = resumedInflight(stored.inflight, receiveMaximum, fits)
+            const resent = inflight.filter((e) => e.awaitingResend !== true)
+            expect(result.state.inflight.slice(0, inflight.length)).toEqual(inflight)
+            expect(result.outgoing.slice(0, resent.length).map(normalizeOutgoing)).toEqual(resent.map((e) => normalizeOutgoing(resendOf(e))))
             const filled = T.fillWindow(
-              { ...stored, ...request, willDelayInterval: 0, willAt: undefined, disconnectedAt: undefined, inflight: kept, queue: MessageQueue.from([...movedBack, ...stored.queue]) },
-              NOW
+              { ...stored, ...request, willDelayInterval: 0, willAt: undefined, disconnectedAt: undefined, inflight },
+              now
             )
             expect(normalizeState(result.state)).toEqual(normalizeState(filled.state))
+            expect(result.outgoing.slice(resent.length).map(normalizeOutgoing)).toEqual(filled.outgoing.map(normalizeOutgoing))
           }
         ),
         params()

@@ -163,9 +163,8 @@ export const handleConnect = Effect.fnUntraced(function*(
       })
     )
     if (connected === undefined) continue
-    // a clean start ends a session whose delayed will was still waiting: it is published now
-    const pending = connected.discarded
-    if (pending?.will !== undefined && pending.willAt !== undefined) yield* Delivery.publish(core, pending.will, pending.clientId)
+    // a delayed will that was due, or left waiting in the session this CONNECT ended, goes out now
+    if (connected.will !== undefined) yield* Delivery.publish(core, connected.will, clientId)
     break
   }
   yield* Effect.logInfo("client connected").pipe(
