@@ -105,8 +105,10 @@ export interface ReplayOptions {
    * Clients may also acknowledge a message a smaller window held back on resume: one they received
    * on an earlier connection and have not been sent again on this one (a client that queued its
    * PUBACK or PUBREC across the reconnect does that; MQTT-4.4.0-1 only has PUBLISH and PUBREL
-   * resent). Off by default: with it on, a generated scenario still fails (an acknowledged
-   * held-back message followed by an older queued one re-sent as held back; under investigation).
+   * resent). On by default; `false` has clients acknowledge only what they were sent on this
+   * connection. Only the right acknowledgement for a held-back message's stage settles what the
+   * broker owes the client; a wrong one (PUBACK for QoS 2, PUBREC for QoS 1) is ignored and the
+   * message is still re-sent (DUP=1, same id) as the window opens.
    */
   readonly acknowledgeHeldBack?: boolean | undefined
 }
@@ -223,7 +225,7 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
   const sessions = yield* Sessions.Sessions
   const provider = yield* SessionStateProvider
   const limits: Transitions.Limits = { maxQueuedMessages: scenario.maxQueuedMessages, queueQos0: scenario.queueQos0 }
-  const acknowledgeHeldBack = options.acknowledgeHeldBack === true
+  const acknowledgeHeldBack = options.acknowledgeHeldBack !== false
   const model = new ReferenceModel(limits)
   const views = new Map<string, ClientView>()
   const resetView = (id: string) =>
@@ -959,10 +961,17 @@ const replayAt = Effect.fnUntraced(function*(scenario: Scenario, options: Replay
         { released: kind === "pubrec" ? undefined : { packetId, stage: kind } }
       )
       const pendingBefore = model.sessions.get(id)?.pending.length ?? 0
-      if (isHeldBack(id, packetId)) note(`${kind} of a held-back message`)
-      // the client has the message it acknowledges: it is owed no resend of it any more
+      // the right acknowledgement for a held-back message's stage (PUBACK for QoS 1, PUBREC for QoS 2)
+      // says the client has it: it is owed no resend of it any more. A wrong one (PUBACK for a QoS 2
+      // message, PUBREC for a QoS 1 one) is ignored and leaves it owed.
+      const session = model.sessions.get(id)
+      const acknowledged = session !== undefined &&
+        inflightOf(session).some((e) => e.heldBack && e.packetId === packetId && e.stage === kind)
       const v = view(id)
-      v.owed = v.owed.filter((e) => e.packetId !== packetId)
+      if (acknowledged) {
+        v.owed = v.owed.filter((e) => e.packetId !== packetId)
+        note(`${kind} of a held-back message`)
+      } else if (isHeldBack(id, packetId)) note("wrong acknowledgement of a held-back message: still owed")
       const drops = model.drops.length
       const expected = kind === "pubrec" ? model.pubrec(id, packetId) : model[kind](id, packetId, time.now)
       const released = (model.sessions.get(id)?.pending.length ?? 0) < pendingBefore
