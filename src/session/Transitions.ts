@@ -176,7 +176,8 @@ export const connect = (stored0: SessionState | undefined, request: ConnectReque
   let used = 0
   for (const entry of stored.inflight) {
     if (entry.stage === "pubcomp") {
-      kept.push(entry.awaitingResend === true ? { packetId: entry.packetId, message: entry.message, stage: entry.stage } : entry)
+      // past PUBREC (never held back: pubrec clears the flag): PUBREL is always re-sent
+      kept.push(entry)
       used++
       continue
     }
