@@ -14,8 +14,6 @@ import type * as Socket from "effect/socket/Socket"
 export interface Outbox {
   /** Queues bytes that must be sent. */
   readonly send: (bytes: Uint8Array) => void
-  /** Queues bytes that may be dropped under backpressure; false when dropped. */
-  readonly sendDroppable: (bytes: Uint8Array) => boolean
   /** Whether droppable bytes would be dropped now (checked before encoding them). */
   readonly congested: () => boolean
   /** How many droppable packets were dropped. */
@@ -77,14 +75,6 @@ export const make = (writer: Socket.Writer, maxBytes: number): Outbox => {
   })
   return {
     send,
-    sendDroppable: (bytes) => {
-      if (pendingBytes > maxBytes) {
-        dropped++
-        return false
-      }
-      send(bytes)
-      return true
-    },
     dropped: () => dropped,
     congested: () => {
       if (pendingBytes <= maxBytes) return false

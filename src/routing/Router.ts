@@ -3,7 +3,7 @@
  * no sessions and no sockets; `broker/Delivery` turns its answers into deliveries.
  */
 import { isSystemTopic } from "../protocol/Topic.ts"
-import type { Message, QoS } from "../session/Message.ts"
+import type { Message } from "../session/Message.ts"
 import { RetainedStore } from "./RetainedStore.ts"
 import { SubscriptionIndex } from "./SubscriptionIndex.ts"
 
@@ -11,11 +11,6 @@ import { SubscriptionIndex } from "./SubscriptionIndex.ts"
 export class Router {
   readonly subscriptions = new SubscriptionIndex()
   readonly retained = new RetainedStore<Message>()
-
-  /** Client id → highest granted QoS among its filters matching `topic`. */
-  match(topic: string): Map<string, QoS> {
-    return this.subscriptions.match(topic)
-  }
 
   /**
    * Records a PUBLISH with RETAIN=1: an empty payload clears the topic's retained

@@ -120,6 +120,8 @@ export const fillWindow = (state: SessionState, now = 0): Step => {
   let current = resendHeldBack(state, outgoing)
   if (hasAwaitingResend(current)) return { state: current, outgoing }
   let taken = 0
+  // nothing is held back from here on, so the window in use is everything in flight
+  let used = current.inflight.length
   while (taken < state.queue.length) {
     const message = state.queue.at(taken)!
     if (isExpired(message, now) || !fits(state, message)) {
@@ -127,7 +129,8 @@ export const fillWindow = (state: SessionState, now = 0): Step => {
     } else if (message.qos === 0) {
       outgoing.push(publish(message, undefined, false))
     } else {
-      if (windowUsed(current) >= current.receiveMaximum) break
+      if (used >= current.receiveMaximum) break
+      used++
       const [next, out] = sendInflight(current, message)
       current = next
       outgoing.push(out)
@@ -247,7 +250,9 @@ export const deliver = (state: SessionState, message: Message, online: boolean, 
     if (online) return { state, outgoing: [publish(message, undefined, false)] }
     return limits.queueQos0 ? { state: enqueue(state, message, limits), outgoing: none } : { state, outgoing: none }
   }
-  if (online && state.queue.length === 0 && !hasAwaitingResend(state) && windowUsed(state) < state.receiveMaximum) {
+  // one scan: the window in use equals what is in flight exactly when nothing is held back
+  const used = windowUsed(state)
+  if (online && state.queue.length === 0 && used === state.inflight.length && used < state.receiveMaximum) {
     const [next, out] = sendInflight(state, message)
     return { state: next, outgoing: [out] }
   }
