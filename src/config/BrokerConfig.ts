@@ -27,8 +27,19 @@ export interface BrokerConfig {
   readonly webSocket: WebSocketListenerConfig | undefined
   /** A connection that has not sent CONNECT by then is closed. */
   readonly connectTimeoutMs: number
-  /** Largest inbound packet (whole packet, bytes); larger closes the connection. Protocol maximum by default, like Mosquitto. */
+  /**
+   * Largest inbound packet (whole packet, bytes); larger is refused from its header and closes the
+   * connection. 32 MiB by default: Mosquitto and Aedes accept up to the protocol's 256 MB, EMQX
+   * stops at 1 MB; 32 MiB carries any payload an ordinary device sends (16 MB firmware images
+   * included) while one connection can pin at most that much.
+   */
   readonly maxPacketSize: number
+  /**
+   * Bytes of partly received packets held across all connections at once. A packet that does not
+   * fit waits (its sender's socket is not read) until others complete, so many large uploads
+   * cost their senders time, not the broker its memory. Never below `maxPacketSize`.
+   */
+  readonly maxReceivingBytes: number
   /** Per-session queue bound (offline, or window full); when full the oldest message is dropped. */
   readonly maxQueuedMessages: number
   /** Queue QoS 0 messages for offline persistent sessions (off by default, as in Mosquitto). */
@@ -62,7 +73,8 @@ export const defaults: BrokerConfig = {
   tls: undefined,
   webSocket: undefined,
   connectTimeoutMs: 10_000,
-  maxPacketSize: 268_435_455,
+  maxPacketSize: 32 * 1024 * 1024,
+  maxReceivingBytes: 256 * 1024 * 1024,
   maxQueuedMessages: 1000,
   queueQos0: false,
   maxInflightMessages: 20,
@@ -85,6 +97,7 @@ export const make = (overrides: Partial<BrokerConfig> = {}): BrokerConfig => {
   return {
     ...config,
     maxInflightMessages: clamp(config.maxInflightMessages, 1, 65_535),
+    maxReceivingBytes: Math.max(config.maxReceivingBytes, config.maxPacketSize),
     receiveMaximum: clamp(config.receiveMaximum, 1, 65_535),
     topicAliasMaximum: clamp(config.topicAliasMaximum, 0, 65_535),
     outboundTopicAliases: clamp(config.outboundTopicAliases, 0, 65_535)
