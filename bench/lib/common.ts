@@ -43,32 +43,41 @@ export const inWaves = async <A>(n: number, parallel: number, fn: (i: number) =>
   return out
 }
 
+/** Why `waitFor` returned. */
+export type WaitEnd = "done" | "stalled" | "timeout" | "aborted"
+
 /**
  * Polls `done()` every `pollMs` until it holds, `progress()` has not changed
- * for `stallMs`, `timeoutMs` elapsed, or the run was aborted. Returns whether
- * `done()` held.
+ * for `stallMs`, `timeoutMs` elapsed, or the run was aborted; says which.
  */
-export const waitUntil = async (
+export const waitFor = async (
   ctx: RunContext,
   done: () => boolean,
   opts: { readonly timeoutMs: number; readonly stallMs: number; readonly progress: () => number; readonly pollMs?: number }
-): Promise<boolean> => {
+): Promise<WaitEnd> => {
   const start = Date.now()
   let last = opts.progress()
   let lastChange = start
   while (!ctx.aborted) {
-    if (done()) return true
+    if (done()) return "done"
     const now = Date.now()
-    if (now - start > opts.timeoutMs) return false
+    if (now - start > opts.timeoutMs) return "timeout"
     const p = opts.progress()
     if (p !== last) {
       last = p
       lastChange = now
-    } else if (now - lastChange > opts.stallMs) return false
+    } else if (now - lastChange > opts.stallMs) return "stalled"
     await sleep(opts.pollMs ?? 10)
   }
-  return false
+  return "aborted"
 }
+
+/** `waitFor`, answering only whether `done()` held. */
+export const waitUntil = async (
+  ctx: RunContext,
+  done: () => boolean,
+  opts: { readonly timeoutMs: number; readonly stallMs: number; readonly progress: () => number; readonly pollMs?: number }
+): Promise<boolean> => (await waitFor(ctx, done, opts)) === "done"
 
 const MIN_CPU_WINDOW_MS = 100
 

@@ -64,7 +64,13 @@ export const summarize = (rep: ScenarioReport, brokers: ReadonlyArray<BrokerName
     const notes: Array<string> = []
     for (const r of runs) if (!r.ok) notes.push(`rep ${r.rep + 1}: ${(r.error ?? "failed").split("\n")[0]}`)
     for (const r of ok) {
-      if (r.extra["drained"] === false) notes.push("not every message arrived before the drain timeout")
+      if (r.extra["drained"] === false) {
+        notes.push(
+          r.extra["qos"] === 0 && r.extra["drainEnded"] === "timeout"
+            ? "still delivering when the 30 s drain limit ended the run: its loss includes messages queued in the broker, not only dropped ones"
+            : "not every message arrived before the drain timeout"
+        )
+      }
       const spm = r.extra["sessionPresentMissing"]
       if (typeof spm === "number" && spm > 0) notes.push(`${spm} CONNACK(s) without sessionPresent`)
       const early = r.extra["connectionsClosedEarly"]
@@ -96,9 +102,9 @@ const ratio = (better: "higher" | "lower", ours: number | undefined, peer: numbe
 export const buildTable = (reports: ReadonlyArray<ScenarioReport>, brokers: ReadonlyArray<BrokerName>): Array<TableRow> => {
   const rows: Array<TableRow> = []
   const peers = brokers.filter((b) => b !== "ours")
-  const push = (label: string, unit: string, better: "higher" | "lower", values: Partial<Record<BrokerName, number>>): void => {
+  const push = (label: string, unit: string, better: "higher" | "lower", values: Partial<Record<BrokerName, number>>, withRatio = true): void => {
     const ratios: Partial<Record<BrokerName, number>> = {}
-    for (const p of peers) ratios[p] = ratio(better, values.ours, values[p])
+    if (withRatio) for (const p of peers) ratios[p] = ratio(better, values.ours, values[p])
     rows.push({ label, unit, better, values, ratios })
   }
   for (const r of reports) {
@@ -108,7 +114,7 @@ export const buildTable = (reports: ReadonlyArray<ScenarioReport>, brokers: Read
         const s = r.summary[b]
         if (s !== undefined) values[b] = s.medians[m.key] ?? Number.NaN
       }
-      push(m.label, m.unit, m.better, values)
+      push(m.label, m.unit, m.better, values, m.ratio !== false)
     }
     if (r.id === "fanin-q0-32") {
       const base = reports.find((x) => x.id === "fanin-q0")
@@ -133,6 +139,8 @@ export const buildTable = (reports: ReadonlyArray<ScenarioReport>, brokers: Read
 export const fmt = (x: number | undefined, unit = ""): string => {
   if (x === undefined || !Number.isFinite(x)) return "n/a"
   if (unit === "x") return x.toFixed(2)
+  // loss: two decimals below 10% so a small but real loss does not print as 0
+  if (unit === "%") return x === 0 ? "0" : Math.abs(x) >= 10 ? x.toFixed(1) : x.toFixed(2)
   const a = Math.abs(x)
   if (a >= 1000) return Math.round(x).toLocaleString("en-US")
   if (a >= 100) return x.toFixed(0)
@@ -141,7 +149,8 @@ export const fmt = (x: number | undefined, unit = ""): string => {
   return x.toFixed(3)
 }
 
-const fmtRatio = (x: number | undefined): string => (x === undefined || !Number.isFinite(x) ? "n/a" : `${x.toFixed(2)}x`)
+const fmtRatio = (x: number | undefined): string =>
+  x === undefined ? "-" : !Number.isFinite(x) ? "n/a" : `${x.toFixed(2)}x`
 
 const renderGrid = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>, rightAlignFrom: number): string => {
   const widths = header.map((h, i) => Math.max([...h].length, ...rows.map((r) => [...(r[i] ?? "")].length)))
@@ -202,7 +211,8 @@ export const renderIntegrity = (reports: ReadonlyArray<ScenarioReport>, brokers:
     }
   }
   return [
-    "Integrity and CPU: lost/duplicate/reordered messages summed over runs (must be 0/0/0);",
+    "Integrity and CPU: lost/duplicate/reordered messages summed over runs (must be 0/0/0, except lost",
+    "QoS 0 messages, which a broker may shed by policy: their share is the 'loss' row of the results);",
     "CPU = median % of one core used during the measured window by the load generator / the broker /",
     "everything else on the machine (generator near 100% = the generator may be the bottleneck;",
     "a high 'other' = the run was disturbed by other load).",

@@ -43,6 +43,11 @@ export interface MetricDef {
   readonly label: string
   readonly unit: string
   readonly better: "higher" | "lower"
+  /**
+   * false: print no ours-vs-peer ratio for this metric (a loss % of 0 makes any
+   * ratio meaningless; the values side by side say it all). Default true.
+   */
+  readonly ratio?: boolean
 }
 
 export interface RunResult {
