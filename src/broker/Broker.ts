@@ -22,6 +22,7 @@ import { ConnectionRegistry } from "./ConnectionRegistry.ts"
 import type { Core } from "./Core.ts"
 import * as Delivery from "./Delivery.ts"
 import { KeyedLock } from "./KeyedLock.ts"
+import { ReceiveBudget } from "./ReceiveBudget.ts"
 import { SessionExpiry } from "./SessionExpiry.ts"
 import { Watchdog } from "./Watchdog.ts"
 
@@ -67,7 +68,8 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
     registry: new ConnectionRegistry(),
     locks: new KeyedLock(),
     watchdog: new Watchdog(),
-    expiry: new SessionExpiry()
+    expiry: new SessionExpiry(),
+    receiving: new ReceiveBudget(config.maxReceivingBytes)
   }
   yield* restoreRouter(core)
 

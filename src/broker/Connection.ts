@@ -37,17 +37,39 @@ const isClosing = (context: ConnectionContext): boolean => context.phase === "cl
 const FLUSH_TIMEOUT_MS = 2000
 
 /** Why decoding stopped, as a violation with its MQTT 5 reason code. */
-const decodeViolation = (error: DecodeError): ProtocolViolation =>
-  error._tag === "TooLarge"
-    ? new ProtocolViolation({
-      reason: `packet of ${error.size} bytes exceeds the maximum packet size ${error.limit}`,
-      code: ReasonCode.PacketTooLarge
-    })
-    : error._tag === "MalformedLength"
-    ? new ProtocolViolation({ reason: "malformed remaining length", code: ReasonCode.MalformedPacket })
-    : error._tag === "UnsupportedProtocolVersion"
-    ? new ProtocolViolation({ reason: "unsupported protocol level", disconnect: false })
-    : new ProtocolViolation({ reason: `malformed packet: ${error.message}`, code: ReasonCode.MalformedPacket })
+const decodeViolation = (error: DecodeError): ProtocolViolation => {
+  switch (error._tag) {
+    case "TooLarge":
+      return new ProtocolViolation({
+        reason: `packet of ${error.size} bytes exceeds the maximum packet size ${error.limit}`,
+        code: ReasonCode.PacketTooLarge
+      })
+    case "MalformedLength":
+      return new ProtocolViolation({ reason: "malformed remaining length", code: ReasonCode.MalformedPacket })
+    case "UnsupportedProtocolVersion":
+      return new ProtocolViolation({ reason: "unsupported protocol level", disconnect: false })
+    case "ProtocolError":
+      return new ProtocolViolation({ reason: `protocol error: ${error.message}`, code: ReasonCode.ProtocolError })
+    case "Malformed":
+      return new ProtocolViolation({ reason: `malformed packet: ${error.message}`, code: ReasonCode.MalformedPacket })
+  }
+}
+
+/**
+ * The CONNACK that answers a CONNECT the broker could not accept as sent, if the spec names one:
+ * return code 1 for a protocol level it does not speak [MQTT-3.1.2-2]; for a malformed MQTT 5
+ * CONNECT, its reason code (MQTT 5 §4.13.1). Other bad first packets are only closed.
+ */
+const refusalFor = (error: DecodeError): Buffer | undefined => {
+  if (error._tag === "UnsupportedProtocolVersion") {
+    return Codec.encode({ cmd: "connack", returnCode: ConnackCode.UnacceptableProtocolVersion, sessionPresent: false }, 4)
+  }
+  if ((error._tag === "Malformed" || error._tag === "ProtocolError") && error.connectVersion === 5) {
+    const reasonCode = error._tag === "Malformed" ? ReasonCode.MalformedPacket : ReasonCode.ProtocolError
+    return Codec.encode({ cmd: "connack", reasonCode, sessionPresent: false }, 5)
+  }
+  return undefined
+}
 
 /** Runs one packet's handler. */
 const dispatch = (
@@ -189,23 +211,30 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
       }
       core.watchdog.add(watched)
 
-      const decoder = Codec.makeDecoder(core.config.maxPacketSize)
+      const decoder = Codec.makeDecoder(core.config.maxPacketSize, core.receiving)
       const readLoop = Effect.gen(function*() {
         while (context.phase !== "closing") {
           const chunks = yield* pull
           lastActivity = Date.now()
           for (const chunk of chunks) {
-            const { error, packets } = decoder.decode(chunk)
-            for (const packet of packets) {
-              // a handler runs to completion: a close request waits for it, so no packet is half-handled
-              yield* Effect.uninterruptible(dispatch(context, packet, makeLive))
-              if (isClosing(context)) return
-            }
-            if (error !== undefined) {
-              if (error._tag === "UnsupportedProtocolVersion" && context.phase === "awaiting-connect") {
-                outbox.send(Codec.encode({ cmd: "connack", returnCode: ConnackCode.UnacceptableProtocolVersion, sessionPresent: false }, 4))
+            let decoded = decoder.decode(chunk)
+            while (true) {
+              for (const packet of decoded.packets) {
+                // a handler runs to completion: a close request waits for it, so no packet is half-handled
+                yield* Effect.uninterruptible(dispatch(context, packet, makeLive))
+                if (isClosing(context)) return
               }
-              return yield* decodeViolation(error)
+              const error = decoded.error
+              if (error !== undefined) {
+                const refusal = context.phase === "awaiting-connect" ? refusalFor(error) : undefined
+                if (refusal !== undefined) outbox.send(refusal)
+                return yield* decodeViolation(error)
+              }
+              // a large packet waits for room among all partly received ones: this socket is not read meanwhile
+              const waitingFor = decoder.waitingFor()
+              if (waitingFor === 0) break
+              yield* core.receiving.take(waitingFor, decoder.adopt)
+              decoded = Codec.resume(decoder)
             }
           }
         }
@@ -255,6 +284,7 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
       }).pipe(
         Effect.catchCause((cause) => Effect.logError("session teardown failed", cause)),
         Effect.ensuring(Effect.suspend(() => {
+          decoder.dispose()
           outbox.close()
           return Fiber.join(writerFiber).pipe(Effect.timeoutOption(FLUSH_TIMEOUT_MS), Effect.asVoid)
         })),

@@ -7,6 +7,7 @@ import type { Router } from "../routing/Router.ts"
 import type { Sessions } from "../session/Sessions.ts"
 import type { ConnectionRegistry } from "./ConnectionRegistry.ts"
 import type { KeyedLock } from "./KeyedLock.ts"
+import type { ReceiveBudget } from "./ReceiveBudget.ts"
 import type { SessionExpiry } from "./SessionExpiry.ts"
 import type { Watchdog } from "./Watchdog.ts"
 
@@ -19,4 +20,6 @@ export interface Core {
   readonly locks: KeyedLock
   readonly watchdog: Watchdog
   readonly expiry: SessionExpiry
+  /** Bytes of partly received large packets across all connections. */
+  readonly receiving: ReceiveBudget
 }

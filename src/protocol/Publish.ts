@@ -3,6 +3,7 @@
  * user properties must keep their wire order (mqtt-packet groups repeated names), so the
  * broker encodes PUBLISH itself in one allocation and re-reads user properties in order.
  */
+import { isUtf8 } from "node:buffer"
 import type { Message, UserProperty } from "../session/Message.ts"
 import { varintSize } from "./PacketSize.ts"
 
@@ -25,6 +26,20 @@ const TOPIC_ALIAS = 0x23
 const USER_PROPERTY = 0x26
 
 const utf8 = (text: string): number => Buffer.byteLength(text, "utf8")
+
+/**
+ * Whether `bytes` are well-formed UTF-8 without U+0000 [MQTT-1.5.3-1, -2]. Topics are mostly
+ * ASCII: checked in a loop here, the rest by the native validator.
+ */
+const isCleanUtf8 = (bytes: Uint8Array): boolean => {
+  let ascii = true
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i]!
+    if (byte === 0) return false
+    if (byte >= 0x80) ascii = false
+  }
+  return ascii || isUtf8(bytes)
+}
 
 /** A PUBLISH under construction: its size is known before the one buffer is allocated. */
 class Writer {
@@ -206,10 +221,11 @@ export interface DecodedPublish {
 
 /**
  * Decodes a whole PUBLISH frame (the hot path skips mqtt-packet). Returns a string saying why
- * the packet is malformed. The payload is copied so a retained or queued message never pins
+ * the packet is malformed or forbidden; `fromServer` accepts what only a broker may send
+ * (Subscription Identifiers). The payload is copied so a retained or queued message never pins
  * the socket's read buffer.
  */
-export const decodePublishPacket = (frame: Buffer, version: number): DecodedPublish | string => {
+export const decodePublishPacket = (frame: Buffer, version: number, fromServer = false): DecodedPublish | string => {
   const flags = frame[0]! & 0x0f
   const qos = (flags >> 1) & 0x03
   if (qos === 3) return "PUBLISH with QoS 3"
@@ -229,7 +245,11 @@ export const decodePublishPacket = (frame: Buffer, version: number): DecodedPubl
     i += length
     return value
   }
-  const text = (): string => bytes(u16()).toString("utf8")
+  const text = (): string => {
+    const raw = bytes(u16())
+    if (!isCleanUtf8(raw)) throw "ill-formed UTF-8 or U+0000 in a PUBLISH string"
+    return raw.toString("utf8")
+  }
   const varint = (): number => {
     let value = 0
     let multiplier = 1
@@ -245,19 +265,30 @@ export const decodePublishPacket = (frame: Buffer, version: number): DecodedPubl
   try {
     const topic = text()
     const messageId = qos > 0 ? u16() : undefined
+    if (messageId === 0) return "PUBLISH with QoS > 0 and packet identifier 0"
     let properties: DecodedPublish["properties"]
     let ordered: Array<UserProperty> | undefined
     if (version === 5) {
       const propertiesEnd = varint() + i
       if (propertiesEnd > end) return "PUBLISH properties overrun the packet"
       if (propertiesEnd > i) properties = {}
+      // bit per property id seen: all but user properties may appear once (MQTT 5 §2.2.2.2)
+      let seen = 0
       while (i < propertiesEnd) {
         const id = varint()
         const p = properties!
+        if (id !== USER_PROPERTY && id < 53) {
+          const bit = 2 ** id
+          if (Math.floor(seen / bit) % 2 === 1) return `PUBLISH property 0x${id.toString(16)} more than once`
+          seen += bit
+        }
         switch (id) {
-          case PAYLOAD_FORMAT:
-            p.payloadFormatIndicator = bytes(1)[0] === 1
+          case PAYLOAD_FORMAT: {
+            const format = bytes(1)[0]!
+            if (format > 1) return "Payload Format Indicator other than 0 or 1"
+            p.payloadFormatIndicator = format === 1
             break
+          }
           case MESSAGE_EXPIRY:
             p.messageExpiryInterval = bytes(4).readUInt32BE(0)
             break
@@ -271,6 +302,8 @@ export const decodePublishPacket = (frame: Buffer, version: number): DecodedPubl
             p.correlationData = Buffer.from(bytes(u16()))
             break
           case SUBSCRIPTION_ID:
+            // only a broker sends these [MQTT-3.3.4-6]
+            if (!fromServer) return "Subscription Identifier in a client's PUBLISH"
             p.subscriptionIdentifier = varint()
             break
           case TOPIC_ALIAS:

@@ -1,0 +1,283 @@
+/**
+ * Bytes → packets for one connection. Frames are split per connection (`Frame.ts`); the packets
+ * every message moves through (PUBLISH, the four acks, PINGREQ) are decoded here, the rest by
+ * mqtt-packet, whose parser is shared by all connections to save memory.
+ *
+ * Isolation: a shared parser only ever sees one whole frame per call, and it is thrown away
+ * after any parse that was not exactly one clean packet (an error, a throw, bytes left over), so
+ * nothing one connection sends can reach the decoding of another's bytes. What mqtt-packet
+ * accepts leniently is then checked against the spec: well-formed UTF-8 without U+0000 in
+ * every string [MQTT-1.5.3-1, -2], non-zero packet identifiers [MQTT-2.3.1-1], and MQTT 5
+ * property lists (`Properties.ts`).
+ */
+import mqttPacket from "mqtt-packet"
+import { type FrameAllowance, type FrameError, FrameSplitter, RESUME } from "./Frame.ts"
+import type { Packet } from "./Packet.ts"
+import { type PropertySet, scanProperties } from "./Properties.ts"
+import { decodePublishPacket } from "./Publish.ts"
+
+/** Why decoding failed. */
+export type DecodeError =
+  | FrameError
+  /** The bytes break the packet format; `connectVersion` is 5 when they were an MQTT 5 CONNECT (it may get CONNACK 0x81). */
+  | { readonly _tag: "Malformed"; readonly message: string; readonly connectVersion?: number | undefined }
+  /** A well-formed packet the spec forbids (MQTT 5 reason code 0x82). */
+  | { readonly _tag: "ProtocolError"; readonly message: string; readonly connectVersion?: number | undefined }
+  /** A CONNECT with a protocol level this broker does not speak: answered with CONNACK 1, not just closed. */
+  | { readonly _tag: "UnsupportedProtocolVersion" }
+
+/** Result of feeding a chunk: the complete packets, and the error that stopped decoding, if any. */
+export interface Decoded {
+  readonly packets: ReadonlyArray<Packet>
+  readonly error: DecodeError | undefined
+}
+
+/** A per-connection decoder. */
+export interface Decoder {
+  readonly decode: (chunk: Uint8Array) => Decoded
+  /** Bytes the decoder waits for from the allowance before it reads on (0: not waiting). */
+  readonly waitingFor: () => number
+  /** Hands the decoder `bytes` granted from the allowance while it waited; `decode(RESUME)` then carries on. */
+  readonly adopt: (bytes: number) => void
+  /** Gives back what the decoder holds from the allowance (at the end of the connection). */
+  readonly dispose: () => void
+}
+
+export { RESUME } from "./Frame.ts"
+
+const ACK_COMMANDS = [undefined, undefined, undefined, undefined, "puback", "pubrec", "pubrel", "pubcomp"] as const
+
+/** Bytes of the fixed header (type byte and Remaining Length) of a whole frame. */
+const headerLength = (frame: Uint8Array): number => {
+  let i = 1
+  while (frame[i]! & 0x80) i++
+  return i + 1
+}
+
+const malformed = (message: string): DecodeError => ({ _tag: "Malformed", message })
+const protocolError = (message: string): DecodeError => ({ _tag: "ProtocolError", message })
+
+/**
+ * The packets every message moves through, decoded without mqtt-packet; undefined hands the
+ * frame to mqtt-packet (everything else, and anything unusual).
+ */
+const decodeHot = (frame: Buffer, version: number): Packet | DecodeError | undefined => {
+  const type = frame[0]! >> 4
+  if (type === 3) {
+    const decoded = decodePublishPacket(frame, version)
+    return typeof decoded === "string" ? malformed(decoded) : decoded as Packet
+  }
+  if (type >= 4 && type <= 7) {
+    // fixed header flags: 0010 for PUBREL, 0000 for the others; exactly 2 bytes in 3.1.1
+    if ((frame[0]! & 0x0f) !== (type === 6 ? 2 : 0) || frame[1]! & 0x80) return undefined
+    if (frame[1] !== 2 && (version !== 5 || frame[1]! < 2)) return undefined
+    const messageId = (frame[2]! << 8) | frame[3]!
+    if (messageId === 0) return protocolError(`${ACK_COMMANDS[type]!.toUpperCase()} with packet identifier 0`)
+    // MQTT 5: reason code, then properties
+    if (frame[1]! > 3) {
+      const scan = scanProperties(frame, 5, "ack")
+      if ("error" in scan) return protocolError(scan.error)
+      if (scan.end !== frame.length) return malformed("bytes after the properties")
+    }
+    return { cmd: ACK_COMMANDS[type]!, messageId } as Packet
+  }
+  if (frame[0] === 0xc0 && frame[1] === 0) return { cmd: "pingreq" }
+  return undefined
+}
+
+/** The protocol level a CONNECT frame claims, when its protocol name is "MQTT" (for the answer to a malformed one). */
+const claimedConnectVersion = (frame: Uint8Array): number | undefined => {
+  if (frame[0]! >> 4 !== 1) return undefined
+  const h = headerLength(frame)
+  if (frame.length < h + 7 || frame[h] !== 0 || frame[h + 1] !== 4) return undefined
+  const name = String.fromCharCode(frame[h + 2]!, frame[h + 3]!, frame[h + 4]!, frame[h + 5]!)
+  return name === "MQTT" ? frame[h + 6] : undefined
+}
+
+/** What a shared mqtt-packet parser made of one frame. */
+interface SharedParser {
+  readonly parser: ReturnType<typeof mqttPacket.parser>
+  packets: Array<Packet>
+  error: DecodeError | undefined
+}
+
+const settingsFor = (version: number): { protocolVersion?: number } => (version === 0 ? {} : { protocolVersion: version })
+
+const makeSharedParser = (version: number): SharedParser => {
+  const shared: SharedParser = {
+    parser: mqttPacket.parser(settingsFor(version)),
+    packets: [],
+    error: undefined
+  }
+  shared.parser.on("packet", (packet) => {
+    shared.packets.push(packet)
+  })
+  shared.parser.on("error", (cause: unknown) => {
+    const message = cause instanceof Error ? cause.message : String(cause)
+    shared.error ??= message === "Invalid protocol version" ? { _tag: "UnsupportedProtocolVersion" } : malformed(message)
+  })
+  return shared
+}
+
+/** mqtt-packet parsers shared by every connection, one per protocol version (0: before CONNECT). */
+const sharedParsers = new Map<number, SharedParser>()
+
+/** Parses one whole frame with the shared parser for `version`. */
+const parseCold = (frame: Buffer, version: number): Packet | DecodeError => {
+  let shared = sharedParsers.get(version)
+  if (shared === undefined) {
+    shared = makeSharedParser(version)
+    sharedParsers.set(version, shared)
+  }
+  let left = 0
+  let thrown = false
+  try {
+    left = shared.parser.parse(frame)
+  } catch {
+    thrown = true
+  }
+  // parsing a CONNECT makes it the parser's settings (its protocol version decides how later
+  // frames are read, and it would pin the client's packet): put the shared settings back
+  ;(shared.parser as unknown as { settings: object }).settings = settingsFor(version)
+  const { error, packets } = shared
+  shared.packets = []
+  shared.error = undefined
+  const packet = packets.length === 1 ? packets[0] : undefined
+  // anything but one clean packet may have left state behind: never let it reach another frame
+  if (thrown || error !== undefined || packet === undefined || left !== 0) sharedParsers.delete(version)
+  if (error !== undefined) return error
+  if (thrown || packet === undefined || left !== 0) return malformed("packet does not parse")
+  return packet
+}
+
+/** Whether `text`, decoded from `frame`, was well-formed UTF-8 without U+0000. */
+const isCleanText = (text: string, frame: Buffer): boolean => {
+  if (text.includes("\u0000")) return false
+  // ill-formed bytes decode to U+FFFD; a real U+FFFD re-encodes to bytes that are in the frame
+  return !text.includes("\uFFFD") || frame.includes(Buffer.from(text, "utf8"))
+}
+
+/** The first string anywhere in a decoded packet that was not clean UTF-8. */
+const badText = (value: unknown, frame: Buffer, depth = 0): string | undefined => {
+  if (typeof value === "string") return isCleanText(value, frame) ? undefined : value
+  if (typeof value !== "object" || value === null || Buffer.isBuffer(value) || depth > 4) return undefined
+  const items = Array.isArray(value) ? value : [...Object.keys(value), ...Object.values(value)]
+  for (const item of items) {
+    const bad = badText(item, frame, depth + 1)
+    if (bad !== undefined) return bad
+  }
+  return undefined
+}
+
+/** Offset of a v5 CONNECT's property list, and of its will properties when it has a will. */
+const connectPropertyOffsets = (frame: Buffer): Array<[number, PropertySet]> => {
+  const h = headerLength(frame)
+  const flagsAt = h + 2 + frame.readUInt16BE(h) + 1
+  const propertiesAt = flagsAt + 3
+  const offsets: Array<[number, PropertySet]> = [[propertiesAt, "connect"]]
+  if (frame[flagsAt]! & 0x04) {
+    const scan = scanProperties(frame, propertiesAt, "connect")
+    if ("end" in scan) offsets.push([scan.end + 2 + frame.readUInt16BE(scan.end), "will"])
+  }
+  return offsets
+}
+
+/** Where the MQTT 5 property lists of a cold packet start. */
+const propertyOffsets = (packet: Packet, frame: Buffer): Array<[number, PropertySet]> => {
+  const h = headerLength(frame)
+  switch (packet.cmd) {
+    case "connect":
+      return connectPropertyOffsets(frame)
+    case "subscribe":
+      return [[h + 2, "subscribe"]]
+    case "unsubscribe":
+      return [[h + 2, "unsubscribe"]]
+    case "disconnect":
+      return frame.length > h + 1 ? [[h + 1, "disconnect"]] : []
+    case "auth":
+      return frame.length > h + 1 ? [[h + 1, "auth"]] : []
+    case "puback":
+    case "pubrec":
+    case "pubrel":
+    case "pubcomp":
+      return frame.length > h + 3 ? [[h + 3, "ack"]] : []
+    default:
+      return []
+  }
+}
+
+/** What mqtt-packet let through that the spec does not. */
+const checkCold = (packet: Packet, frame: Buffer, version: number): DecodeError | undefined => {
+  const bad = badText(packet, frame)
+  if (bad !== undefined) return malformed(`ill-formed UTF-8 or U+0000 in ${JSON.stringify(bad)}`)
+  if (packet.cmd === "connect" && packet.protocolVersion !== 5 && packet.password !== undefined && packet.username === undefined) {
+    return malformed("password without a user name") // [MQTT-3.1.2-22]
+  }
+  if ("messageId" in packet && packet.messageId === 0 && packet.cmd !== "publish") {
+    return protocolError(`${packet.cmd.toUpperCase()} with packet identifier 0`)
+  }
+  const v5 = packet.cmd === "connect" ? packet.protocolVersion === 5 : version === 5
+  if (!v5) return undefined
+  for (const [offset, set] of propertyOffsets(packet, frame)) {
+    const scan = scanProperties(frame, offset, set)
+    if ("error" in scan) return protocolError(scan.error)
+  }
+  return undefined
+}
+
+/** Decodes one whole frame. */
+const decodeFrame = (frame: Buffer, version: number): Packet | DecodeError => {
+  const hot = version === 0 ? undefined : decodeHot(frame, version)
+  if (hot !== undefined) return hot
+  if (version !== 0 && frame[0]! >> 4 === 1) return protocolError("second CONNECT on one connection")
+  const packet = parseCold(frame, version)
+  if (!("cmd" in packet)) {
+    const connectVersion = version === 0 ? claimedConnectVersion(frame) : undefined
+    return packet._tag === "Malformed" && connectVersion !== undefined ? { ...packet, connectVersion } : packet
+  }
+  const error = checkCold(packet, frame, version)
+  if (error === undefined) return packet
+  return version === 0 && packet.cmd === "connect" && error._tag !== "UnsupportedProtocolVersion" && "message" in error
+    ? { ...error, connectVersion: packet.protocolVersion }
+    : error
+}
+
+/**
+ * Creates a decoder that refuses packets larger than `maxPacketSize` bytes and takes partly
+ * received packets' bytes from `allowance`.
+ */
+export const makeDecoder = (maxPacketSize: number, allowance?: FrameAllowance): Decoder => {
+  const splitter = new FrameSplitter(maxPacketSize, allowance)
+  const frames: Array<Buffer> = []
+  let packets: Array<Packet> = []
+  let error: DecodeError | undefined
+  // known once CONNECT is parsed; before it, every frame goes to the pre-CONNECT parser
+  let version = 0
+  return {
+    decode: (chunk) => {
+      if (error === undefined) {
+        const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length)
+        const frameError = splitter.push(bytes, frames)
+        for (const frame of frames) {
+          if (error !== undefined) break
+          const decoded = decodeFrame(frame, version)
+          if ("cmd" in decoded) {
+            if (decoded.cmd === "connect" && version === 0) version = decoded.protocolVersion ?? 4
+            packets.push(decoded)
+          } else error = decoded
+        }
+        frames.length = 0
+        if (frameError !== undefined) error ??= frameError
+      }
+      const result: Decoded = { packets, error }
+      packets = []
+      return result
+    },
+    waitingFor: () => (error === undefined ? splitter.waitingFor : 0),
+    adopt: (bytes) => splitter.adopt(bytes),
+    dispose: () => splitter.dispose()
+  }
+}
+
+/** Feeds nothing: after `adopt`, carries on with the bytes that waited. */
+export const resume = (decoder: Decoder): Decoded => decoder.decode(RESUME)
