@@ -79,6 +79,8 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
     onSome: (descriptor) => Effect.logInfo(`plugin loaded: ${Plugin.describe(descriptor)}`)
   })
 
+  // registered before the listeners so it runs after them: every connection's last line comes first
+  yield* Effect.addFinalizer(() => Effect.logInfo("broker stopped"))
   yield* Effect.forkScoped(core.watchdog.run(WATCHDOG_INTERVAL_MS))
   yield* Effect.forkScoped(core.expiry.run(core, EXPIRY_INTERVAL_MS))
   const handler = Connection.serve(core)
@@ -86,7 +88,6 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
   if (config.tls !== undefined) addresses.push(yield* TlsListener.listen(config.tls, handler))
   if (config.webSocket !== undefined) addresses.push(yield* WebSocketListener.listen(config.webSocket, handler))
   for (const address of addresses) yield* Effect.logInfo(`listening on ${address.transport}://${address.host}:${address.port}`)
-  yield* Effect.addFinalizer(() => Effect.logInfo("broker stopped"))
 
   return Broker.of({
     config,

@@ -1,23 +1,48 @@
 /** MQTT over TLS (conventionally port 8883). */
 import { NodeSocketServer } from "@effect/platform-node"
-import type { Effect, Scope } from "effect"
+import { Effect, type Scope } from "effect"
 import type * as Socket from "effect/socket/Socket"
-import type * as SocketServer from "effect/socket/SocketServer"
+import * as SocketServer from "effect/socket/SocketServer"
+import * as Tls from "node:tls"
 import type { TlsListenerConfig } from "../config/BrokerConfig.ts"
 import { type BoundAddress, serve } from "./Listener.ts"
+
+const toBuffer = (pem: string | Uint8Array): string | Buffer => (typeof pem === "string" ? pem : Buffer.from(pem))
+
+/**
+ * Why a key and certificate cannot serve TLS (not PEM, or a key that does not match its
+ * certificate), or undefined when they can. Checked before anything listens: Node's TLS server
+ * throws on such material only once it is being created, after cleanup was registered.
+ */
+export const tlsMaterialProblem = (key: string | Uint8Array, cert: string | Uint8Array): string | undefined => {
+  try {
+    Tls.createSecureContext({ key: toBuffer(key), cert: toBuffer(cert) })
+    return undefined
+  } catch (cause) {
+    const message = cause instanceof Error ? cause.message : String(cause)
+    return /key values mismatch/i.test(message) ? "the key does not match the certificate" : message
+  }
+}
 
 /** Listens with TLS until the scope closes. */
 export const listen = (
   options: TlsListenerConfig,
   handler: (socket: Socket.Socket) => Effect.Effect<void>
 ): Effect.Effect<BoundAddress, SocketServer.SocketServerError, Scope.Scope> =>
-  serve(
-    "tls",
-    NodeSocketServer.makeTls({
-      host: options.host ?? "0.0.0.0",
-      port: options.port,
-      key: typeof options.key === "string" ? options.key : Buffer.from(options.key),
-      cert: typeof options.cert === "string" ? options.cert : Buffer.from(options.cert)
-    }),
-    handler
-  )
+  Effect.suspend(() => {
+    const problem = tlsMaterialProblem(options.key, options.cert)
+    if (problem !== undefined) {
+      return Effect.fail(new SocketServer.SocketServerError({ reason: new SocketServer.SocketServerOpenError({ cause: new Error(`TLS: ${problem}`) }) }))
+    }
+    return serve(
+      "tls",
+      NodeSocketServer.makeTls({
+        host: options.host ?? "0.0.0.0",
+        port: options.port,
+        key: toBuffer(options.key),
+        cert: toBuffer(options.cert),
+        minVersion: "TLSv1.2"
+      }),
+      handler
+    )
+  })

@@ -38,8 +38,11 @@ const clientIdFor = (context: ConnectionContext, packet: ConnectPacket, version:
     if (version === 4 && packet.clean === false) return rejected("empty client id with clean=0")
     return { clientId: `auto-${randomUUID()}`, assigned: true }
   }
-  if (version === 3 && id.length > 23) return rejected("client id over 23 characters (MQTT 3.1)")
-  if (id.length > context.core.config.maxClientIdLength || id.includes("\u0000")) return rejected("client id refused")
+  // the refused id goes into the reason: the log line's clientId is not set yet
+  if (version === 3 && id.length > 23) return rejected(`client id ${JSON.stringify(id)} over 23 characters (MQTT 3.1)`)
+  if (id.length > context.core.config.maxClientIdLength) {
+    return rejected(`client id of ${id.length} characters refused (longest accepted: ${context.core.config.maxClientIdLength})`)
+  }
   return { clientId: id, assigned: false }
 }
 
