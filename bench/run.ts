@@ -38,6 +38,15 @@ const FULL: Params = {
   idleConnections: 2_000,
   sessions: 100,
   sessionMessages: 100,
+  largeBytes: 16_000_000,
+  largeProbes: 10,
+  probeIntervalMs: 20,
+  largePhaseMs: 5_000,
+  slowMessages: 200_000,
+  slowPayload: 1_024,
+  slowHealthy: 3,
+  slowPublishers: 2,
+  drainTimeoutMs: 30_000,
   stallMs: 3_000
 }
 
@@ -50,6 +59,11 @@ const QUICK: Params = {
   idleConnections: 200,
   sessions: 10,
   sessionMessages: 10,
+  largeBytes: 1_000_000,
+  largePhaseMs: 300,
+  slowMessages: 2_000,
+  // unpaced QoS 0 can leave a broker with a long queue; a smoke run need not wait it out
+  drainTimeoutMs: 5_000,
   stallMs: 3_000
 }
 
@@ -65,7 +79,10 @@ const USAGE = `usage: node bench/run.ts [options]      (npm run bench -- [option
   --idle N                idle connections (default 2000, quick 200)
   --sessions N            persistent-session clients (default 100, quick 10)
   --session-msgs M        QoS 1 messages queued per offline client (default 100, quick 10)
-  --backlog N             generator cap on deliveries owed to subscribers (default 20000)
+  --backlog N             QoS 1 generator cap on deliveries owed to subscribers (default 20000;
+                          QoS 0 publishers are never paced beyond TCP backpressure)
+  --large-bytes BYTES     large-packets: payload of each big QoS 1 PUBLISH (default 16000000, quick 1000000)
+  --slow-msgs N           slow-consumer: QoS 1 messages per phase (default 200000, quick 2000)
   --out FILE              JSON output (default bench/results/latest.json)
   --no-build              do not run the build for "ours" (use the existing dist/)
   --strict                exit with status 1 if a run failed or any message was lost,
@@ -160,6 +177,14 @@ const parseCli = (argv: ReadonlyArray<string>): Cli => {
         p.sessionMessages = Math.floor(num(a, v, 1))
         i++
         break
+      case "--large-bytes":
+        p.largeBytes = Math.floor(num(a, v, 1024))
+        i++
+        break
+      case "--slow-msgs":
+        p.slowMessages = Math.floor(num(a, v, 1))
+        i++
+        break
       case "--backlog":
         p.backlog = Math.floor(num(a, v, 1))
         i++
@@ -224,7 +249,7 @@ const runOnce = async (s: Scenario, broker: RunningBroker, params: Params): Prom
     aborted: false,
     log: (line) => process.stdout.write(`    ${line}\n`)
   }
-  const limit = params.warmupMs + params.durationMs + (s.id === "persistent-sessions" ? 180_000 : 90_000)
+  const limit = params.warmupMs + params.durationMs + (s.timeoutMs ?? 90_000)
   try {
     const result = await withTimeout(s.run(ctx), limit, `${s.id} on ${broker.name}`)
     if (broker.proc.exited) throw new Error(`broker exited during the run (code ${broker.proc.exitCode}, signal ${broker.proc.exitSignal})`)
@@ -295,7 +320,7 @@ const main = async (): Promise<number> => {
         const t0 = performance.now()
         let broker: RunningBroker | undefined
         try {
-          broker = await BROKERS[b].start()
+          broker = await BROKERS[b].start(s.brokerProfile)
           startFailures[b] = 0
         } catch (e) {
           const msg = e instanceof Error ? e.message : String(e)

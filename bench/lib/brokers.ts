@@ -30,12 +30,20 @@ export interface RunningBroker {
   stop(): Promise<void>
 }
 
+/**
+ * How a broker is configured for a run. "bench": the shared queue settings
+ * below (huge queues, so throughput runs measure speed, not a queue limit).
+ * "defaults": each broker as shipped, so isolation scenarios measure the
+ * slow-consumer and large-packet policies an operator gets out of the box.
+ */
+export type BrokerProfile = "bench" | "defaults"
+
 export interface BrokerSpec {
   readonly name: BrokerName
   readonly label: string
   /** one-time preparation (build, version probe) */
   prepare(opts: { readonly build: boolean; readonly log: (s: string) => void }): Promise<Availability>
-  start(): Promise<RunningBroker>
+  start(profile?: BrokerProfile): Promise<RunningBroker>
 }
 
 const STARTUP_TIMEOUT_MS = 15_000
@@ -131,7 +139,7 @@ const ours: BrokerSpec = {
     }
     return { ok: true, version }
   },
-  start() {
+  start(profile = "bench") {
     return startProcess(
       "ours",
       process.execPath,
@@ -142,10 +150,9 @@ const ours: BrokerSpec = {
         "--host",
         "127.0.0.1",
         // the same queue settings as the Mosquitto config
-        "--max-queued-messages",
-        String(MAX_QUEUED_MESSAGES),
-        "--max-inflight-messages",
-        String(MAX_INFLIGHT_MESSAGES)
+        ...(profile === "bench"
+          ? ["--max-queued-messages", String(MAX_QUEUED_MESSAGES), "--max-inflight-messages", String(MAX_INFLIGHT_MESSAGES)]
+          : [])
       ],
       { ...process.env, NODE_ENV: "production" }
     )
@@ -156,16 +163,17 @@ const ours: BrokerSpec = {
 // Eclipse Mosquitto, with a generated config file
 // ---------------------------------------------------------------------------
 
-export const mosquittoConfig = (port: number): string =>
+/** Mosquitto's config file; "defaults" leaves its queue and in-flight settings at their defaults. */
+export const mosquittoConfig = (port: number, profile: BrokerProfile = "bench"): string =>
   [
     `listener ${port} 127.0.0.1`,
     "allow_anonymous true",
     "persistence false",
     // per-client queue above the in-flight window; QoS 0 to online clients is
     // dropped too once a client has this many packets waiting, so keep it huge
-    `max_queued_messages ${MAX_QUEUED_MESSAGES}`,
-    "max_queued_bytes 0",
-    `max_inflight_messages ${MAX_INFLIGHT_MESSAGES}`,
+    ...(profile === "bench"
+      ? [`max_queued_messages ${MAX_QUEUED_MESSAGES}`, "max_queued_bytes 0", `max_inflight_messages ${MAX_INFLIGHT_MESSAGES}`]
+      : []),
     "set_tcp_nodelay true",
     "max_connections -1",
     "log_dest stderr",
@@ -201,14 +209,14 @@ const mosquitto: BrokerSpec = {
     const m = /mosquitto version (\S+)/.exec(`${r.stdout}${r.stderr}`)
     return Promise.resolve({ ok: true, version: m?.[1] ?? "unknown" })
   },
-  start() {
+  start(profile = "bench") {
     const dir = mkdtempSync(join(tmpdir(), "bench-mosquitto-"))
     const conf = join(dir, "mosquitto.conf")
     return startProcess(
       "mosquitto",
       mosquittoBin,
       (port) => {
-        writeFileSync(conf, mosquittoConfig(port))
+        writeFileSync(conf, mosquittoConfig(port, profile))
         return ["-c", conf]
       },
       process.env,
@@ -242,6 +250,7 @@ const aedes: BrokerSpec = {
         : { ok: true, version: v }
     )
   },
+  // Aedes always runs with its defaults (the bench profile changes nothing there)
   start() {
     return startProcess(
       "aedes",

@@ -44,6 +44,8 @@ export class RawClient implements PacketHandler {
   pubackHook: (packetId: number) => void = noop
   /** called after each received chunk was processed */
   chunkHook: () => void = noop
+  /** called for every other packet type received (e.g. 13 = PINGRESP) */
+  otherHook: (type: number) => void = noop
   /** called once when the socket closes */
   closeHook: () => void = noop
   /** acknowledge received QoS 1 PUBLISHes (batched per chunk) */
@@ -184,7 +186,9 @@ export class RawClient implements PacketHandler {
     }
   }
 
-  onOther(_type: number): void {}
+  onOther(type: number): void {
+    this.otherHook(type)
+  }
 
   onChunkEnd(): void {
     if (this.ackN > 0) {

@@ -24,6 +24,12 @@ const killAllSync = (): void => {
   children.clear()
 }
 
+/** Registers a child started elsewhere (e.g. with `fork`) so the cleanup kills it too. */
+export const trackChild = (child: ChildProcess): void => {
+  children.add(child)
+  child.once("exit", () => children.delete(child))
+}
+
 let installed = false
 export const installCleanup = (): void => {
   if (installed) return

@@ -67,10 +67,13 @@ export const summarize = (rep: ScenarioReport, brokers: ReadonlyArray<BrokerName
       if (r.extra["drained"] === false) {
         notes.push(
           r.extra["qos"] === 0 && r.extra["drainEnded"] === "timeout"
-            ? "still delivering when the 30 s drain limit ended the run: its loss includes messages queued in the broker, not only dropped ones"
+            ? "still delivering when the drain time limit ended the run: its loss includes messages queued in the broker, not only dropped ones"
             : "not every message arrived before the drain timeout"
         )
       }
+      // a scenario's own remark about this run (e.g. a phase that stalled)
+      const note = r.extra["note"]
+      if (typeof note === "string" && note !== "") notes.push(note)
       const spm = r.extra["sessionPresentMissing"]
       if (typeof spm === "number" && spm > 0) notes.push(`${spm} CONNACK(s) without sessionPresent`)
       const early = r.extra["connectionsClosedEarly"]
@@ -141,6 +144,8 @@ export const fmt = (x: number | undefined, unit = ""): string => {
   if (unit === "x") return x.toFixed(2)
   // loss: two decimals below 10% so a small but real loss does not print as 0
   if (unit === "%") return x === 0 ? "0" : Math.abs(x) >= 10 ? x.toFixed(1) : x.toFixed(2)
+  // counts (messages, connections) print as integers
+  if (unit === "msgs") return Math.round(x).toLocaleString("en-US")
   const a = Math.abs(x)
   if (a >= 1000) return Math.round(x).toLocaleString("en-US")
   if (a >= 100) return x.toFixed(0)

@@ -1,4 +1,4 @@
-import type { RunningBroker } from "./brokers.ts"
+import type { BrokerProfile, RunningBroker } from "./brokers.ts"
 import type { RawClient } from "./client.ts"
 import type { Integrity } from "./stats.ts"
 
@@ -25,6 +25,24 @@ export interface Params {
   readonly idleConnections: number
   readonly sessions: number
   readonly sessionMessages: number
+  /** large-packets: payload of each big QoS 1 PUBLISH, bytes */
+  readonly largeBytes: number
+  /** large-packets: clients probing with PINGREQ + a QoS 1 publish-to-self */
+  readonly largeProbes: number
+  /** large-packets: each probe client sends one PINGREQ and one publish this often, ms */
+  readonly probeIntervalMs: number
+  /** large-packets: length of each measured phase (without, then with the big publisher), ms */
+  readonly largePhaseMs: number
+  /** slow-consumer: QoS 1 messages published in each phase (without, then with the stalled subscriber) */
+  readonly slowMessages: number
+  /** slow-consumer: payload bytes of each message */
+  readonly slowPayload: number
+  /** slow-consumer: subscribers that keep reading and acknowledging */
+  readonly slowHealthy: number
+  /** slow-consumer: publishers sharing the messages */
+  readonly slowPublishers: number
+  /** throughput runs: give up waiting for in-flight messages after this long in all */
+  readonly drainTimeoutMs: number
   /** give up waiting for in-flight messages after this long without progress */
   readonly stallMs: number
 }
@@ -70,5 +88,9 @@ export interface Scenario {
   readonly title: string
   readonly description: string
   readonly metrics: ReadonlyArray<MetricDef>
+  /** how the brokers are configured for this scenario (default "bench") */
+  readonly brokerProfile?: BrokerProfile
+  /** overall time limit of one run beyond warm-up + duration, ms (default 90 s) */
+  readonly timeoutMs?: number
   run(ctx: RunContext): Promise<RunResult>
 }

@@ -97,6 +97,31 @@ export const buildBatch = (
   return out
 }
 
+/**
+ * A QoS 1 PUBLISH with a `payloadBytes` payload, encoded by hand (mqtt-packet
+ * would build the 16 MB payload twice); the packet id sits at `idOffset`.
+ */
+export const bigPublish = (topic: string, payloadBytes: number): { readonly bytes: Buffer; readonly idOffset: number } => {
+  const topicBytes = Buffer.from(topic, "utf8")
+  const remaining = 2 + topicBytes.length + 2 + payloadBytes
+  const lenBytes: Array<number> = []
+  let x = remaining
+  do {
+    let b = x % 128
+    x = Math.floor(x / 128)
+    if (x > 0) b |= 0x80
+    lenBytes.push(b)
+  } while (x > 0)
+  const headerLen = 1 + lenBytes.length
+  // zero-filled: the broker must copy every byte whatever they are
+  const bytes = Buffer.alloc(headerLen + remaining)
+  bytes[0] = 0x32 // PUBLISH, QoS 1
+  Buffer.from(lenBytes).copy(bytes, 1)
+  bytes.writeUInt16BE(topicBytes.length, headerLen)
+  topicBytes.copy(bytes, headerLen + 2)
+  return { bytes, idOffset: headerLen + 2 + topicBytes.length }
+}
+
 /** PUBACK for each id, in one buffer. */
 export const encodePubacks = (ids: ReadonlyArray<number>, n: number): Buffer => {
   const out = Buffer.allocUnsafe(4 * n)

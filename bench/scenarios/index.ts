@@ -1,8 +1,21 @@
 import type { Scenario } from "../lib/types.ts"
 import { idle } from "./idle.ts"
+import { largePackets } from "./large-packets.ts"
 import { latency } from "./latency.ts"
 import { sessions } from "./sessions.ts"
+import { slowConsumer } from "./slow-consumer.ts"
 import { fanInQos0, fanInQos0High, fanInQos1, fanOutQos0, fanOutQos1 } from "./throughput.ts"
 
 /** Every scenario, in the order they run. */
-export const SCENARIOS: ReadonlyArray<Scenario> = [fanInQos0, fanInQos1, fanInQos0High, fanOutQos0, fanOutQos1, latency, idle, sessions]
+export const SCENARIOS: ReadonlyArray<Scenario> = [
+  fanInQos0,
+  fanInQos1,
+  fanInQos0High,
+  fanOutQos0,
+  fanOutQos1,
+  latency,
+  idle,
+  sessions,
+  largePackets,
+  slowConsumer
+]

@@ -143,5 +143,6 @@ export const sessions: Scenario = {
   title: "persistent session drain",
   description: "N clients (100 full / 10 quick) with clean=0 subscribe at QoS 1 and go offline; M QoS 1 messages each (100 / 10) are published; time from reconnect until all are delivered",
   metrics: [{ key: "drainMs", label: "persistent session drain", unit: "ms", better: "lower" }],
+  timeoutMs: 180_000,
   run
 }

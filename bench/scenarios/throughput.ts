@@ -180,7 +180,7 @@ export const runThroughput = async (ctx: RunContext, topo: Topology): Promise<Ru
   const ended = await waitFor(
     ctx,
     () => subs.every((s) => s.received >= totalSent) && pubs.every((p) => p.inflight === 0),
-    { timeoutMs: 30_000, stallMs: prm.stallMs, progress: totalReceived }
+    { timeoutMs: prm.drainTimeoutMs, stallMs: prm.stallMs, progress: totalReceived }
   )
   const drained = ended === "done" || (topo.qos === 0 && ended === "stalled")
   const peak = statusKb(ctx.broker.pid, "VmHWM")
