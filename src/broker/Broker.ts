@@ -40,6 +40,8 @@ export class Broker extends Context.Service<Broker, {
   readonly addresses: ReadonlyArray<BoundAddress>
   /** Number of connected clients. */
   readonly connectedClients: Effect.Effect<number>
+  /** QoS 0 messages dropped by the slow-consumer policy since the broker started (README "Slow consumers"). */
+  readonly droppedMessages: Effect.Effect<number>
   /** Publishes a message from the application itself, as if a client had. */
   readonly publish: (message: Message) => Effect.Effect<void, SessionStoreError>
 }>()("effect-mqtt-broker/broker/Broker") {}
@@ -94,6 +96,7 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
     address: addresses[0]!,
     addresses,
     connectedClients: Effect.sync(() => core.registry.size),
+    droppedMessages: Effect.sync(() => core.registry.flow.dropped),
     publish: (message) => Delivery.publish(core, message)
   })
 })

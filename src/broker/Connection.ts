@@ -12,7 +12,6 @@ import * as Socket from "effect/socket/Socket"
 import * as Codec from "../protocol/Codec.ts"
 import type { DecodeError } from "../protocol/Codec.ts"
 import { ConnackCode, type Packet } from "../protocol/Packet.ts"
-import { publishSize } from "../protocol/PacketSize.ts"
 import type { Message } from "../session/Message.ts"
 import { nextDeadline } from "../session/SessionState.ts"
 import type { SessionStoreError } from "../session/SessionStateProvider.ts"
@@ -21,6 +20,7 @@ import type { LiveConnection } from "./ConnectionRegistry.ts"
 import { type ConnectionContext, ProtocolViolation, ReasonCode } from "./ConnectionContext.ts"
 import type { Core } from "./Core.ts"
 import * as Delivery from "./Delivery.ts"
+import * as FlowControl from "./FlowControl.ts"
 import { handlePubcomp, handlePuback, handlePubrec } from "./handlers/acknowledge.ts"
 import { handleConnect } from "./handlers/connect.ts"
 import { handleDisconnect } from "./handlers/disconnect.ts"
@@ -181,11 +181,13 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
               outbox.send(Codec.encodeOutgoing(out, version, out._tag === "Publish" ? options(out.message) : undefined))
             }
           },
-          sendQos0: (message: Message) => {
-            if (maximumPacketSize !== undefined && publishSize(message) > maximumPacketSize) return
-            if (outbox.congested()) return
-            outbox.send(Codec.encodePublish(message, undefined, false, version, options(message)))
-          },
+          // QoS 0 goes straight to the outbox; a congested one holds the publisher back (FlowControl)
+          sendQos0: FlowControl.qos0Sender(core, outbox, {
+            clientId,
+            protocolVersion: version,
+            maximumPacketSize,
+            encode: (message) => Codec.encodePublish(message, undefined, false, version, options(message))
+          }),
           takeOver: Effect.suspend(() => {
             requestClose(ReasonCode.SessionTakenOver)
             return Deferred.await(ended)
@@ -223,6 +225,8 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
                 // a handler runs to completion: a close request waits for it, so no packet is half-handled
                 yield* Effect.uninterruptible(dispatch(context, packet, makeLive))
                 if (isClosing(context)) return
+                // a delivery found a subscriber congested: read no more from this socket until it drains
+                if (core.registry.flow.held.size !== 0) yield* core.registry.flow.awaitRelease(context.clientId)
               }
               const error = decoded.error
               if (error !== undefined) {

@@ -1,18 +1,24 @@
 /**
  * The live connections by client id: where deliveries find an online client, and where a
- * second CONNECT with the same client id finds the connection it must take over.
+ * second CONNECT with the same client id finds the connection it must take over. It also holds
+ * the broker-wide flow-control state, which is keyed by the same client ids.
  */
 import type { Effect } from "effect"
 import type { Message } from "../session/Message.ts"
 import type { Outgoing } from "../session/Transitions.ts"
+import { FlowControl } from "./FlowControl.ts"
+import type { Outbox } from "./Outbox.ts"
 
 /** What the rest of the broker may do with a live, connected client. */
 export interface LiveConnection {
   readonly clientId: string
   /** Sends what a session transition produced (call under the client's lock). */
   readonly send: (outgoing: ReadonlyArray<Outgoing>) => void
-  /** Sends a QoS 0 message; it may be dropped if the client is not keeping up. */
-  readonly sendQos0: (message: Message) => void
+  /**
+   * Sends a QoS 0 message. Returns the client's outbox when it is congested (the message was
+   * queued or, past the cap, dropped and counted), so the publisher can be held back.
+   */
+  readonly sendQos0: (message: Message) => Outbox | undefined
   /** Asks the connection to close (session takeover) and waits until it has fully ended. */
   readonly takeOver: Effect.Effect<void>
 }
@@ -20,11 +26,15 @@ export interface LiveConnection {
 /** Client id → live connection. */
 export class ConnectionRegistry {
   private readonly live = new Map<string, LiveConnection>()
+  /** Which publishers wait for which congested outbox, and the QoS 0 drop total. */
+  readonly flow = new FlowControl()
 
+  /** The live connection of `clientId`, if it is connected. */
   get(clientId: string): LiveConnection | undefined {
     return this.live.get(clientId)
   }
 
+  /** Registers a connection that completed CONNECT. */
   set(connection: LiveConnection): void {
     this.live.set(connection.clientId, connection)
   }
@@ -32,13 +42,16 @@ export class ConnectionRegistry {
   /** Removes `connection` if it is still the registered one for its client id. */
   delete(connection: LiveConnection): boolean {
     if (this.live.get(connection.clientId) !== connection) return false
+    this.flow.forget(connection.clientId)
     return this.live.delete(connection.clientId)
   }
 
+  /** Number of live connections. */
   get size(): number {
     return this.live.size
   }
 
+  /** Every live connection. */
   values(): IterableIterator<LiveConnection> {
     return this.live.values()
   }

@@ -2,15 +2,16 @@
  * Routing a published message to every matching session. One copy per client (the highest
  * granted QoS among overlapping subscriptions, with every matching MQTT 5 Subscription
  * Identifier), at delivery QoS = min(publish, granted); one member per shared subscription.
- * QoS 0 to an online client is written straight to its outbox; everything else is a session
- * transition under the client's lock, so an online client gets it now and an offline one
- * gets it queued.
+ * QoS 0 to an online client is written straight to its outbox (a congested one holds the
+ * publisher back, see `FlowControl`); everything else is a session transition under the client's
+ * lock, so an online client gets it now and an offline one gets it queued.
  */
 import { Effect } from "effect"
 import type { Matched, SharedGroup } from "../routing/SubscriptionIndex.ts"
 import { type Message, minQos, type QoS } from "../session/Message.ts"
 import type { SessionStoreError } from "../session/SessionStateProvider.ts"
 import type { Core } from "./Core.ts"
+import * as FlowControl from "./FlowControl.ts"
 
 /** The message at each delivery QoS with RETAIN=0, built at most once per publish. */
 const variants = (message: Message): (qos: QoS) => Message => {
@@ -30,12 +31,17 @@ export const deliverTo = (core: Core, clientId: string, message: Message): Effec
     })
   )
 
-const deliverOne = (core: Core, clientId: string, message: Message): Effect.Effect<void, SessionStoreError> => {
+const deliverOne = (
+  core: Core,
+  clientId: string,
+  message: Message,
+  publisherId: string | undefined
+): Effect.Effect<void, SessionStoreError> => {
   if (message.qos === 0) {
     const live = core.registry.get(clientId)
     if (live !== undefined) {
-      live.sendQos0(message)
-      return Effect.void
+      const congested = live.sendQos0(message)
+      return congested === undefined ? Effect.void : FlowControl.congested(core, congested, clientId, publisherId)
     }
     if (!core.sessions.limits.queueQos0) return Effect.void
   }
@@ -78,9 +84,9 @@ export const publish = Effect.fnUntraced(function*(core: Core, message: Message,
       ? at(qos)
       : { ...message, qos, retain, ...(matched.identifiers === undefined ? {} : { subscriptionIds: matched.identifiers }) }
   }
-  for (const [clientId, matched] of route.clients) yield* deliverOne(core, clientId, forClient(matched))
+  for (const [clientId, matched] of route.clients) yield* deliverOne(core, clientId, forClient(matched), publisherId)
   for (const group of route.shared) {
     const member = pickMember(core, group)
-    if (member !== undefined) yield* deliverOne(core, member[0], forClient(member[1]))
+    if (member !== undefined) yield* deliverOne(core, member[0], forClient(member[1]), publisherId)
   }
 })

@@ -46,8 +46,25 @@ export interface BrokerConfig {
   readonly queueQos0: boolean
   /** Outbound QoS 1/2 messages in flight per client (Mosquitto's max_inflight_messages default is 20). */
   readonly maxInflightMessages: number
-  /** Bytes waiting to be written to one client above which QoS 0 messages to it are dropped (slow consumers). */
+  /**
+   * Hard cap on the bytes waiting to be written to one client: a QoS 0 message that would take
+   * a congested client's outbox past it is dropped (counted and logged). QoS 1/2 are bounded by
+   * the in-flight window and the session queue instead.
+   */
   readonly maxOutboxBytes: number
+  /**
+   * Bytes waiting to be written to one client above which a QoS 0 delivery to it makes the
+   * publisher wait (its socket is not read) until the outbox drains to half this; capped by
+   * `maxOutboxBytes`. Backpressure instead of loss for a subscriber that keeps reading.
+   */
+  readonly outboxHighWaterBytes: number
+  /**
+   * A congested client whose socket completed no write for this long is a stalled consumer:
+   * publishers stop waiting for it and QoS 0 to it beyond `maxOutboxBytes` is dropped.
+   */
+  readonly slowConsumerMs: number
+  /** A stalled consumer making no progress for this long is disconnected (MQTT 5: 0x97); 0: never. */
+  readonly slowConsumerDisconnectMs: number
   /** Longest client id accepted (bytes of UTF-16 code units; 3.1 "MQIsdp" clients are limited to 23 by the spec). */
   readonly maxClientIdLength: number
   /** Session Expiry Interval (seconds) given to 3.1.1 clean=0 sessions; default: never expire. */
@@ -79,6 +96,9 @@ export const defaults: BrokerConfig = {
   queueQos0: false,
   maxInflightMessages: 20,
   maxOutboxBytes: 8 * 1024 * 1024,
+  outboxHighWaterBytes: 1024 * 1024,
+  slowConsumerMs: 2_000,
+  slowConsumerDisconnectMs: 30_000,
   maxClientIdLength: 65_535,
   persistentSessionExpiry: 0xffffffff,
   maxKeepalive: 0,
@@ -99,6 +119,9 @@ export const make = (overrides: Partial<BrokerConfig> = {}): BrokerConfig => {
     maxInflightMessages: clamp(config.maxInflightMessages, 1, 65_535),
     maxReceivingBytes: Math.max(config.maxReceivingBytes, config.maxPacketSize),
     receiveMaximum: clamp(config.receiveMaximum, 1, 65_535),
+    outboxHighWaterBytes: clamp(config.outboxHighWaterBytes, 1, config.maxOutboxBytes),
+    slowConsumerMs: Math.max(1, config.slowConsumerMs),
+    slowConsumerDisconnectMs: config.slowConsumerDisconnectMs <= 0 ? 0 : Math.max(config.slowConsumerDisconnectMs, config.slowConsumerMs),
     topicAliasMaximum: clamp(config.topicAliasMaximum, 0, 65_535),
     outboundTopicAliases: clamp(config.outboundTopicAliases, 0, 65_535)
   }
