@@ -174,16 +174,21 @@ export const make = (writer: Socket.Writer, maxBytes: number): Outbox => {
       wakeMonitor = undefined
     })
   })
+  /** One log line; one that carries drops starts a new rate-limit interval. */
   const report = (reason: string) =>
-    Effect.logWarning(
-      `slow consumer ${subscriber?.clientId}: ${reason}; ${pendingBytes} bytes waiting (peak ${peakBytes}, cap ${maxBytes}), ` +
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const line = `slow consumer ${subscriber?.clientId}: ${reason}; ${pendingBytes} bytes waiting (peak ${peakBytes}, cap ${maxBytes}), ` +
         `${droppedSinceReport} QoS 0 message(s) dropped since the last report, ${dropped} in all`
-    )
+      if (droppedSinceReport > 0) {
+        droppedSinceReport = 0
+        lastReport = now
+      }
+      return Effect.logWarning(line)
+    })
   /** Closes a stalled connection; its teardown keeps the session (and its QoS 1/2 messages) as for any lost connection. */
   const disconnect = (idleMs: number) =>
     Effect.gen(function*() {
       yield* report(`no write completed for ${idleMs} ms, closing the connection`)
-      droppedSinceReport = 0
       const packet = subscriber?.disconnectPacket
       // best effort: a client that does not read will not see it, one that just resumed will
       if (packet !== undefined) yield* Effect.ignore(writer.write(packet))
@@ -210,17 +215,10 @@ export const make = (writer: Socket.Writer, maxBytes: number): Outbox => {
         stalled = true
         releaseWaiters()
         yield* report(`no write completed for ${idleMs} ms, publishers no longer wait for it`)
-        droppedSinceReport = 0
-        lastReport = yield* Clock.currentTimeMillis
       }
       if (disconnectMs > 0 && idleMs >= disconnectMs) return yield* disconnect(idleMs)
-      if (droppedSinceReport > 0) {
-        const now = yield* Clock.currentTimeMillis
-        if (now - lastReport >= DROP_LOG_INTERVAL_MS) {
-          yield* report("dropping QoS 0 beyond the cap")
-          droppedSinceReport = 0
-          lastReport = now
-        }
+      if (droppedSinceReport > 0 && (yield* Clock.currentTimeMillis) - lastReport >= DROP_LOG_INTERVAL_MS) {
+        yield* report("dropping QoS 0 beyond the cap")
       }
     }
   })
