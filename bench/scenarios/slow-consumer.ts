@@ -18,7 +18,8 @@
  * when nothing arrived for `stallMs` (a broker that shed messages, or lets the
  * stalled client hold everyone back), or after 3 minutes; its rate is the
  * healthy subscribers' deliveries up to the last one (what never came shows as
- * loss, with a note).
+ * loss, with a note), or over the whole phase, stall included, when the
+ * publishers could not send everything (the broker stopped acknowledging them).
  * Reported: both rates and their ratio (target ≥ 0.9), broker RSS growth
  * (VmRSS sampled every 50 ms during phase B, maximum minus the value just
  * before it; target ≤ 100 MB), and messages the healthy subscribers lost.
@@ -58,6 +59,8 @@ interface PhaseResult {
   readonly rate: number
   readonly ms: number
   readonly ended: WaitEnd
+  /** the publishers could not send their quota (PUBACKs stopped coming) */
+  readonly blocked: boolean
 }
 
 const run = async (ctx: RunContext): Promise<RunResult> => {
@@ -106,8 +109,11 @@ const run = async (ctx: RunContext): Promise<RunResult> => {
       { timeoutMs: 180_000, stallMs: prm.stallMs, progress, pollMs: 5 }
     )
     progress()
-    const ms = (ended === "done" ? performance.now() : lastAt) - t0
-    return { rate: (delivered() - before) / (ms / 1000), ms, ended }
+    // publishers not done = the broker stopped taking messages (held everyone back): charge
+    // the whole phase, stall included, or a broker that blocks after 0.5 s would look fast
+    const blocked = !pubs.every((p) => p.done)
+    const ms = (ended === "done" || blocked ? performance.now() : lastAt) - t0
+    return { rate: (delivered() - before) / (ms / 1000), ms, ended, blocked }
   }
 
   // --- phase A: healthy subscribers only ----------------------------------------
@@ -173,6 +179,9 @@ const run = async (ctx: RunContext): Promise<RunResult> => {
         stalled.ended === "done"
           ? ""
           : `phase with the stalled subscriber ended ${stalled.ended} (healthy subscribers got nothing for ${prm.stallMs / 1000} s)`,
+        alone.blocked || stalled.blocked
+          ? `publishers blocked (PUBACKs stopped): ${pubs.reduce((a, p) => a + p.seq - p.inflight, 0)} of ${2 * prm.slowMessages} messages accepted`
+          : "",
         slowClosed ? "the broker closed the stalled subscriber's connection" : ""
       ].filter((s) => s !== "").join("; "),
       connectionsClosedEarly: closedEarly
