@@ -220,10 +220,17 @@ export interface DecodedPublish {
 }
 
 /**
+ * The payload as the message keeps it: a view when it is nearly all of the memory behind it (a
+ * large packet received into its own buffer: copying 16 MB again only feeds the GC), otherwise a
+ * copy, so a retained or queued message never pins a socket read buffer much larger than itself.
+ */
+const ownPayload = (view: Buffer): Buffer =>
+  view.buffer.byteLength - view.length <= 4096 ? view : Buffer.from(view)
+
+/**
  * Decodes a whole PUBLISH frame (the hot path skips mqtt-packet). Returns a string saying why
  * the packet is malformed or forbidden; `fromServer` accepts what only a broker may send
- * (Subscription Identifiers). The payload is copied so a retained or queued message never pins
- * the socket's read buffer.
+ * (Subscription Identifiers). The payload is kept as `ownPayload` says.
  */
 export const decodePublishPacket = (frame: Buffer, version: number, fromServer = false): DecodedPublish | string => {
   const flags = frame[0]! & 0x0f
@@ -327,7 +334,7 @@ export const decodePublishPacket = (frame: Buffer, version: number, fromServer =
     return {
       cmd: "publish",
       topic,
-      payload: Buffer.from(frame.subarray(i)),
+      payload: ownPayload(frame.subarray(i)),
       qos: qos as 0 | 1 | 2,
       dup: (flags & 0x08) !== 0,
       retain: (flags & 0x01) !== 0,

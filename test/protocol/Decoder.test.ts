@@ -155,3 +155,21 @@ describe("Decoder checks what mqtt-packet lets through", () => {
     expect(decode(poisoned["level 9"]!).error).toEqual({ _tag: "UnsupportedProtocolVersion" })
   })
 })
+
+describe("PUBLISH payloads", () => {
+  it("a small payload is copied out of the read buffer; a large packet's payload is kept where it was received, not copied again", () => {
+    const decoder = makeDecoder(1 << 26)
+    expect(decoder.decode(connect(4)).error).toBeUndefined()
+    const small = frame(0x30, Buffer.concat([str("t"), Buffer.from("tiny")]))
+    const chunk = Buffer.concat([small, Buffer.alloc(60_000)]) // a read that holds more than the packet
+    const [first] = decoder.decode(chunk.subarray(0, small.length)).packets as Array<{ payload: Buffer }>
+    expect(first!.payload.toString()).toBe("tiny")
+    expect(first!.payload.buffer).not.toBe(chunk.buffer)
+    const big = frame(0x30, Buffer.concat([str("t"), Buffer.alloc(5_000_000, 7)]))
+    const packets: Array<{ payload: Buffer }> = []
+    for (let i = 0; i < big.length; i += 65_536) packets.push(...(decoder.decode(Buffer.from(big.subarray(i, i + 65_536))).packets as Array<{ payload: Buffer }>))
+    expect(packets).toHaveLength(1)
+    expect(packets[0]!.payload.length).toBe(5_000_000)
+    expect(packets[0]!.payload.buffer.byteLength).toBe(big.length)
+  })
+})
