@@ -9,7 +9,7 @@ import { startTestBroker, type TestBroker } from "../support/TestBroker.ts"
 import { describeObservation, isAllowed, type Observation } from "./Answers.ts"
 import { Canary, type CanaryReport } from "./Canary.ts"
 import { anyCase, type Case, classes, type FuzzEnv } from "./Classes.ts"
-import { type FloodReport, startFlood } from "./Flood.ts"
+import { type FloodReport, startFloodWorker } from "./Flood.ts"
 import { innocent, type InnocentResult } from "./Innocent.ts"
 import { probe, willTopicOf } from "./Probe.ts"
 
@@ -99,7 +99,7 @@ export const envFor = (config: typeof BROKER_CONFIG | typeof FLOOD_BROKER_CONFIG
   maxClientIdLength: config.maxClientIdLength,
   connectTimeoutMs: config.connectTimeoutMs,
   // under the flood the broker is busy: give answers more time before calling a silence a deviation
-  waitMs: flood ? 3000 : 1500
+  waitMs: flood ? 5000 : 1500
 })
 
 /** The `count` cases a seed stands for (the same seed always gives the same cases). */
@@ -109,11 +109,14 @@ export const casesFor = (env: FuzzEnv, seed: number, count: number): ReadonlyArr
 const hexOf = (bytes: Buffer): string =>
   bytes.length <= 96 ? bytes.toString("hex") : `${bytes.subarray(0, 96).toString("hex")}… (${bytes.length} bytes)`
 
+/** A case that ran and was answered otherwise than allowed (a case whose setup failed did not run: its probe is a victim). */
+const isDeviation = (result: CaseResult): boolean => !result.asSpecified && result.observation.setupError === undefined
+
 /** Groups failing cases into distinct deviations (timings blurred so one behaviour is one entry). */
 const distinctDeviations = (results: ReadonlyArray<CaseResult>): Array<Deviation> => {
   const byKey = new Map<string, { example: CaseResult; answer: string; count: number }>()
   for (const result of results) {
-    if (result.asSpecified) continue
+    if (!isDeviation(result)) continue
     const answer = [describeObservation(result.observation), ...result.findings].join("; ")
     const key = `${result.case.cls}|${result.case.version}|${result.case.expect.clause}|${answer.replace(/\d+ ms/g, "N ms")}`
     const known = byKey.get(key)
@@ -171,6 +174,8 @@ export async function runCases(
 /** Marks the cases a stray will / late PUBLISH came from (a will topic names its probe, a late topic is in its bytes). */
 const attributeStrays = (results: Array<CaseResult>, strays: CanaryReport["strays"]): Array<CaseResult> =>
   results.map((result) => {
+    // a probe whose setup failed never sent its DISCONNECT: its will is due when it drops the connection
+    if (result.observation.setupError !== undefined) return result
     const mine = strays.filter(({ topic }) => topic === willTopicOf(`p${result.index}`) || result.case.bytes.includes(Buffer.from(topic)))
     if (mine.length === 0) return result
     return {
@@ -189,7 +194,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
   const broker: TestBroker = await startTestBroker(config)
   try {
     const canary = await Canary.start(broker.url, 20)
-    const flooding = flood ? startFlood(broker.port, 50, 16 * 1024 * 1024) : undefined
+    const flooding = flood ? startFloodWorker(broker.port, 50, 16 * 1024 * 1024) : undefined
     const cases = casesFor(env, options.seed, options.cases)
     const run = await runCases(broker.port, cases, {
       concurrency: options.concurrency ?? 12,
@@ -202,14 +207,22 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
     const canaryReport = await canary.stop(5000)
     const final = await innocent(broker.port, "alive-check", 5, true, 5000)
     const results = attributeStrays(run.results, canaryReport.strays)
-    const victims: Array<Victim> = run.innocents.filter(({ result }) => !result.ok).map(({ index, result }) => ({ after: cases[index]!, innocent: result }))
+    // a probe whose own valid CONNECT went unanswered is a victim of what came before, not a deviation of its class
+    const setupVictims: Array<Victim> = results.filter((r) => r.observation.setupError !== undefined).map((r) => ({
+      after: r.case,
+      innocent: { clientId: `p${r.index}`, version: r.case.version, full: false, ok: false, connackMs: undefined, detail: `valid CONNECT before the hostile bytes: ${r.observation.setupError}` }
+    }))
+    const victims: Array<Victim> = [
+      ...run.innocents.filter(({ result }) => !result.ok).map(({ index, result }) => ({ after: cases[index]!, innocent: result })),
+      ...setupVictims
+    ]
     const rows: Array<ClassRow> = classes.map((cls) => {
       const mine = results.filter((r) => r.case.cls === cls.name)
       return {
         cls: cls.name,
         cases: mine.length,
         asSpecified: mine.filter((r) => r.asSpecified).length,
-        deviations: mine.filter((r) => !r.asSpecified).length,
+        deviations: mine.filter(isDeviation).length,
         victims: victims.filter((v) => v.after.cls === cls.name).length
       }
     })
@@ -242,7 +255,7 @@ export const failuresOf = (report: CampaignReport): Array<string> => {
     failures.push(`canary: ${c.lost.length} lost, ${c.duplicates} duplicated, ${c.disconnects} disconnect(s)`)
   }
   if (report.brokerAlive !== true) failures.push(`broker not alive at the end: ${report.brokerAlive}`)
-  const deviating = report.results.filter((r) => !r.asSpecified).length
+  const deviating = report.results.filter(isDeviation).length
   if (report.brokerErrors.length > 0) failures.push(`broker logged ${report.brokerErrors.length} unhandled error(s)`)
   if (deviating > 0) failures.push(`${deviating} case(s) answered otherwise than specified (${report.deviations.length} distinct)`)
   return failures

@@ -77,6 +77,9 @@ export class Canary {
       client.once("connect", () => resolve())
       client.once("error", reject)
     })
+    // mqtt.js leaves Nagle on: with delayed ACKs that alone adds ~20–40 ms per message and would hide the broker's latency
+    const stream = client.stream as { setNoDelay?: (noDelay: boolean) => void }
+    stream.setNoDelay?.(true)
     const canary = new Canary(client)
     await client.subscribeAsync({ [STREAM]: { qos: 1 }, [WILL_WATCH]: { qos: 1 } })
     canary.timer = setInterval(() => canary.publishNext(), intervalMs)

@@ -282,7 +282,7 @@ const garbage = defineClass(
           version,
           bytes: Buffer.concat([Buffer.from([first]), rest]),
           // an incomplete frame is closed by the connect timeout
-          waitMs: env.connectTimeoutMs + 1000,
+          waitMs: env.connectTimeoutMs + env.waitMs,
           expect: closedUnanswered("MQTT-3.1.0-1 (first packet must be CONNECT), MQTT-4.8.0-1; incomplete: connect timeout")
         })
     )

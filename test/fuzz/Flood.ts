@@ -3,6 +3,7 @@
  * (one in flight per connection), while the fuzz cases, innocent clients and the canary run.
  * Every sender writes the same payload Buffer, so 50 × 16 MB costs 16 MB of test memory.
  */
+import { Worker } from "node:worker_threads"
 import { RawConnection } from "./Raw.ts"
 import * as Wire from "./Wire.ts"
 
@@ -66,6 +67,24 @@ export function startFlood(port: number, connections: number, payloadBytes: numb
       for (const connection of open) connection.destroy()
       await Promise.all(running)
       return { connections, connected, messagesAcked, bytesAcked: messagesAcked * payloadBytes, failures }
+    }
+  }
+}
+
+/** Runs `startFlood` in a worker thread (see FloodWorker.ts), so the senders do not share the broker's event loop. */
+export function startFloodWorker(port: number, connections: number, payloadBytes: number): Flood {
+  const worker = new Worker(new URL("./FloodWorker.ts", import.meta.url), { workerData: { port, connections, payloadBytes } })
+  const failed: Array<string> = []
+  worker.on("error", (error) => failed.push(`flood worker: ${error.message}`))
+  return {
+    stop: async () => {
+      const report = await new Promise<FloodReport>((resolve) => {
+        worker.once("message", (message: FloodReport) => resolve(message))
+        worker.once("exit", () => resolve({ connections, connected: 0, messagesAcked: 0, bytesAcked: 0, failures: failed }))
+        worker.postMessage("stop")
+      })
+      await worker.terminate()
+      return { ...report, failures: [...report.failures, ...failed] }
     }
   }
 }
