@@ -7,7 +7,8 @@
  * - up to the high-water mark everything is queued and nobody waits;
  * - above it a QoS 0 delivery is still queued while it keeps the outbox within `maxBytes`, and
  *   its publisher is asked to wait (`drained`) until the outbox is back at the low-water mark
- *   (half the high-water mark) — that is TCP backpressure on the publisher, not loss;
+ *   (half the high-water mark), for `slowConsumerMs` at most — that is TCP backpressure on the
+ *   publisher, not loss;
  * - a subscriber whose writer has completed no write for `slowConsumerMs` while over the
  *   high-water mark is stalled: nobody waits for it any more, QoS 0 beyond `maxBytes` is dropped
  *   (counted, logged at most once per `DROP_LOG_INTERVAL_MS`), and after `disconnectMs` of no
@@ -104,8 +105,11 @@ export const make = (writer: Socket.Writer, maxBytes: number): Outbox => {
     wake = undefined
     resume?.()
   }
+  // times waiting publishers were released (the monitor bounds how long one set may wait)
+  let releases = 0
   const releaseWaiters = () => {
     if (waiters.size === 0) return
+    releases++
     const released = waiters
     waiters = new Set()
     for (const resume of released) resume()
@@ -203,6 +207,8 @@ export const make = (writer: Socket.Writer, maxBytes: number): Outbox => {
     const tick = Math.max(1, Math.floor(slowConsumerMs / 4))
     let seen = writes
     let idleMs = 0
+    let seenReleases = releases
+    let heldMs = 0
     while (open && (pendingBytes > lowWater || droppedSinceReport > 0)) {
       yield* Effect.sleep(tick)
       if (writes !== seen || pendingBytes === 0) {
@@ -217,6 +223,14 @@ export const make = (writer: Socket.Writer, maxBytes: number): Outbox => {
         yield* report(`no write completed for ${idleMs} ms, publishers no longer wait for it`)
       }
       if (disconnectMs > 0 && idleMs >= disconnectMs) return yield* disconnect(idleMs)
+      // a publisher never waits longer than slowConsumerMs, even for a subscriber that progresses
+      // but never gets back to the low-water mark (others keep it full): it sends one more packet
+      if (waiters.size > 0 && releases === seenReleases) heldMs += tick
+      else {
+        seenReleases = releases
+        heldMs = 0
+      }
+      if (heldMs >= slowConsumerMs) releaseWaiters()
       if (droppedSinceReport > 0 && (yield* Clock.currentTimeMillis) - lastReport >= DROP_LOG_INTERVAL_MS) {
         yield* report("dropping QoS 0 beyond the cap")
       }

@@ -118,6 +118,24 @@ describe("Outbox slow-consumer policy", () => {
       assert.isFalse(outbox.holdsBack())
     }))
 
+  it.effect("a publisher waits at most slowConsumerMs for a subscriber that progresses but stays over the low-water mark", () =>
+    Effect.gen(function*() {
+      const { outbox, fake } = yield* running()
+      fill(outbox, CAP)
+      yield* turn
+      yield* outbox.watch
+      const waiting = yield* Effect.forkChild(outbox.drained)
+      yield* turn
+      for (let i = 0; i < 3; i++) {
+        yield* TestClock.adjust(SLOW_MS / 2)
+        yield* fake.complete
+        fill(outbox, 64 * KiB)
+      }
+      assert.isFalse(outbox.stalled(), "it is making progress")
+      assert.isDefined(waiting.pollUnsafe(), "released after slowConsumerMs")
+      assert.isTrue(outbox.holdsBack(), "still over the low-water mark")
+    }))
+
   it.effect("QoS 0 that would take the outbox past the cap is dropped and counted", () =>
     Effect.gen(function*() {
       const { outbox } = yield* running()
