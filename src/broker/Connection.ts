@@ -299,7 +299,14 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
       reading = readLoopFiber
       if (closeRequested) readLoopFiber.interruptUnsafe()
       yield* Fiber.join(readLoopFiber).pipe(
-        Effect.catchCause((cause) => (Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.failCause(cause))),
+        Effect.catchCause((cause) => {
+          if (Cause.hasInterruptsOnly(cause)) return Effect.void
+          if (Cause.hasFails(cause)) return Effect.failCause(cause)
+          // a defect in a handler is a bug of ours: it ends this connection only, with a line saying so
+          sendDisconnect(ReasonCode.ImplementationSpecificError, undefined)
+          context.phase = "closing"
+          return Effect.logError("connection ended by an internal error", cause)
+        }),
         Effect.catch((error) => {
           if (Predicate.isTagged(error, "ProtocolViolation")) {
             if (error.disconnect !== false) sendDisconnect(error.code ?? ReasonCode.ProtocolError, error.reason)

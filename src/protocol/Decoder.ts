@@ -169,25 +169,52 @@ const badText = (value: unknown, frame: Buffer, depth = 0): string | undefined =
   return undefined
 }
 
-/** Offset of a v5 CONNECT's property list, and of its will properties when it has a will. */
-const connectPropertyOffsets = (frame: Buffer): Array<[number, PropertySet]> => {
-  const h = headerLength(frame)
-  const flagsAt = h + 2 + frame.readUInt16BE(h) + 1
-  const propertiesAt = flagsAt + 3
-  const offsets: Array<[number, PropertySet]> = [[propertiesAt, "connect"]]
-  if (frame[flagsAt]! & 0x04) {
-    const scan = scanProperties(frame, propertiesAt, "connect")
-    if ("end" in scan) offsets.push([scan.end + 2 + frame.readUInt16BE(scan.end), "will"])
+/** The offset after a two-byte-length string or binary field at `at`, or undefined past `end`. */
+const skipField = (frame: Buffer, at: number | undefined): number | undefined =>
+  at === undefined || at + 2 > frame.length ? undefined : at + 2 + frame.readUInt16BE(at)
+
+/** The end of the property list at `at` (MQTT 5), or why it breaks the rules. */
+const skipProperties = (frame: Buffer, at: number | undefined, set: PropertySet): number | string | undefined => {
+  if (at === undefined) return undefined
+  const scan = scanProperties(frame, at, set)
+  return "error" in scan ? scan.error : scan.end
+}
+
+/**
+ * What mqtt-packet does not check in a CONNECT: the flag combinations [MQTT-3.1.2-11, -13, -14,
+ * -15, -22], a protocol name that fits its level [MQTT-3.1.2-1], MQTT 5 property lists, and
+ * bytes after the payload [MQTT-3.1.4-1].
+ */
+const checkConnect = (packet: Packet & { cmd: "connect" }, frame: Buffer): DecodeError | undefined => {
+  const v5 = packet.protocolVersion === 5
+  if ((packet.protocolId === "MQIsdp") !== (packet.protocolVersion === 3)) {
+    return malformed(`protocol name ${packet.protocolId} with level ${packet.protocolVersion}`)
   }
-  return offsets
+  const flagsAt = skipField(frame, headerLength(frame))! + 1
+  const flags = frame[flagsAt]!
+  const will = (flags & 0x04) !== 0
+  const willQos = (flags >> 3) & 0x03
+  if (!will && (willQos !== 0 || (flags & 0x20) !== 0)) return malformed("will QoS or retain without a will")
+  if (willQos === 3) return malformed("will QoS 3")
+  if (!v5 && (flags & 0x40) !== 0 && (flags & 0x80) === 0) return malformed("password without a user name")
+  let at: number | string | undefined = flagsAt + 3
+  if (v5) at = skipProperties(frame, at, "connect")
+  if (typeof at === "string") return protocolError(at)
+  at = skipField(frame, at) // client id
+  if (will) {
+    if (v5) at = skipProperties(frame, at, "will")
+    if (typeof at === "string") return protocolError(at)
+    at = skipField(frame, skipField(frame, at)) // topic, payload
+  }
+  if (flags & 0x80) at = skipField(frame, at)
+  if (flags & 0x40) at = skipField(frame, at)
+  return at === frame.length ? undefined : malformed("bytes after the CONNECT payload")
 }
 
 /** Where the MQTT 5 property lists of a cold packet start. */
 const propertyOffsets = (packet: Packet, frame: Buffer): Array<[number, PropertySet]> => {
   const h = headerLength(frame)
   switch (packet.cmd) {
-    case "connect":
-      return connectPropertyOffsets(frame)
     case "subscribe":
       return [[h + 2, "subscribe"]]
     case "unsubscribe":
@@ -210,14 +237,13 @@ const propertyOffsets = (packet: Packet, frame: Buffer): Array<[number, Property
 const checkCold = (packet: Packet, frame: Buffer, version: number): DecodeError | undefined => {
   const bad = badText(packet, frame)
   if (bad !== undefined) return malformed(`ill-formed UTF-8 or U+0000 in ${JSON.stringify(bad)}`)
-  if (packet.cmd === "connect" && packet.protocolVersion !== 5 && packet.password !== undefined && packet.username === undefined) {
-    return malformed("password without a user name") // [MQTT-3.1.2-22]
-  }
+  if (packet.cmd === "connect") return checkConnect(packet, frame)
   if ("messageId" in packet && packet.messageId === 0 && packet.cmd !== "publish") {
     return protocolError(`${packet.cmd.toUpperCase()} with packet identifier 0`)
   }
-  const v5 = packet.cmd === "connect" ? packet.protocolVersion === 5 : version === 5
-  if (!v5) return undefined
+  if (packet.cmd === "subscribe" && packet.subscriptions.length === 0) return protocolError("SUBSCRIBE without a topic filter") // [MQTT-3.8.3-3]
+  if (packet.cmd === "unsubscribe" && packet.unsubscriptions.length === 0) return protocolError("UNSUBSCRIBE without a topic filter") // [MQTT-3.10.3-2]
+  if (version !== 5) return undefined
   for (const [offset, set] of propertyOffsets(packet, frame)) {
     const scan = scanProperties(frame, offset, set)
     if ("error" in scan) return protocolError(scan.error)

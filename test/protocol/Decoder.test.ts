@@ -151,6 +151,25 @@ describe("Decoder checks what mqtt-packet lets through", () => {
     expect(decode(subscribe, connect(5)).error).toMatchObject({ _tag: "ProtocolError" })
   })
 
+  it("CONNECT flag rules mqtt-packet does not check: will QoS 3, will bits without a will, bytes after the payload, MQIsdp at level 4 [MQTT-3.1.2-1, -13, -14, MQTT-3.1.4-1]", () => {
+    const willQos3 = rawConnect("MQTT", 4, 0x1e, Buffer.concat([str("x"), str("w/t"), str("p")]))
+    expect(decode(willQos3).error).toMatchObject({ _tag: "Malformed", message: "will QoS 3" })
+    expect(decode(rawConnect("MQTT", 4, 0x0a, str("x"))).error).toMatchObject({ _tag: "Malformed" })
+    expect(decode(rawConnect("MQTT", 4, 0x22, str("x"))).error).toMatchObject({ _tag: "Malformed" })
+    expect(decode(rawConnect("MQTT", 4, 0x02, Buffer.concat([str("x"), Buffer.from([1])]))).error).toMatchObject({ message: "bytes after the CONNECT payload" })
+    expect(decode(rawConnect("MQIsdp", 4, 0x02, str("x"))).error).toMatchObject({ _tag: "Malformed" })
+    const full = rawConnect("MQTT", 4, 0xee, Buffer.concat([str("x"), str("w/t"), str("p"), str("user"), str("pw")]))
+    expect(decode(full).packets).toMatchObject([{ clientId: "x", username: "user", will: { topic: "w/t", qos: 1, retain: true } }])
+    const v5 = rawConnect("MQTT", 5, 0x06, Buffer.concat([Buffer.from([0]), str("x"), Buffer.from([5, 0x11, 0, 0, 0, 1]), str("w"), str("p")]))
+    expect(decode(v5).error).toMatchObject({ _tag: "ProtocolError", connectVersion: 5 })
+  })
+
+  it("SUBSCRIBE and UNSUBSCRIBE without a topic filter are protocol errors [MQTT-3.8.3-3, MQTT-3.10.3-2]", () => {
+    expect(decode(frame(0x82, Buffer.from([0, 1])), connect(4)).error).toMatchObject({ _tag: "ProtocolError" })
+    expect(decode(frame(0xa2, Buffer.from([0, 1])), connect(4)).error).toMatchObject({ _tag: "ProtocolError" })
+    expect(decode(frame(0x82, Buffer.from([0, 1, 0])), connect(5)).error).toMatchObject({ _tag: "ProtocolError" })
+  })
+
   it("a protocol level it does not speak is reported as such (for CONNACK 1)", () => {
     expect(decode(poisoned["level 9"]!).error).toEqual({ _tag: "UnsupportedProtocolVersion" })
   })
@@ -162,12 +181,12 @@ describe("PUBLISH payloads", () => {
     expect(decoder.decode(connect(4)).error).toBeUndefined()
     const small = frame(0x30, Buffer.concat([str("t"), Buffer.from("tiny")]))
     const chunk = Buffer.concat([small, Buffer.alloc(60_000)]) // a read that holds more than the packet
-    const [first] = decoder.decode(chunk.subarray(0, small.length)).packets as Array<{ payload: Buffer }>
+    const [first] = decoder.decode(chunk.subarray(0, small.length)).packets as ReadonlyArray<{ payload: Buffer }>
     expect(first!.payload.toString()).toBe("tiny")
     expect(first!.payload.buffer).not.toBe(chunk.buffer)
     const big = frame(0x30, Buffer.concat([str("t"), Buffer.alloc(5_000_000, 7)]))
     const packets: Array<{ payload: Buffer }> = []
-    for (let i = 0; i < big.length; i += 65_536) packets.push(...(decoder.decode(Buffer.from(big.subarray(i, i + 65_536))).packets as Array<{ payload: Buffer }>))
+    for (let i = 0; i < big.length; i += 65_536) packets.push(...(decoder.decode(Buffer.from(big.subarray(i, i + 65_536))).packets as ReadonlyArray<{ payload: Buffer }>))
     expect(packets).toHaveLength(1)
     expect(packets[0]!.payload.length).toBe(5_000_000)
     expect(packets[0]!.payload.buffer.byteLength).toBe(big.length)

@@ -100,6 +100,8 @@ export const handleConnect = Effect.fnUntraced(function*(
   const { assigned, clientId } = id
   const will = willOf(packet, config)
   if (will instanceof ProtocolViolation) {
+    // 3.1.1 has no return code for an invalid will topic: the packet is malformed, so close [MQTT-3.1.4-1]
+    if (version !== 5 && will.code === ReasonCode.TopicNameInvalid) return yield* new ProtocolViolation({ reason: will.reason, disconnect: false })
     return yield* refuse(context, version, ConnackCode.ServerUnavailable, will.code ?? ReasonCode.ProtocolError, will.reason)
   }
 
