@@ -4,7 +4,6 @@
  * default) and stops them, closing every connection, when the scope closes.
  */
 import { Clock, Context, Effect, Layer, Option } from "effect"
-import type * as SocketServer from "effect/socket/SocketServer"
 import * as BrokerConfig from "../config/BrokerConfig.ts"
 import * as Plugin from "../plugin/Plugin.ts"
 import { SessionPlugin } from "../plugin/SessionPlugin.ts"
@@ -14,6 +13,7 @@ import { nextDeadline } from "../session/SessionState.ts"
 import { SessionStateProvider, type SessionStoreError } from "../session/SessionStateProvider.ts"
 import * as Sessions from "../session/Sessions.ts"
 import type { BoundAddress } from "../transport/Listener.ts"
+import type { ListenerError } from "../transport/ListenerError.ts"
 import * as TcpListener from "../transport/TcpListener.ts"
 import * as TlsListener from "../transport/TlsListener.ts"
 import * as WebSocketListener from "../transport/WebSocketListener.ts"
@@ -101,8 +101,12 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
   })
 })
 
-/** The broker as a Layer; needs a `SessionStateProvider` (e.g. `SessionPlugin.layer`). */
+/**
+ * The broker as a Layer; needs a `SessionStateProvider` (e.g. `SessionPlugin.layer`). A listener
+ * that cannot start fails it with a `ListenerError`, and the listeners already started are closed
+ * with the Layer's scope: nothing stays half-started.
+ */
 export const layer = (
   config: Partial<BrokerConfig.BrokerConfig> = {}
-): Layer.Layer<Broker, SocketServer.SocketServerError | SessionStoreError, SessionStateProvider> =>
+): Layer.Layer<Broker, ListenerError | SessionStoreError, SessionStateProvider> =>
   Layer.effect(Broker, make(config))

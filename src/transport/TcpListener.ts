@@ -2,12 +2,16 @@
 import { NodeSocketServer } from "@effect/platform-node"
 import type { Effect, Scope } from "effect"
 import type * as Socket from "effect/socket/Socket"
-import type * as SocketServer from "effect/socket/SocketServer"
 import { type BoundAddress, serve } from "./Listener.ts"
+import type { ListenerError } from "./ListenerError.ts"
 
 /** Listens on `host:port` until the scope closes. */
 export const listen = (
   options: { readonly host: string; readonly port: number },
   handler: (socket: Socket.Socket) => Effect.Effect<void>
-): Effect.Effect<BoundAddress, SocketServer.SocketServerError, Scope.Scope> =>
-  serve("tcp", NodeSocketServer.make({ host: options.host, port: options.port }), handler)
+): Effect.Effect<BoundAddress, ListenerError, Scope.Scope> =>
+  serve(
+    { transport: "tcp", host: options.host, port: options.port },
+    NodeSocketServer.make({ host: options.host, port: options.port }),
+    handler
+  )

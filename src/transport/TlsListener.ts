@@ -2,10 +2,10 @@
 import { NodeSocketServer } from "@effect/platform-node"
 import { Effect, type Scope } from "effect"
 import type * as Socket from "effect/socket/Socket"
-import * as SocketServer from "effect/socket/SocketServer"
 import * as Tls from "node:tls"
 import type { TlsListenerConfig } from "../config/BrokerConfig.ts"
 import { type BoundAddress, serve } from "./Listener.ts"
+import { InvalidTlsMaterial, ListenerError } from "./ListenerError.ts"
 
 const toBuffer = (pem: string | Uint8Array): string | Buffer => (typeof pem === "string" ? pem : Buffer.from(pem))
 
@@ -28,16 +28,17 @@ export const tlsMaterialProblem = (key: string | Uint8Array, cert: string | Uint
 export const listen = (
   options: TlsListenerConfig,
   handler: (socket: Socket.Socket) => Effect.Effect<void>
-): Effect.Effect<BoundAddress, SocketServer.SocketServerError, Scope.Scope> =>
+): Effect.Effect<BoundAddress, ListenerError, Scope.Scope> =>
   Effect.suspend(() => {
+    const endpoint = { transport: "tls", host: options.host ?? "0.0.0.0", port: options.port } as const
     const problem = tlsMaterialProblem(options.key, options.cert)
     if (problem !== undefined) {
-      return Effect.fail(new SocketServer.SocketServerError({ reason: new SocketServer.SocketServerOpenError({ cause: new Error(`TLS: ${problem}`) }) }))
+      return Effect.fail(new ListenerError({ ...endpoint, reason: new InvalidTlsMaterial({ problem }) }))
     }
     return serve(
-      "tls",
+      endpoint,
       NodeSocketServer.makeTls({
-        host: options.host ?? "0.0.0.0",
+        host: endpoint.host,
         port: options.port,
         key: toBuffer(options.key),
         cert: toBuffer(options.cert),

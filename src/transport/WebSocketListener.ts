@@ -2,19 +2,20 @@
 import { NodeSocketServer } from "@effect/platform-node"
 import type { Effect, Scope } from "effect"
 import type * as Socket from "effect/socket/Socket"
-import type * as SocketServer from "effect/socket/SocketServer"
 import type { WebSocketListenerConfig } from "../config/BrokerConfig.ts"
 import { type BoundAddress, serve } from "./Listener.ts"
+import type { ListenerError } from "./ListenerError.ts"
 
 /** Listens for WebSocket upgrades until the scope closes. */
 export const listen = (
   options: WebSocketListenerConfig,
   handler: (socket: Socket.Socket) => Effect.Effect<void>
-): Effect.Effect<BoundAddress, SocketServer.SocketServerError, Scope.Scope> =>
-  serve(
-    "ws",
+): Effect.Effect<BoundAddress, ListenerError, Scope.Scope> => {
+  const host = options.host ?? "0.0.0.0"
+  return serve(
+    { transport: "ws", host, port: options.port },
     NodeSocketServer.makeWebSocket({
-      host: options.host ?? "0.0.0.0",
+      host,
       port: options.port,
       // mqtt.js and browsers offer "mqtt" (3.1.1+) or "mqttv3.1"; answer with what was offered
       handleProtocols: (protocols: Set<string>) =>
@@ -22,3 +23,4 @@ export const listen = (
     }),
     handler
   )
+}
