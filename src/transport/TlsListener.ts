@@ -2,6 +2,7 @@
 import { NodeSocketServer } from "@effect/platform-node"
 import { Effect, type Scope } from "effect"
 import type * as Socket from "effect/socket/Socket"
+import * as Crypto from "node:crypto"
 import * as Tls from "node:tls"
 import type { TlsListenerConfig } from "../config/BrokerConfig.ts"
 import { type BoundAddress, serve } from "./Listener.ts"
@@ -10,11 +11,23 @@ import { InvalidTlsMaterial, ListenerError } from "./ListenerError.ts"
 const toBuffer = (pem: string | Uint8Array): string | Buffer => (typeof pem === "string" ? pem : Buffer.from(pem))
 
 /**
- * Why a key and certificate cannot serve TLS (not PEM, or a key that does not match its
- * certificate), or undefined when they can. Checked before anything listens: Node's TLS server
- * throws on such material only once it is being created, after cleanup was registered.
+ * Why a key and certificate cannot serve TLS (the key is not a PEM private key, the certificate
+ * not a PEM certificate, or the key does not match it), or undefined when they can. Checked
+ * before anything listens: Node's TLS server throws on such material only once it is being
+ * created, after cleanup was registered. Each part is tried on its own first so the answer names
+ * the file at fault instead of an OpenSSL decoder code.
  */
 export const tlsMaterialProblem = (key: string | Uint8Array, cert: string | Uint8Array): string | undefined => {
+  try {
+    Crypto.createPrivateKey(toBuffer(key))
+  } catch {
+    return "the key is not a PEM private key"
+  }
+  try {
+    new Crypto.X509Certificate(toBuffer(cert))
+  } catch {
+    return "the certificate is not a PEM certificate"
+  }
   try {
     Tls.createSecureContext({ key: toBuffer(key), cert: toBuffer(cert) })
     return undefined

@@ -15,8 +15,9 @@ describe("TLS material", () => {
 
   it("a key that does not match its certificate, swapped files, or a file that is not PEM are each named", () => {
     expect(tlsMaterialProblem(otherKey, cert)).toBe("the key does not match the certificate")
-    expect(tlsMaterialProblem(cert, key)).toBeDefined()
-    expect(tlsMaterialProblem("not a pem file", cert)).toBeDefined()
+    expect(tlsMaterialProblem(cert, key)).toBe("the key is not a PEM private key")
+    expect(tlsMaterialProblem("not a pem file", cert)).toBe("the key is not a PEM private key")
+    expect(tlsMaterialProblem(key, key)).toBe("the certificate is not a PEM certificate")
   })
 
   it("a broker given a mismatched key fails to start, promptly, instead of hanging", async () => {

@@ -1,0 +1,33 @@
+/**
+ * The command-line flags, generated from the `Settings` table so `--help` lists every key with
+ * its env variable, allowed values and default. Flags are parsed as text (booleans as presence)
+ * and decoded by `Settings.decode` like every other source: effect/cli's own integer parsing and
+ * env fallback would refuse values with messages that name neither the key nor the range.
+ */
+import { Option } from "effect"
+import { Flag } from "effect/cli"
+import * as Settings from "./Settings.ts"
+
+/** Every flag, by settings key: `Some(text)` (or `Some(true)`) when given. */
+export type Flags = { readonly [K in Settings.Key]: Flag.Flag<Option.Option<string | boolean>> }
+
+const shownDefault = (setting: Settings.Setting<unknown>): string =>
+  setting.default === undefined ? "off" : typeof setting.default === "boolean" ? (setting.default ? "on" : "off") : String(setting.default)
+
+const flagFor = (setting: Settings.Setting<unknown>): Flag.Flag<Option.Option<string | boolean>> => {
+  const help = `${setting.description}; ${setting.kind.allowed} (env ${setting.env}, default ${shownDefault(setting)})`
+  return setting.kind.metavar === ""
+    ? Flag.Boolean(setting.flag).pipe(Flag.optional, Flag.withDescription(help))
+    : Flag.String(setting.flag).pipe(Flag.withMetavar(setting.kind.metavar), Flag.optional, Flag.withDescription(help))
+}
+
+/** The flags of the broker command, one per key of the table, in table order. */
+export const flags: Flags = Object.fromEntries(
+  Object.entries(Settings.settings).map(([key, setting]) => [key, flagFor(setting as Settings.Setting<unknown>)])
+) as unknown as Flags
+
+/** The parsed flags as a `Settings.Source`. */
+export const source = (parsed: { readonly [K in Settings.Key]: Option.Option<string | boolean> }): Settings.Source =>
+  Settings.fromFlags(
+    Object.fromEntries(Object.entries(parsed).map(([key, value]) => [key, Option.getOrUndefined(value)]))
+  )

@@ -1,0 +1,241 @@
+/**
+ * Every key the broker can be configured with, in one table: its flag, its environment
+ * variable, its default, what values it allows (an effect `Schema`) and what it means. Values
+ * are looked up in `Source`s, highest precedence first (flag > env today; a config file will be
+ * one more `Source` after env), each decoded through its key's schema, so a value given as text
+ * (a flag, an env variable) and one given as a number (a file) pass the same checks.
+ *
+ * Nothing here reads files or opens sockets: `decode` is pure, so a bad value is refused before
+ * anything starts (`Load.ts` reads the TLS files afterwards).
+ */
+import { Result, Schema, SchemaTransformation } from "effect"
+import { defaults } from "./BrokerConfig.ts"
+import { ConfigError } from "./ConfigError.ts"
+
+/** What a key may hold: the schema its values decode through and the phrase shown when one is refused. */
+export interface Kind<A> {
+  readonly schema: Schema.Decoder<A>
+  /** Completes "… is not": `a port (0-65535)`. */
+  readonly allowed: string
+  /** The placeholder `--help` shows after the flag. */
+  readonly metavar: string
+}
+
+/** Decimal integers only: `Number()` would also take "", " 12 ", "0x10" and "1e3". */
+const IntegerText = Schema.String.check(Schema.isPattern(/^[+-]?\d+$/)).pipe(
+  Schema.decodeTo(Schema.Number, SchemaTransformation.numberFromString)
+)
+
+const integer = (minimum: number, maximum: number, what: string, metavar: string): Kind<number> => ({
+  schema: Schema.Union([Schema.Number, IntegerText]).pipe(
+    Schema.decodeTo(Schema.Int.check(Schema.isBetween({ minimum, maximum })))
+  ),
+  allowed: maximum === Number.MAX_SAFE_INTEGER ? `${what} (${minimum} or more)` : `${what} (${minimum}-${maximum})`,
+  metavar
+})
+
+const BooleanText = Schema.String.check(Schema.isPattern(/^(true|false|yes|no|on|off|1|0)$/i)).pipe(
+  Schema.decodeTo(
+    Schema.Boolean,
+    SchemaTransformation.transform({
+      decode: (text: string) => /^(true|yes|on|1)$/i.test(text),
+      encode: (value: boolean) => String(value)
+    })
+  )
+)
+
+const boolean: Kind<boolean> = {
+  schema: Schema.Union([Schema.Boolean, BooleanText]),
+  allowed: "a boolean (true/false, yes/no, on/off, 1/0)",
+  metavar: ""
+}
+
+const text = (what: string, metavar: string): Kind<string> => ({
+  schema: Schema.String.check(Schema.isNonEmpty()),
+  allowed: what,
+  metavar
+})
+
+/** Largest delay `setTimeout` honours (ms); longer ones fire at once. */
+const MAX_TIMER_MS = 2_147_483_647
+/** The protocol's largest packet: the Remaining Length's 4-byte maximum plus the fixed header. */
+const MAX_PACKET_SIZE = 268_435_455
+
+const port = integer(0, 65_535, "a port", "PORT")
+const bytes = (minimum: number) => integer(minimum, Number.MAX_SAFE_INTEGER, "a number of bytes", "BYTES")
+const millis = (minimum: number) => integer(minimum, MAX_TIMER_MS, "a number of milliseconds", "MS")
+const sixteenBit = (minimum: number, what: string) => integer(minimum, 65_535, what, "N")
+
+/** One configuration key; `D` is its default's type (`undefined` for a key that is off unless set). */
+export interface Setting<A, D extends A | undefined = A | undefined> {
+  /** Flag name without the dashes. */
+  readonly flag: string
+  readonly env: string
+  readonly kind: Kind<A>
+  /** Used when no source gives a value; `undefined`: off (an optional listener). */
+  readonly default: D
+  readonly description: string
+}
+
+const setting = <A, D extends A | undefined>(
+  flag: string,
+  env: string,
+  kind: Kind<A>,
+  fallback: D,
+  description: string
+): Setting<A, D> => ({ flag, env, kind, default: fallback, description })
+
+/** The table: every key, its flag, env variable, default, allowed values and meaning (README "Options"). */
+export const settings = {
+  host: setting("host", "MQTT_HOST", text("a host name or address", "HOST"), defaults.host, "listener address (TCP, TLS and WebSocket)"),
+  port: setting("port", "MQTT_PORT", port, defaults.port, "TCP listener port (0: any free port)"),
+  tlsPort: setting("tls-port", "MQTT_TLS_PORT", port, undefined, "TLS listener port; needs --tls-key and --tls-cert"),
+  tlsKey: setting("tls-key", "MQTT_TLS_KEY", text("a file name", "FILE"), undefined, "PEM private key file for TLS"),
+  tlsCert: setting("tls-cert", "MQTT_TLS_CERT", text("a file name", "FILE"), undefined, "PEM certificate file for TLS"),
+  wsPort: setting("ws-port", "MQTT_WS_PORT", port, undefined, "WebSocket listener port"),
+  connectTimeoutMs: setting("connect-timeout-ms", "MQTT_CONNECT_TIMEOUT_MS", millis(1), defaults.connectTimeoutMs, "close connections that send no CONNECT within this time"),
+  maxPacketSize: setting("max-packet-size", "MQTT_MAX_PACKET_SIZE", integer(1, MAX_PACKET_SIZE, "a packet size in bytes", "BYTES"), defaults.maxPacketSize, "largest inbound packet in bytes"),
+  maxReceivingBytes: setting("max-receiving-bytes", "MQTT_MAX_RECEIVING_BYTES", bytes(1), defaults.maxReceivingBytes, "bytes of partly received packets held across all connections, at least --max-packet-size; more waits"),
+  maxQueuedMessages: setting("max-queued-messages", "MQTT_MAX_QUEUED_MESSAGES", integer(0, Number.MAX_SAFE_INTEGER, "a number of messages", "N"), defaults.maxQueuedMessages, "per-session queue bound, oldest dropped (0: queue nothing)"),
+  maxInflightMessages: setting("max-inflight-messages", "MQTT_MAX_INFLIGHT_MESSAGES", sixteenBit(1, "a number of messages"), defaults.maxInflightMessages, "outbound QoS 1/2 window per client"),
+  maxOutboxBytes: setting("max-outbox-bytes", "MQTT_MAX_OUTBOX_BYTES", bytes(1), defaults.maxOutboxBytes, "hard cap on bytes waiting to be written to one client; QoS 0 past it is dropped"),
+  outboxHighWaterBytes: setting("outbox-high-water-bytes", "MQTT_OUTBOX_HIGH_WATER_BYTES", bytes(1), defaults.outboxHighWaterBytes, "bytes waiting for one client above which its publishers wait (until half of it); at most --max-outbox-bytes"),
+  slowConsumerMs: setting("slow-consumer-ms", "MQTT_SLOW_CONSUMER_MS", millis(1), defaults.slowConsumerMs, "a congested client with no write completed for this long is stalled: publishers stop waiting for it"),
+  slowConsumerDisconnectMs: setting("slow-consumer-disconnect-ms", "MQTT_SLOW_CONSUMER_DISCONNECT_MS", millis(0), defaults.slowConsumerDisconnectMs, "disconnect a stalled client after this long without progress (0: never), at least --slow-consumer-ms"),
+  persistentSessionExpiry: setting("persistent-session-expiry", "MQTT_PERSISTENT_SESSION_EXPIRY", integer(0, 0xffff_ffff, "a number of seconds", "SECONDS"), defaults.persistentSessionExpiry, "seconds a 3.1.1 clean=0 session outlives its connection (4294967295: never)"),
+  maxKeepalive: setting("max-keepalive", "MQTT_MAX_KEEPALIVE", integer(0, 65_535, "a number of seconds", "SECONDS"), defaults.maxKeepalive, "longest keepalive in seconds, 0 for none (MQTT 5 clients get Server Keep Alive)"),
+  receiveMaximum: setting("receive-maximum", "MQTT_RECEIVE_MAXIMUM", sixteenBit(1, "a number of messages"), defaults.receiveMaximum, "inbound QoS 2 messages a client may leave awaiting PUBREL"),
+  maximumQos: setting("maximum-qos", "MQTT_MAXIMUM_QOS", integer(0, 2, "a QoS", "QOS"), defaults.maximumQos, "highest QoS accepted and granted"),
+  topicAliasMaximum: setting("topic-alias-maximum", "MQTT_TOPIC_ALIAS_MAXIMUM", sixteenBit(0, "a number of aliases"), defaults.topicAliasMaximum, "topic aliases a client may use towards the broker"),
+  noRetain: setting("no-retain", "MQTT_NO_RETAIN", boolean, !defaults.retainAvailable, "refuse retained messages (MQTT 5 Retain Available = 0)"),
+  queueQos0: setting("queue-qos0", "MQTT_QUEUE_QOS0", boolean, defaults.queueQos0, "queue QoS 0 messages for offline persistent sessions")
+} as const
+
+/** The keys of the table. */
+export type Key = keyof typeof settings
+
+/** The value type of a key. */
+export type ValueOf<K extends Key> = (typeof settings)[K] extends Setting<infer A, infer _D> ? A : never
+
+/** Every key's value; `undefined` for an optional key nobody set. */
+export type Values = { readonly [K in Key]: ValueOf<K> | (undefined extends (typeof settings)[K]["default"] ? undefined : never) }
+
+/** A value as some source gave it, with how to name it in an error (`--port -1`, `MQTT_PORT=abc`). */
+export interface Given {
+  readonly raw: unknown
+  /** The flag or env variable: `--port`, `MQTT_PORT`. */
+  readonly origin: string
+  /** The value as the operator wrote it there: `--port -1`, `MQTT_PORT=abc`. */
+  readonly shown: string
+}
+
+/** Where values come from: the value a source gives for a key, if it gives one. */
+export type Source = <K extends Key>(key: K, setting: Setting<ValueOf<K>>) => Given | undefined
+
+const quoted = (text: string): string => (text === "" || /\s|"/.test(text) ? JSON.stringify(text) : text)
+
+/** Flag values as parsed from the command line (text, or `true` for a boolean flag), by key. */
+export const fromFlags = (flags: Partial<Record<Key, string | boolean | undefined>>): Source => (key, setting) => {
+  const raw = flags[key]
+  if (raw === undefined) return undefined
+  const origin = `--${setting.flag}`
+  return { raw, origin, shown: typeof raw === "boolean" ? (raw ? origin : `${origin}=false`) : `${origin} ${quoted(raw)}` }
+}
+
+/** Environment variables; an empty one counts as unset (`MQTT_TLS_PORT=` in a compose file means "off"). */
+export const fromEnv = (env: Readonly<Record<string, string | undefined>>): Source => (_key, setting) => {
+  const raw = env[setting.env]
+  if (raw === undefined || raw === "") return undefined
+  return { raw, origin: setting.env, shown: `${setting.env}=${quoted(raw)}` }
+}
+
+/** Decoded values, and for each key given by a source, where it came from. */
+export interface Decoded {
+  readonly values: Values
+  /** Keys a source gave, with their origin (`--port`, `MQTT_PORT`); defaults are absent. */
+  readonly given: Partial<Record<Key, Given>>
+}
+
+const name = (key: Key): string => `--${settings[key].flag} (${settings[key].env})`
+
+/** A key by the name the operator used for it, or by flag and env name when it was left at its default. */
+const origin = (decoded: Decoded, key: Key): string => decoded.given[key]?.origin ?? name(key)
+
+/**
+ * Relations between keys. Each is checked only when the operator gave the value that
+ * `BrokerConfig.make` would otherwise adjust: a default that follows another key is fine,
+ * an explicit value that contradicts it is refused rather than silently changed.
+ */
+const relations: ReadonlyArray<(decoded: Decoded) => ConfigError | undefined> = [
+  (decoded) => {
+    const { given } = decoded
+    const parts = (["tlsPort", "tlsKey", "tlsCert"] as const)
+    if (!parts.some((key) => given[key] !== undefined)) return undefined
+    const missing = parts.filter((key) => given[key] === undefined)
+    if (missing.length === 0) return undefined
+    const present = parts.filter((key) => given[key] !== undefined)
+    const subject = present.map((key) => origin(decoded, key)).join(" and ")
+    return new ConfigError({
+      keys: [...parts],
+      message: given.tlsPort === undefined
+        ? `${subject} ${present.length === 1 ? "is" : "are"} set but ${name("tlsPort")} is not: a TLS listener needs its port, key and certificate`
+        : `${subject} needs ${missing.map(name).join(" and ")}`
+    })
+  },
+  ({ given, values }) =>
+    given.maxReceivingBytes !== undefined && values.maxReceivingBytes < values.maxPacketSize
+      ? new ConfigError({
+        keys: ["maxReceivingBytes", "maxPacketSize"],
+        message: `${given.maxReceivingBytes.shown} is less than the largest packet (${values.maxPacketSize}, ${name("maxPacketSize")}): one packet must fit`
+      })
+      : undefined,
+  ({ given, values }) =>
+    given.outboxHighWaterBytes !== undefined && values.outboxHighWaterBytes > values.maxOutboxBytes
+      ? new ConfigError({
+        keys: ["outboxHighWaterBytes", "maxOutboxBytes"],
+        message: `${given.outboxHighWaterBytes.shown} is more than the outbox cap (${values.maxOutboxBytes}, ${name("maxOutboxBytes")})`
+      })
+      : undefined,
+  ({ given, values }) =>
+    given.slowConsumerDisconnectMs !== undefined && values.slowConsumerDisconnectMs !== 0 &&
+      values.slowConsumerDisconnectMs < values.slowConsumerMs
+      ? new ConfigError({
+        keys: ["slowConsumerDisconnectMs", "slowConsumerMs"],
+        message: `${given.slowConsumerDisconnectMs.shown} is less than the stall time (${values.slowConsumerMs}, ${name("slowConsumerMs")}); use 0 to never disconnect`
+      })
+      : undefined
+]
+
+/**
+ * Looks every key up in `sources` (first that gives a value wins, else the default), decodes it
+ * through the key's schema, then checks the relations between keys. The first problem is the
+ * error: one line naming where the value came from, the value, and what is allowed.
+ */
+export const decode = (sources: ReadonlyArray<Source>): Result.Result<Decoded, ConfigError> => {
+  const values: Record<string, unknown> = {}
+  const given: Partial<Record<Key, Given>> = {}
+  for (const key of Object.keys(settings) as Array<Key>) {
+    const setting = settings[key] as Setting<unknown>
+    let found: Given | undefined
+    for (const source of sources) {
+      found = source(key, setting as Setting<never>)
+      if (found !== undefined) break
+    }
+    if (found === undefined) {
+      values[key] = setting.default
+      continue
+    }
+    const decoded = Schema.decodeUnknownResult(setting.kind.schema)(found.raw)
+    if (Result.isFailure(decoded)) {
+      return Result.fail(new ConfigError({ keys: [key], message: `${found.shown} is not ${setting.kind.allowed}` }))
+    }
+    values[key] = decoded.success
+    given[key] = found
+  }
+  const result: Decoded = { values: values as Values, given }
+  for (const relation of relations) {
+    const error = relation(result)
+    if (error !== undefined) return Result.fail(error)
+  }
+  return Result.succeed(result)
+}

@@ -1,0 +1,46 @@
+/**
+ * The TLS key and certificate files, read and checked while the configuration is validated:
+ * a missing file, one that is not PEM, or a key that does not match its certificate is a
+ * configuration error naming the flag (or env variable), not a stack trace once listeners start.
+ */
+import { Effect, Predicate } from "effect"
+import { readFileSync } from "node:fs"
+import { tlsMaterialProblem } from "../transport/TlsListener.ts"
+import { ConfigError } from "./ConfigError.ts"
+import type { Given } from "./Settings.ts"
+
+/** What an operator reads for the usual reasons a file cannot be read. */
+const describe = (cause: unknown): string => {
+  switch (Predicate.hasProperty(cause, "code") ? cause.code : undefined) {
+    case "ENOENT":
+      return "no such file"
+    case "EACCES":
+    case "EPERM":
+      return "permission denied"
+    case "EISDIR":
+      return "is a directory"
+    default:
+      return Predicate.isError(cause) ? cause.message : String(cause)
+  }
+}
+
+const read = (key: "tlsKey" | "tlsCert", path: string, given: Given | undefined) =>
+  Effect.try({
+    try: () => readFileSync(path, "utf8"),
+    catch: (cause) => new ConfigError({ keys: [key], message: `${given?.shown ?? path} cannot be read: ${describe(cause)}` })
+  })
+
+/** Reads both files and checks that they can serve TLS together. */
+export const load = Effect.fnUntraced(function*(
+  paths: { readonly key: string; readonly cert: string },
+  given: { readonly key: Given | undefined; readonly cert: Given | undefined }
+) {
+  const key = yield* read("tlsKey", paths.key, given.key)
+  const cert = yield* read("tlsCert", paths.cert, given.cert)
+  const problem = tlsMaterialProblem(key, cert)
+  if (problem !== undefined) {
+    const names = `${given.key?.shown ?? paths.key} and ${given.cert?.shown ?? paths.cert}`
+    return yield* new ConfigError({ keys: ["tlsKey", "tlsCert"], message: `${names} cannot serve TLS: ${problem.split("\n")[0]}` })
+  }
+  return { key, cert }
+})
