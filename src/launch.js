@@ -12,7 +12,7 @@ const recentEnough = major > MINIMUM[0] || (major === MINIMUM[0] && minor >= MIN
 
 if (!recentEnough || !typeStripping) {
   process.stderr.write(
-    `effect-mqtt-broker needs Node >= ${MINIMUM.join(".")} (this is ${version}); run it through npm start, which uses the pinned Node 24\n`
+    `effect-mqtt-broker: needs Node >= ${MINIMUM.join(".")} (this is ${version}); run it through npm start, which uses the pinned Node 24\n`
   )
   process.exit(1)
 } else {

@@ -45,7 +45,8 @@ export const outcome = (exit: Exit.Exit<unknown, unknown>): { readonly code: num
     default:
       return {
         code: ExitCode.startupFailed,
-        line: line(`unexpected failure: ${messageOf(error)} (--log-level debug shows where)`)
+        // a bug, not an operator's mistake: its first line here, the rest at --log-level debug
+        line: line(`unexpected failure: ${messageOf(error).split("\n")[0]} (--log-level debug shows where)`)
       }
   }
 }
