@@ -9,7 +9,8 @@ const fakeHost = () => {
   const host: Shutdown.Host = {
     on: (signal, listener) => void listeners.set(signal, [...(listeners.get(signal) ?? []), listener]),
     exit: (code) => void exits.push(code),
-    writeLine: (line) => void lines.push(line)
+    writeLine: (line) => void lines.push(line),
+    now: () => Date.now()
   }
   const raise = (signal: string) => listeners.get(signal)?.forEach((listener) => listener())
   return { host, raise, exits, lines }
@@ -33,11 +34,21 @@ describe("Shutdown", () => {
 
   it("a second signal exits at once with 128 + its number", () => {
     const fake = fakeHost()
-    Shutdown.install({ program: "p", graceMs: 1000, host: fake.host })
+    Shutdown.install({ program: "p", graceMs: 5000, host: fake.host })
     fake.raise("SIGINT")
+    vi.advanceTimersByTime(Shutdown.REPEAT_MS)
     fake.raise("SIGINT")
     expect(fake.exits).toEqual([130])
-    expect(fake.lines).toEqual(["p: SIGINT again: exiting without finishing shutdown"])
+    expect(fake.lines).toEqual(["p: SIGINT while stopping: exiting without finishing shutdown"])
+  })
+
+  it("the same signal delivered twice at once (npm forwarding Ctrl-C, systemd) is one request", () => {
+    const fake = fakeHost()
+    Shutdown.install({ program: "p", graceMs: 5000, host: fake.host })
+    fake.raise("SIGTERM")
+    vi.advanceTimersByTime(Shutdown.REPEAT_MS - 1)
+    fake.raise("SIGTERM")
+    expect(fake.exits).toEqual([])
   })
 
   it("a shutdown outliving the grace period is ended with one line", () => {
