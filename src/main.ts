@@ -7,7 +7,7 @@
  * line on stderr saying why; SIGTERM / SIGINT stop it within `entry/Shutdown.ts`'s grace period.
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
+import { Cause, Effect, Layer } from "effect"
 import { Command } from "effect/cli"
 import * as Broker from "./broker/Broker.ts"
 import * as Flags from "./config/Flags.ts"
@@ -24,8 +24,9 @@ const command = Command.make(
   (flags) =>
     Load.load([Flags.source(flags), Settings.fromEnv(process.env)]).pipe(
       Effect.flatMap((config) => Layer.launch(Broker.layer(config).pipe(Layer.provide(SessionPlugin.layer)))),
-      // the operator gets one line (ExitCode.teardown); the whole cause only when asked for
-      Effect.tapCause((cause) => Effect.logDebug("the broker did not start", cause))
+      // the operator gets one line (ExitCode.teardown); the whole cause only when asked for.
+      // An interruption is SIGTERM / SIGINT: a normal stop, nothing to explain.
+      Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logDebug("the broker stopped with an error", cause))
     )
 ).pipe(Command.withDescription("An MQTT 5 / 3.1.1 broker on Effect 4 with the in-memory session plugin"))
 

@@ -111,7 +111,12 @@ export const defaults: BrokerConfig = {
 
 const clamp = (value: number, min: number, max: number): number => Math.min(max, Math.max(min, value))
 
-/** Defaults overridden by what is given; windows are clamped to what 16-bit packet ids allow. */
+/**
+ * Defaults overridden by what is given; windows are clamped to what 16-bit packet ids allow. The
+ * entrypoint refuses out-of-range values before they get here (`Settings.ts`); the clamps keep a
+ * `Broker.layer(config)` built in code safe, and let a default follow another key (a smaller
+ * `maxOutboxBytes` lowers the default high-water mark).
+ */
 export const make = (overrides: Partial<BrokerConfig> = {}): BrokerConfig => {
   const config = { ...defaults, ...overrides }
   return {
