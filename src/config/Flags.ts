@@ -15,10 +15,15 @@ const shownDefault = (setting: Settings.Setting<unknown>): string =>
   setting.default === undefined ? "off" : typeof setting.default === "boolean" ? (setting.default ? "on" : "off") : String(setting.default)
 
 const flagFor = (setting: Settings.Setting<unknown>): Flag.Flag<Option.Option<string | boolean>> => {
-  const help = `${setting.description}; ${setting.kind.allowed} (env ${setting.env}, default ${shownDefault(setting)})`
+  const where = `env ${setting.env}, default ${shownDefault(setting)}`
+  // a boolean flag is set by its presence; only its env variable takes a value
   return setting.kind.metavar === ""
-    ? Flag.Boolean(setting.flag).pipe(Flag.optional, Flag.withDescription(help))
-    : Flag.String(setting.flag).pipe(Flag.withMetavar(setting.kind.metavar), Flag.optional, Flag.withDescription(help))
+    ? Flag.Boolean(setting.flag).pipe(Flag.optional, Flag.withDescription(`${setting.description} (${where}; env values: ${setting.kind.allowed})`))
+    : Flag.String(setting.flag).pipe(
+      Flag.withMetavar(setting.kind.metavar),
+      Flag.optional,
+      Flag.withDescription(`${setting.description} — ${setting.kind.allowed} (${where})`)
+    )
 }
 
 /** The flags of the broker command, one per key of the table, in table order. */
