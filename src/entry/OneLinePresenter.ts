@@ -4,17 +4,26 @@
  * whole help text, like every other configuration error.
  */
 import { Console, type Layer } from "effect"
-import { CliOutput } from "effect/cli"
+import { type CliError, CliOutput } from "effect/cli"
 import { PROGRAM } from "./ExitCode.ts"
 
-/** The presenter: invalid invocations become `effect-mqtt-broker: <first problem> (see --help)`. */
+/** One problem with the command line, in one line. */
+export const describe = (error: CliError.NonShowHelpErrors | undefined): string => {
+  if (error === undefined) return "invalid command line"
+  if (error._tag === "UnrecognizedOption") {
+    const hint = error.suggestions.length > 0 ? ` (did you mean ${error.suggestions.join(" or ")}?)` : ""
+    return `unknown flag ${error.option}${hint}`
+  }
+  return error.message.replace(/\s+/g, " ").trim()
+}
+
+/** The presenter: invalid invocations become `effect-mqtt-broker: <first problem>; see --help`. */
 export const presenter: CliOutput.Presenter = {
   present: (event) =>
     event._tag === "InvalidInvocation"
-      ? Console.error(`${PROGRAM}: ${(event.errors[0]?.message ?? "invalid command line").replace(/\s+/g, " ").trim()} (see --help)`)
+      ? Console.error(`${PROGRAM}: ${describe(event.errors[0])}; see --help`)
       : CliOutput.defaultPresenter.present(event)
 }
 
 /** Provides `presenter` to `Command.run`. */
 export const layer: Layer.Layer<never> = CliOutput.layerPresenter(presenter)
-

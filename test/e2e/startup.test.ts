@@ -4,7 +4,7 @@
  * SIGTERM. Each refusal must be one line on stderr naming the flag or env variable, the stated
  * exit code, no stack trace, nothing listening, within a few seconds. Children run concurrently.
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import { generateKeyPairSync } from "node:crypto"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import * as net from "node:net"
@@ -105,6 +105,19 @@ const waitFor = async (condition: () => Promise<boolean>, timeoutMs: number): Pr
   return false
 }
 
+/** A Node older than 22.19 on this machine (the system one, outside npm's PATH), if there is one. */
+const olderNode = (() => {
+  for (const path of ["/usr/bin/node", "/usr/local/bin/node"]) {
+    try {
+      const [major = 0, minor = 0] = execFileSync(path, ["--version"], { encoding: "utf8" }).trim().slice(1).split(".").map(Number)
+      if (major < 22 || (major === 22 && minor < 19)) return path
+    } catch {
+      // not installed there
+    }
+  }
+  return undefined
+})()
+
 const dir = mkdtempSync(join(tmpdir(), "startup-test-"))
 const otherKey = join(dir, "other-key.pem")
 writeFileSync(otherKey, generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ type: "pkcs8", format: "pem" }))
@@ -167,6 +180,12 @@ describe.concurrent("startup: runtime failures, old Node, help", () => {
     const pretend = `data:text/javascript,Object.defineProperty(process.versions,"node",{value:"20.11.0"})`
     const line = expectRefusal(await run([...host], {}, REFUSAL_WITHIN_MS, ["--import", pretend]), 1)
     expect(line).toBe("effect-mqtt-broker: needs Node >= 22.19 (this is 20.11.0); run it through npm start, which uses the pinned Node 24")
+  }, TEST_TIMEOUT_MS)
+
+  it.skipIf(olderNode === undefined)("a real older Node (the system one) is told the same", async () => {
+    const { finished } = start(olderNode!, [ENTRY, ...host])
+    const line = expectRefusal(await finished, 1)
+    expect(line).toMatch(/^effect-mqtt-broker: needs Node >= 22\.19 \(this is \d+\.\d+\.\d+\); run it through npm start/)
   }, TEST_TIMEOUT_MS)
 
   it("--help lists every option with its env variable and default, exit 0", async () => {
