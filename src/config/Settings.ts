@@ -182,6 +182,22 @@ const relations: ReadonlyArray<(decoded: Decoded) => ConfigError | undefined> = 
         : `${subject} needs ${missing.map(name).join(" and ")}`
     })
   },
+  (decoded) => {
+    // two listeners on one port: the second would fail with "address already in use" anyway,
+    // but that is the configuration's fault, not the machine's (0 picks a free port for each)
+    const { values } = decoded
+    const ports = (["port", "tlsPort", "wsPort"] as const).filter((key) => values[key] !== undefined && values[key] !== 0)
+    for (const [index, key] of ports.entries()) {
+      const other = ports.slice(0, index).find((earlier) => values[earlier] === values[key])
+      if (other !== undefined) {
+        return new ConfigError({
+          keys: [key, other],
+          message: `${decoded.given[key]?.shown ?? origin(decoded, key)} is the port of ${origin(decoded, other)} too: each listener needs its own`
+        })
+      }
+    }
+    return undefined
+  },
   ({ given, values }) =>
     given.maxReceivingBytes !== undefined && values.maxReceivingBytes < values.maxPacketSize
       ? new ConfigError({

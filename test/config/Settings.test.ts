@@ -82,6 +82,12 @@ describe("Settings: dependencies between keys", () => {
     expect(load({}, { MQTT_TLS_PORT: "8883" })).toBe("MQTT_TLS_PORT needs --tls-key (MQTT_TLS_KEY) and --tls-cert (MQTT_TLS_CERT)")
   })
 
+  it("two listeners on one port are refused; port 0 (any free port) may repeat", () => {
+    expect(load({ wsPort: "1883" })).toBe("--ws-port 1883 is the port of --port (MQTT_PORT) too: each listener needs its own")
+    expect(load({ port: "8883", tlsPort: "8883", tlsKey: keyFile, tlsCert: certFile })).toBe("--tls-port 8883 is the port of --port too: each listener needs its own")
+    expect(load({ port: "0", wsPort: "0" })).toMatchObject({ port: 0, webSocket: { port: 0 } })
+  })
+
   it("a TLS key or certificate without --tls-port is refused, not ignored", () => {
     expect(load({ tlsKey: keyFile, tlsCert: certFile })).toBe(
       "--tls-key and --tls-cert are set but --tls-port (MQTT_TLS_PORT) is not: a TLS listener needs its port, key and certificate"
