@@ -58,7 +58,7 @@ const text = (what: string, metavar: string): Kind<string> => ({
 
 /** Largest delay `setTimeout` honours (ms); longer ones fire at once. */
 const MAX_TIMER_MS = 2_147_483_647
-/** The protocol's largest packet: the Remaining Length's 4-byte maximum plus the fixed header. */
+/** MQTT's largest Remaining Length (four 7-bit bytes): the protocol's own bound on a packet limit. */
 const MAX_PACKET_SIZE = 268_435_455
 
 const port = integer(0, 65_535, "a port", "PORT")
@@ -162,9 +162,10 @@ const name = (key: Key): string => `--${settings[key].flag} (${settings[key].env
 const origin = (decoded: Decoded, key: Key): string => decoded.given[key]?.origin ?? name(key)
 
 /**
- * Relations between keys. Each is checked only when the operator gave the value that
- * `BrokerConfig.make` would otherwise adjust: a default that follows another key is fine,
- * an explicit value that contradicts it is refused rather than silently changed.
+ * Relations between keys, checked once each value is fine on its own. A relation that
+ * `BrokerConfig.make` would otherwise settle by adjusting a value is checked only when the
+ * operator gave that value: a default that follows another key is fine, an explicit value that
+ * contradicts it is refused rather than silently changed.
  */
 const relations: ReadonlyArray<(decoded: Decoded) => ConfigError | undefined> = [
   (decoded) => {
