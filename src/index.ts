@@ -4,6 +4,8 @@
  */
 export * as Broker from "./broker/Broker.ts"
 export * as BrokerConfig from "./config/BrokerConfig.ts"
+export { ConfigError } from "./config/ConfigError.ts"
+export * as ListenerError from "./transport/ListenerError.ts"
 export * as Message from "./session/Message.ts"
 export { MessageQueue } from "./session/MessageQueue.ts"
 export * as MemorySessionStateProvider from "./session/MemorySessionStateProvider.ts"
