@@ -23,6 +23,7 @@ import type { Core } from "./Core.ts"
 import * as Delivery from "./Delivery.ts"
 import { KeyedLock } from "./KeyedLock.ts"
 import { ReceiveBudget } from "./ReceiveBudget.ts"
+import { UploadPacer } from "./UploadPacer.ts"
 import { SessionExpiry } from "./SessionExpiry.ts"
 import { Watchdog } from "./Watchdog.ts"
 
@@ -71,7 +72,8 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
     locks: new KeyedLock(),
     watchdog: new Watchdog(),
     expiry: new SessionExpiry(),
-    receiving: new ReceiveBudget(config.maxReceivingBytes)
+    receiving: new ReceiveBudget(config.maxReceivingBytes),
+    pacer: new UploadPacer()
   }
   yield* restoreRouter(core)
 

@@ -236,7 +236,11 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
               }
               // a large packet waits for room among all partly received ones: this socket is not read meanwhile
               const waitingFor = decoder.waitingFor()
-              if (waitingFor === 0) break
+              if (waitingFor === 0) {
+                // a large upload reads on only when the event loop is not lagging for everyone else
+                if (decoder.receivingLarge()) yield* core.pacer.pace
+                break
+              }
               yield* core.receiving.take(waitingFor, decoder.adopt)
               decoded = Codec.resume(decoder)
             }

@@ -8,6 +8,7 @@ import type { Sessions } from "../session/Sessions.ts"
 import type { ConnectionRegistry } from "./ConnectionRegistry.ts"
 import type { KeyedLock } from "./KeyedLock.ts"
 import type { ReceiveBudget } from "./ReceiveBudget.ts"
+import type { UploadPacer } from "./UploadPacer.ts"
 import type { SessionExpiry } from "./SessionExpiry.ts"
 import type { Watchdog } from "./Watchdog.ts"
 
@@ -22,4 +23,6 @@ export interface Core {
   readonly expiry: SessionExpiry
   /** Bytes of partly received large packets across all connections. */
   readonly receiving: ReceiveBudget
+  /** Lower priority for large uploads while the event loop lags. */
+  readonly pacer: UploadPacer
 }

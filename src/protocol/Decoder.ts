@@ -41,6 +41,8 @@ export interface Decoder {
   readonly adopt: (bytes: number) => void
   /** Gives back what the decoder holds from the allowance (at the end of the connection). */
   readonly dispose: () => void
+  /** Whether a large packet (over 64 KiB) is partly received. */
+  readonly receivingLarge: () => boolean
 }
 
 export { RESUME } from "./Frame.ts"
@@ -301,7 +303,8 @@ export const makeDecoder = (maxPacketSize: number, allowance?: FrameAllowance): 
     },
     waitingFor: () => (error === undefined ? splitter.waitingFor : 0),
     adopt: (bytes) => splitter.adopt(bytes),
-    dispose: () => splitter.dispose()
+    dispose: () => splitter.dispose(),
+    receivingLarge: () => splitter.receivingLarge
   }
 }
 

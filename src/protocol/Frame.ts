@@ -148,6 +148,11 @@ export class FrameSplitter {
     return undefined
   }
 
+  /** Whether a packet larger than SMALL_FRAME is partly received. */
+  get receivingLarge(): boolean {
+    return this.body !== undefined && this.body.length > SMALL_FRAME
+  }
+
   /** Whether nothing is buffered: no partial packet, header or stalled bytes. */
   get idle(): boolean {
     return this.body === undefined && this.head === undefined && this.stalled === undefined
