@@ -10,7 +10,7 @@ import { Effect } from "effect"
 /** How often the lag is sampled, and how long a paced reader pauses each time. */
 const PERIOD_MS = 10
 /** Lag above which large uploads pause. */
-const LAG_THRESHOLD_MS = 10
+const LAG_THRESHOLD_MS = 5
 /** A reader pauses at most this many times per chunk, so an upload always progresses. */
 const MAX_PAUSES = 20
 /** Sampling stops after this long without a large upload asking. */
