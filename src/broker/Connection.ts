@@ -156,6 +156,7 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
         remote,
         phase: "awaiting-connect",
         clientId: "",
+        username: undefined,
         protocolVersion: 4,
         keepaliveMs: 0,
         graceful: false,

@@ -55,6 +55,8 @@ export interface ConnectionContext {
   readonly remote: string
   phase: Phase
   clientId: string
+  /** The user name the client authenticated as (from CONNECT, or as the Authenticator decides); undefined: anonymous. */
+  username: string | undefined
   protocolVersion: number
   /** Keepalive in ms (0: none). */
   keepaliveMs: number

@@ -115,6 +115,7 @@ export const handleConnect = Effect.fnUntraced(function*(
     ? config.maxKeepalive
     : undefined
   context.clientId = clientId
+  context.username = packet.username
   context.keepaliveMs = (serverKeepAlive ?? requested) * 1000
   context.problemInformation = properties.requestProblemInformation !== false
   context.connectExpiry = expiryInterval
