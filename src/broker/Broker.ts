@@ -4,6 +4,7 @@
  * default) and stops them, closing every connection, when the scope closes.
  */
 import { Clock, Context, Effect, Layer, Option } from "effect"
+import * as Authenticator from "../auth/Authenticator.ts"
 import * as BrokerConfig from "../config/BrokerConfig.ts"
 import * as Plugin from "../plugin/Plugin.ts"
 import { SessionPlugin } from "../plugin/SessionPlugin.ts"
@@ -64,6 +65,8 @@ const restoreRouter = Effect.fnUntraced(function*(core: Core) {
 export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.BrokerConfig> = {}) {
   const config = BrokerConfig.make(overrides)
   const sessions = yield* Sessions.make({ maxQueuedMessages: config.maxQueuedMessages, queueQos0: config.queueQos0 })
+  // no Authenticator provided: everyone may connect, as before there was one
+  const authenticator = Option.getOrElse(yield* Effect.serviceOption(Authenticator.Authenticator), () => Authenticator.allowAll)
   const core: Core = {
     config,
     sessions,
@@ -73,7 +76,8 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
     watchdog: new Watchdog(),
     expiry: new SessionExpiry(),
     receiving: new ReceiveBudget(config.maxReceivingBytes),
-    pacer: new UploadPacer()
+    pacer: new UploadPacer(),
+    authenticator
   }
   yield* restoreRouter(core)
 

@@ -2,6 +2,7 @@
  * The shared state of one running broker that every connection works with. Built once by
  * `Broker.layer`; plain references, so the per-packet path does no service lookups.
  */
+import type { Authenticator } from "../auth/Authenticator.ts"
 import type { BrokerConfig } from "../config/BrokerConfig.ts"
 import type { Router } from "../routing/Router.ts"
 import type { Sessions } from "../session/Sessions.ts"
@@ -25,4 +26,6 @@ export interface Core {
   readonly receiving: ReceiveBudget
   /** Lower priority for large uploads while the event loop lags. */
   readonly pacer: UploadPacer
+  /** Who may connect: asked once per CONNECT (allow-all unless an `Authenticator` is provided). */
+  readonly authenticator: Authenticator["Service"]
 }

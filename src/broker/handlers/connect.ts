@@ -1,9 +1,10 @@
 /**
- * CONNECT: validate, take over any live connection with the same client id, then create
- * or resume the session and answer CONNACK (sessionPresent tells whether one was resumed;
+ * CONNECT: validate, authenticate (the `Authenticator` service), take over any live connection
+ * with the same client id, then create or resume the session and answer CONNACK (sessionPresent tells whether one was resumed;
  * MQTT 5 clients also learn the broker's limits from its properties).
  */
 import { Effect } from "effect"
+import { connackCodes } from "../../auth/Authenticator.ts"
 import { randomUUID } from "node:crypto"
 import type { BrokerConfig } from "../../config/BrokerConfig.ts"
 import * as Codec from "../../protocol/Codec.ts"
@@ -104,6 +105,20 @@ export const handleConnect = Effect.fnUntraced(function*(
     if (version !== 5 && will.code === ReasonCode.TopicNameInvalid) return yield* new ProtocolViolation({ reason: will.reason, disconnect: false })
     return yield* refuse(context, version, ConnackCode.ServerUnavailable, will.code ?? ReasonCode.ProtocolError, will.reason)
   }
+  // before any session is touched: a refused client neither takes over nor sees a session
+  const principal = yield* core.authenticator.authenticate({
+    clientId,
+    username: packet.username,
+    password: packet.password,
+    remote: context.remote,
+    protocolVersion: version
+  }).pipe(
+    Effect.catchTag("AuthenticationRefused", (refused) => {
+      const codes = connackCodes(refused.reason)
+      const who = packet.username === undefined ? "anonymous" : `user ${JSON.stringify(packet.username)}`
+      return Effect.fail(refuse(context, version, codes.v3, codes.v5, `${refused.message} (${who}, client id ${JSON.stringify(clientId)})`))
+    })
+  )
 
   const clean = packet.clean !== false
   const expiryInterval = version === 5
@@ -115,7 +130,7 @@ export const handleConnect = Effect.fnUntraced(function*(
     ? config.maxKeepalive
     : undefined
   context.clientId = clientId
-  context.username = packet.username
+  context.username = principal.username
   context.keepaliveMs = (serverKeepAlive ?? requested) * 1000
   context.problemInformation = properties.requestProblemInformation !== false
   context.connectExpiry = expiryInterval
