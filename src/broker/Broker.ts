@@ -5,6 +5,7 @@
  */
 import { Clock, Context, Effect, Layer, Option } from "effect"
 import * as Authenticator from "../auth/Authenticator.ts"
+import * as Authorizer from "../auth/Authorizer.ts"
 import * as BrokerConfig from "../config/BrokerConfig.ts"
 import * as Plugin from "../plugin/Plugin.ts"
 import { SessionPlugin } from "../plugin/SessionPlugin.ts"
@@ -77,7 +78,10 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
     expiry: new SessionExpiry(),
     receiving: new ReceiveBudget(config.maxReceivingBytes),
     pacer: new UploadPacer(),
-    authenticator
+    authenticator,
+    // no Authorizer (or the explicit allow-all one): `undefined`, so no call per message
+    authorizer: Option.filter(yield* Effect.serviceOption(Authorizer.Authorizer), (a) => a !== Authorizer.allowAll)
+      .pipe(Option.getOrUndefined)
   }
   yield* restoreRouter(core)
 

@@ -177,6 +177,10 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
         }
         return {
           clientId,
+          // read when asked: the Authenticator may settle the user name after this is built
+          get username() {
+            return context.username
+          },
           send: (outgoing: ReadonlyArray<Outgoing>) => {
             for (const out of outgoing) {
               outbox.send(Codec.encodeOutgoing(out, version, out._tag === "Publish" ? options(out.message) : undefined))

@@ -12,6 +12,8 @@ import type { Outbox } from "./Outbox.ts"
 /** What the rest of the broker may do with a live, connected client. */
 export interface LiveConnection {
   readonly clientId: string
+  /** The user name it authenticated as (undefined: anonymous): deliveries to it are authorized as this user. */
+  readonly username: string | undefined
   /** Sends what a session transition produced (call under the client's lock). */
   readonly send: (outgoing: ReadonlyArray<Outgoing>) => void
   /**
@@ -28,6 +30,12 @@ export class ConnectionRegistry {
   private readonly live = new Map<string, LiveConnection>()
   /** Which publishers wait for which congested outbox, and the QoS 0 drop total. */
   readonly flow = new FlowControl()
+  /**
+   * The user name of each client id's last connection, kept once it is gone: a message queued
+   * for an offline session is authorized as the user who owns it. Named users only; forgotten
+   * when the session expires.
+   */
+  private readonly offlineUsernames = new Map<string, string | undefined>()
 
   /** The live connection of `clientId`, if it is connected. */
   get(clientId: string): LiveConnection | undefined {
@@ -37,12 +45,24 @@ export class ConnectionRegistry {
   /** Registers a connection that completed CONNECT. */
   set(connection: LiveConnection): void {
     this.live.set(connection.clientId, connection)
+    this.offlineUsernames.delete(connection.clientId)
+  }
+
+  /** The user name of `clientId`'s live connection, else of its last one (undefined: anonymous or unknown). */
+  usernameOf(clientId: string): string | undefined {
+    return this.live.get(clientId)?.username ?? this.offlineUsernames.get(clientId)
+  }
+
+  /** Forgets a client id's user name (its session is gone). */
+  forgetUsername(clientId: string): void {
+    this.offlineUsernames.delete(clientId)
   }
 
   /** Removes `connection` if it is still the registered one for its client id. */
   delete(connection: LiveConnection): boolean {
     if (this.live.get(connection.clientId) !== connection) return false
     this.flow.forget(connection.clientId)
+    if (connection.username !== undefined) this.offlineUsernames.set(connection.clientId, connection.username)
     return this.live.delete(connection.clientId)
   }
 

@@ -3,6 +3,7 @@
  * `Broker.layer`; plain references, so the per-packet path does no service lookups.
  */
 import type { Authenticator } from "../auth/Authenticator.ts"
+import type { Authorizer } from "../auth/Authorizer.ts"
 import type { BrokerConfig } from "../config/BrokerConfig.ts"
 import type { Router } from "../routing/Router.ts"
 import type { Sessions } from "../session/Sessions.ts"
@@ -28,4 +29,6 @@ export interface Core {
   readonly pacer: UploadPacer
   /** Who may connect: asked once per CONNECT (allow-all unless an `Authenticator` is provided). */
   readonly authenticator: Authenticator["Service"]
+  /** Which topics a client may use; `undefined` is "allow all" and skips the check on the message path. */
+  readonly authorizer: Authorizer["Service"] | undefined
 }

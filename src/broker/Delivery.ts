@@ -4,9 +4,11 @@
  * Identifier), at delivery QoS = min(publish, granted); one member per shared subscription.
  * QoS 0 to an online client is written straight to its outbox (a congested one holds the
  * publisher back, see `FlowControl`); everything else is a session transition under the client's
- * lock, so an online client gets it now and an offline one gets it queued.
+ * lock, so an online client gets it now and an offline one gets it queued. With an `Authorizer`,
+ * a client that may not `receive` the topic is skipped.
  */
 import { Effect } from "effect"
+import type { Authorizer } from "../auth/Authorizer.ts"
 import type { Matched, SharedGroup } from "../routing/SubscriptionIndex.ts"
 import { type Message, minQos, type QoS } from "../session/Message.ts"
 import type { SessionStoreError } from "../session/SessionStateProvider.ts"
@@ -71,6 +73,18 @@ const pickMember = (core: Core, group: SharedGroup): [string, Matched] | undefin
   }]
 }
 
+/**
+ * Whether `clientId` may receive a message on `topic`, asked as the user of its connection (or
+ * of its last one, for a message its offline session queues).
+ */
+export const mayReceive = (
+  core: Core,
+  authorizer: Authorizer["Service"],
+  clientId: string,
+  topic: string
+): Effect.Effect<boolean> =>
+  authorizer.authorize({ username: core.registry.usernameOf(clientId), clientId, action: "receive", topic })
+
 /** Publishes a message from a client (`publisherId`, for No Local) or a will: retained bookkeeping, then fan-out. */
 export const publish = Effect.fnUntraced(function*(core: Core, message: Message, publisherId?: string) {
   if (message.retain) core.router.retain(message)
@@ -84,9 +98,16 @@ export const publish = Effect.fnUntraced(function*(core: Core, message: Message,
       ? at(qos)
       : { ...message, qos, retain, ...(matched.identifiers === undefined ? {} : { subscriptionIds: matched.identifiers }) }
   }
-  for (const [clientId, matched] of route.clients) yield* deliverOne(core, clientId, forClient(matched), publisherId)
+  const authorizer = core.authorizer
+  for (const [clientId, matched] of route.clients) {
+    if (authorizer !== undefined && !(yield* mayReceive(core, authorizer, clientId, message.topic))) continue
+    yield* deliverOne(core, clientId, forClient(matched), publisherId)
+  }
   for (const group of route.shared) {
     const member = pickMember(core, group)
-    if (member !== undefined) yield* deliverOne(core, member[0], forClient(member[1]), publisherId)
+    if (member === undefined) continue
+    // a member that may not read the topic does not get it, and no other member gets it instead
+    if (authorizer !== undefined && !(yield* mayReceive(core, authorizer, member[0], message.topic))) continue
+    yield* deliverOne(core, member[0], forClient(member[1]), publisherId)
   }
 })

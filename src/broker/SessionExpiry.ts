@@ -41,6 +41,7 @@ export class SessionExpiry {
           if (ended.state === undefined) {
             if (Option.isSome(stored)) core.router.subscriptions.removeClient(clientId, stored.value.subscriptions.keys())
             core.expiry.cancel(clientId)
+            core.registry.forgetUsername(clientId)
             yield* Effect.logInfo("session expired").pipe(Effect.annotateLogs({ clientId }))
           } else {
             core.expiry.schedule(clientId, nextDeadline(ended.state))

@@ -2,10 +2,12 @@
  * Inbound PUBLISH and PUBREL. QoS 1 is acknowledged after it has been routed; QoS 2 is
  * forwarded on its first PUBLISH only (the session remembers the packet id until PUBREL),
  * so a re-sent PUBLISH before PUBREL is not delivered twice. MQTT 5: topic aliases are
- * resolved, the broker's limits enforced, properties kept for the subscribers.
+ * resolved, the broker's limits enforced, properties kept for the subscribers. A PUBLISH the
+ * `Authorizer` denies is not routed (MQTT 5: PUBACK / PUBREC 0x87).
  */
 import { Clock, Effect } from "effect"
 import { isUtf8 } from "node:buffer"
+import { NotAuthorized } from "../../auth/Authorizer.ts"
 import * as Codec from "../../protocol/Codec.ts"
 import type { PublishPacket, PubrelPacket } from "../../protocol/Packet.ts"
 import { isValidTopicName } from "../../protocol/Topic.ts"
@@ -112,7 +114,16 @@ export const handlePublish = Effect.fnUntraced(function*(context: ConnectionCont
     return ack(context, packet.qos === 1 ? "puback" : "pubrec", packetId, ReasonCode.PayloadFormatInvalid)
   }
   // `$SYS` belongs to the broker: acknowledged (so the client does not retry) but not routed, as Mosquitto does
-  const routable = Router.acceptsPublish(topic)
+  const { authorizer } = context.core
+  const permitted = authorizer === undefined ||
+    (yield* authorizer.authorize({ username: context.username, clientId: context.clientId, action: "publish", topic }))
+  if (!permitted && context.protocolVersion === 5) {
+    // MQTT 5 can say so: PUBACK / PUBREC 0x87 ends the flow, nothing routed or stored (QoS 0: just dropped)
+    if (packet.qos === 0) return
+    return ack(context, packet.qos === 1 ? "puback" : "pubrec", packetId, NotAuthorized)
+  }
+  // 3.1.1 has no code for it: a denied PUBLISH is dropped like a `$SYS` one, its QoS flow completed
+  const routable = permitted && Router.acceptsPublish(topic)
   const message = () =>
     Effect.map(Clock.currentTimeMillis, (now) => toMessage({
       topic,

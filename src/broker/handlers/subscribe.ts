@@ -3,9 +3,11 @@
  * invalid one is refused alone (0x80, MQTT 5 0x8F); the session and the router learn the grants,
  * SUBACK goes out, then retained messages matching each granted filter follow with RETAIN=1
  * (MQTT 5 Retain Handling: 0 always, 1 only for a new subscription, 2 never; never for a shared
- * subscription).
+ * subscription). A filter the `Authorizer` denies is refused alone (0x80, MQTT 5 0x87), and a
+ * retained message the client may not receive is not sent.
  */
 import { Clock, Effect, Option } from "effect"
+import { NotAuthorized } from "../../auth/Authorizer.ts"
 import * as Codec from "../../protocol/Codec.ts"
 import { SubackFailure, type SubscribePacket } from "../../protocol/Packet.ts"
 import { isValidTopicFilter, parseSharedFilter } from "../../protocol/Topic.ts"
@@ -18,6 +20,7 @@ export const handleSubscribe = (context: ConnectionContext, packet: SubscribePac
   whileOwner(context, (live) =>
     Effect.gen(function*() {
       const { clientId, core } = context
+      const { authorizer } = core
       const v5 = context.protocolVersion === 5
       const identifier = v5 ? packet.properties?.subscriptionIdentifier : undefined
       const granted: Array<readonly [string, Subscription]> = []
@@ -30,6 +33,13 @@ export const handleSubscribe = (context: ConnectionContext, packet: SubscribePac
         const shared = parseSharedFilter(topic) !== undefined
         if (shared && nl === true) {
           return yield* new ProtocolViolation({ reason: "No Local on a shared subscription" })
+        }
+        if (
+          authorizer !== undefined &&
+          !(yield* authorizer.authorize({ username: context.username, clientId, action: "subscribe", topic }))
+        ) {
+          codes.push(v5 ? NotAuthorized : SubackFailure)
+          continue
         }
         const grant = minQos(qos, core.config.maximumQos)
         granted.push([topic, {
@@ -54,6 +64,11 @@ export const handleSubscribe = (context: ConnectionContext, packet: SubscribePac
         if (parseSharedFilter(filter) !== undefined) continue
         for (const retained of core.router.retainedFor(filter)) {
           if (isExpired(retained, now)) continue
+          // a filter may be granted while a topic under it is denied (`deny a/secret` under `a/#`)
+          if (
+            authorizer !== undefined &&
+            !(yield* authorizer.authorize({ username: context.username, clientId, action: "receive", topic: retained.topic }))
+          ) continue
           const message = withRetain(withQos(retained, minQos(retained.qos, subscription.qos as QoS)), true)
           const outgoing = yield* core.sessions.deliver(
             clientId,
