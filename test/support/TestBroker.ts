@@ -23,8 +23,14 @@ export interface TestBroker {
   readonly stop: () => Promise<void>
 }
 
-/** Starts a broker with the given config on 127.0.0.1 and a free port. */
-export const startTestBroker = async (config: Partial<BrokerConfig> = {}): Promise<TestBroker> => {
+/**
+ * Starts a broker with the given config on 127.0.0.1 and a free port. `services` is provided to
+ * the broker besides the session plugin: an `Authenticator` layer, for instance.
+ */
+export const startTestBroker = async (
+  config: Partial<BrokerConfig> = {},
+  services?: Layer.Layer<any, unknown>
+): Promise<TestBroker> => {
   const logs: Array<string> = []
   const capture = Logger.make<unknown, void>(({ logLevel, message }) => {
     const text = (Array.isArray(message) ? message : [message]).map((part) =>
@@ -34,6 +40,7 @@ export const startTestBroker = async (config: Partial<BrokerConfig> = {}): Promi
   })
   const layer = Broker.layer({ host: "127.0.0.1", port: 0, ...config }).pipe(
     Layer.provideMerge(SessionPlugin.layer),
+    (broker) => services === undefined ? broker : Layer.provide(broker, services),
     Layer.provide(Logger.layer([capture]))
   )
   const runtime = ManagedRuntime.make(layer)

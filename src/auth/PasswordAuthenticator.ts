@@ -1,0 +1,88 @@
+/**
+ * An `Authenticator` backed by a Mosquitto 2 password file (`PasswordFile`): the file is read
+ * once when the Layer is built, so a missing or damaged file stops the broker before it listens
+ * instead of refusing every client later. As in Mosquitto 2 (`password_file`, `allow_anonymous`):
+ * an unknown user or a wrong password is refused as bad credentials, a client without a user
+ * name as not authorized unless anonymous access is allowed.
+ */
+import { Effect, Layer, Predicate, Result, Schema } from "effect"
+import { readFile } from "node:fs/promises"
+import * as Authenticator from "./Authenticator.ts"
+import * as PasswordFile from "./PasswordFile.ts"
+
+/** The password file could not be used: unreadable, or a line that is not `user:hash`. */
+export class PasswordFileLoadError extends Schema.TaggedError<PasswordFileLoadError>()("PasswordFileLoadError", {
+  path: Schema.String,
+  problem: Schema.String
+}) {
+  override get message(): string {
+    return `password file ${this.path}: ${this.problem}`
+  }
+}
+
+/** How the authenticator treats clients that send no user name. */
+export interface Options {
+  /** Accept clients without a user name (as anonymous); otherwise CONNACK 5 / 0x87. */
+  readonly allowAnonymous: boolean
+}
+
+const describe = (cause: unknown): string => {
+  switch (Predicate.hasProperty(cause, "code") ? cause.code : undefined) {
+    case "ENOENT":
+      return "no such file"
+    case "EACCES":
+    case "EPERM":
+      return "permission denied"
+    case "EISDIR":
+      return "is a directory"
+    default:
+      return Predicate.isError(cause) ? cause.message : String(cause)
+  }
+}
+
+/** Reads and parses the file at `path`. */
+export const load = (path: string): Effect.Effect<ReadonlyArray<PasswordFile.Entry>, PasswordFileLoadError> =>
+  Effect.tryPromise({
+    try: () => readFile(path, "utf8"),
+    catch: (cause) => new PasswordFileLoadError({ path, problem: `cannot be read: ${describe(cause)}` })
+  }).pipe(
+    Effect.flatMap((text) =>
+      Result.match(PasswordFile.parse(text), {
+        onFailure: (error) => Effect.fail(new PasswordFileLoadError({ path, problem: error.message })),
+        onSuccess: Effect.succeed
+      })
+    )
+  )
+
+/**
+ * An unknown user's password is still hashed (against this fixed hash, salt of zeros), so a
+ * refusal takes as long whether or not the user exists: timing does not list the users.
+ */
+const decoy: PasswordFile.PasswordHash = {
+  _tag: "Pbkdf2Sha512",
+  iterations: PasswordFile.DEFAULT_ITERATIONS,
+  salt: new Uint8Array(PasswordFile.SALT_BYTES),
+  hash: new Uint8Array(64)
+}
+
+const refused = (reason: Authenticator.AuthenticationRefusedReason) => Effect.fail(new Authenticator.AuthenticationRefused({ reason }))
+
+/** An authenticator over the users of a parsed password file. */
+export const make = (entries: ReadonlyArray<PasswordFile.Entry>, options: Options): Authenticator.Authenticator["Service"] => {
+  const users = new Map(entries.map((entry) => [entry.username, entry.hash]))
+  return Authenticator.make(Effect.fnUntraced(function*(request) {
+    if (request.username === undefined) {
+      if (options.allowAnonymous) return { username: undefined }
+      return yield* refused(new Authenticator.NotAuthorized())
+    }
+    const hash = users.get(request.username)
+    const matches = yield* PasswordFile.verify(hash ?? decoy, request.password ?? new Uint8Array(0))
+    // a user without a password in CONNECT is refused even if an empty password would match
+    if (hash === undefined || request.password === undefined || !matches) return yield* refused(new Authenticator.BadCredentials())
+    return { username: request.username }
+  }))
+}
+
+/** The authenticator of the password file at `path`, read once when the Layer is built. */
+export const layer = (path: string, options: Options): Layer.Layer<Authenticator.Authenticator, PasswordFileLoadError> =>
+  Layer.effect(Authenticator.Authenticator, Effect.map(load(path), (entries) => make(entries, options)))

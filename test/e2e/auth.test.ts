@@ -1,0 +1,132 @@
+import { afterEach, describe, expect, it } from "@effect/vitest"
+import { execFile, execFileSync } from "node:child_process"
+import { mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import mqtt from "mqtt"
+import type { IClientOptions } from "mqtt"
+import * as PasswordAuthenticator from "../../src/auth/PasswordAuthenticator.ts"
+import { startTestBroker, type TestBroker } from "../support/TestBroker.ts"
+
+const brokers: Array<TestBroker> = []
+afterEach(async () => {
+  await Promise.all(brokers.splice(0).map((broker) => broker.stop()))
+})
+
+/** A password file written by Debian's `mosquitto_passwd` (the test fails, saying so, without it). */
+const passwordFile = (users: Record<string, string>): string => {
+  const file = join(mkdtempSync(join(tmpdir(), "auth-e2e-")), "passwd")
+  writeFileSync(file, "")
+  for (const [user, password] of Object.entries(users)) {
+    try {
+      execFileSync("mosquitto_passwd", ["-b", file, user, password], { stdio: "pipe" })
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+        throw new Error("mosquitto_passwd not found: install it (apt-get install -y mosquitto), .ci/run does")
+      }
+      throw error
+    }
+  }
+  return file
+}
+
+const start = async (allowAnonymous: boolean) => {
+  const file = passwordFile({ alice: "wonderland" })
+  const broker = await startTestBroker({}, PasswordAuthenticator.layer(file, { allowAnonymous }))
+  brokers.push(broker)
+  return broker
+}
+
+/** The CONNACK code mqtt.js gets (return code in 3.1.1, reason code in 5). */
+const connackCode = (broker: TestBroker, options: IClientOptions): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const client = mqtt.connect(broker.url, { reconnectPeriod: 0, connectTimeout: 5_000, ...options })
+    client.once("connect", (connack) => {
+      client.end(true)
+      resolve(connack.returnCode ?? connack.reasonCode ?? 0)
+    })
+    client.once("error", (error) => {
+      client.end(true)
+      const code = (error as { code?: unknown }).code
+      if (typeof code === "number") resolve(code)
+      else reject(error)
+    })
+  })
+
+describe("authentication with a password file", () => {
+  for (const protocolVersion of [4, 5] as const) {
+    it(`MQTT ${protocolVersion === 5 ? "5" : "3.1.1"}: right password accepted, wrong one and unknown user refused as bad credentials, anonymous as not authorized`, async () => {
+      const broker = await start(false)
+      const bad = protocolVersion === 5 ? 0x86 : 4
+      const notAuthorized = protocolVersion === 5 ? 0x87 : 5
+      expect(await connackCode(broker, { protocolVersion, username: "alice", password: "wonderland" })).toBe(0)
+      expect(await connackCode(broker, { protocolVersion, username: "alice", password: "wonderlan" })).toBe(bad)
+      expect(await connackCode(broker, { protocolVersion, username: "alice" })).toBe(bad)
+      expect(await connackCode(broker, { protocolVersion, username: "mallory", password: "wonderland" })).toBe(bad)
+      expect(await connackCode(broker, { protocolVersion })).toBe(notAuthorized)
+      expect(broker.logs.some((line) => line.includes("bad user name or password"))).toBe(true)
+    })
+  }
+
+  it("allowAnonymous lets clients without a user name in, still checks those with one", async () => {
+    const broker = await start(true)
+    expect(await connackCode(broker, { protocolVersion: 4 })).toBe(0)
+    expect(await connackCode(broker, { protocolVersion: 5 })).toBe(0)
+    expect(await connackCode(broker, { protocolVersion: 4, username: "alice", password: "nope" })).toBe(4)
+  })
+
+  it("a refused client does not take over the session of the connected one", async () => {
+    const broker = await start(false)
+    const owner = mqtt.connect(broker.url, { reconnectPeriod: 0, clientId: "owned", username: "alice", password: "wonderland" })
+    await new Promise<void>((resolve) => owner.once("connect", () => resolve()))
+    expect(await connackCode(broker, { clientId: "owned", username: "alice", password: "guess" })).toBe(4)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(owner.connected).toBe(true)
+    owner.end(true)
+  })
+
+  it("without an authenticator everyone connects, as before", async () => {
+    const broker = await startTestBroker()
+    brokers.push(broker)
+    expect(await connackCode(broker, { protocolVersion: 4, username: "anyone", password: "anything" })).toBe(0)
+    expect(await connackCode(broker, { protocolVersion: 5 })).toBe(0)
+  })
+
+  it("Debian's mosquitto_pub -u -P connects with the right password, and is refused with a wrong one", async () => {
+    const broker = await start(false)
+    const pub = (password: string) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        execFile(
+          "mosquitto_pub",
+          ["-h", "127.0.0.1", "-p", String(broker.port), "-u", "alice", "-P", password, "-t", "t", "-m", "hi"],
+          { timeout: 5_000 },
+          (error, _stdout, stderr) => {
+            if ((error as NodeJS.ErrnoException | null)?.code === "ENOENT") {
+              throw new Error("mosquitto_pub not found: install it (apt-get install -y mosquitto-clients), .ci/run does")
+            }
+            resolve({ code: error === null ? 0 : (error as { code?: number }).code ?? -1, stderr })
+          }
+        )
+      })
+    expect((await pub("wonderland")).code).toBe(0)
+    const refused = await pub("wrong")
+    expect(refused.code).not.toBe(0)
+    expect(refused.stderr).toMatch(/not authori[sz]ed|bad user name or password/i)
+  })
+})
+
+describe("PasswordAuthenticator.layer", () => {
+  it("refuses to start on a file with a bad line, naming it", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "auth-e2e-")), "passwd")
+    writeFileSync(file, "# users\nalice:plaintext\n")
+    await expect(startTestBroker({}, PasswordAuthenticator.layer(file, { allowAnonymous: false }))).rejects.toThrow(
+      `password file ${file}: line 2: not a hashed password`
+    )
+  })
+
+  it("refuses to start on a missing file", async () => {
+    await expect(startTestBroker({}, PasswordAuthenticator.layer("/nonexistent/passwd", { allowAnonymous: false }))).rejects.toThrow(
+      "password file /nonexistent/passwd: cannot be read: no such file"
+    )
+  })
+})
