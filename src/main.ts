@@ -22,8 +22,20 @@ const command = Command.make(
   ExitCode.PROGRAM,
   Flags.flags,
   (flags) =>
-    Load.load([Flags.source(flags), Settings.fromEnv(process.env)]).pipe(
-      Effect.flatMap((config) => Layer.launch(Broker.layer(config).pipe(Layer.provide(SessionPlugin.layer)))),
+    Effect.gen(function*() {
+      const sources = [Flags.source(flags), Settings.fromEnv(process.env)]
+      const config = yield* Load.load(sources)
+      const authentication = yield* Load.authentication(sources)
+      if (authentication.anonymous && !Load.isLoopback(config.host)) {
+        yield* Effect.logWarning(
+          `anonymous clients may connect from other machines (listening on ${config.host}): ${
+            authentication.layer === undefined ? "set --password-file" : "drop --allow-anonymous"
+          } (README "Security"), or listen on --host 127.0.0.1`
+        )
+      }
+      const broker = Broker.layer(config).pipe(Layer.provide(SessionPlugin.layer))
+      return yield* Layer.launch(authentication.layer === undefined ? broker : broker.pipe(Layer.provide(authentication.layer)))
+    }).pipe(
       // the operator gets one line (ExitCode.teardown); the whole cause only when asked for.
       // An interruption is SIGTERM / SIGINT: a normal stop, nothing to explain.
       Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logDebug("the broker stopped with an error", cause))

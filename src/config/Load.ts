@@ -3,9 +3,11 @@
  * and checked (`Settings.decode`), the TLS files read and checked (`TlsFiles.load`). Fails with
  * the first `ConfigError`, before anything listens.
  */
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
+import { Authenticator } from "../auth/Authenticator.ts"
+import * as PasswordAuthenticator from "../auth/PasswordAuthenticator.ts"
 import * as BrokerConfig from "./BrokerConfig.ts"
-import type { ConfigError } from "./ConfigError.ts"
+import { ConfigError } from "./ConfigError.ts"
 import * as Settings from "./Settings.ts"
 import * as TlsFiles from "./TlsFiles.ts"
 
@@ -46,3 +48,39 @@ export const load = Effect.fnUntraced(function*(
     topicAliasMaximum: values.topicAliasMaximum
   })
 })
+
+/** How clients are authenticated, from the `passwordFile` and `allowAnonymous` keys. */
+export interface Authentication {
+  /**
+   * The `Authenticator` to provide to the broker (none: allow-all). Building it reads the password
+   * file; a file that cannot be used fails it with a `ConfigError` naming the flag or variable.
+   */
+  readonly layer: Layer.Layer<Authenticator> | Layer.Layer<Authenticator, ConfigError> | undefined
+  /** Whether clients without a user name get in: README "Security" warns when that is beyond loopback. */
+  readonly anonymous: boolean
+}
+
+/** Authentication as the sources describe it; Mosquitto 2's default: anonymous only without a password file. */
+export const authentication = Effect.fnUntraced(function*(
+  sources: ReadonlyArray<Settings.Source>
+): Effect.fn.Return<Authentication, ConfigError> {
+  const { values, given } = yield* Effect.fromResult(Settings.decode(sources))
+  const path = values.passwordFile
+  const anonymous = values.allowAnonymous ?? path === undefined
+  if (path === undefined) return { layer: undefined, anonymous }
+  const shown = given.passwordFile?.shown ?? path
+  return {
+    layer: Layer.effect(
+      Authenticator,
+      PasswordAuthenticator.load(path).pipe(
+        Effect.mapError((error) => new ConfigError({ keys: ["passwordFile"], message: `${shown}: ${error.problem}` })),
+        Effect.map((entries) => PasswordAuthenticator.make(entries, { allowAnonymous: anonymous }))
+      )
+    ),
+    anonymous
+  }
+})
+
+/** Whether `host` only listens on this machine (loopback), where open access reaches nobody else. */
+export const isLoopback = (host: string): boolean =>
+  host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)

@@ -51,7 +51,9 @@ describe("Settings: one bad value, one line naming where it came from", () => {
     [{ maximumQos: "3" }, {}, "--maximum-qos 3 is not a QoS (0-2)"],
     [{ topicAliasMaximum: "65536" }, {}, "--topic-alias-maximum 65536 is not a number of aliases (0-65535)"],
     [{}, { MQTT_NO_RETAIN: "maybe" }, "MQTT_NO_RETAIN=maybe is not a boolean (true/false, yes/no, on/off, 1/0)"],
-    [{}, { MQTT_QUEUE_QOS0: "2" }, "MQTT_QUEUE_QOS0=2 is not a boolean (true/false, yes/no, on/off, 1/0)"]
+    [{}, { MQTT_QUEUE_QOS0: "2" }, "MQTT_QUEUE_QOS0=2 is not a boolean (true/false, yes/no, on/off, 1/0)"],
+    [{ passwordFile: "" }, {}, "--password-file \"\" is not a file name"],
+    [{}, { MQTT_ALLOW_ANONYMOUS: "maybe" }, "MQTT_ALLOW_ANONYMOUS=maybe is not a boolean (true/false, yes/no, on/off, 1/0)"]
   ]
   for (const [flags, env, message] of refused) {
     it(message, () => {
