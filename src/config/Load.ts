@@ -4,7 +4,9 @@
  * the first `ConfigError`, before anything listens.
  */
 import { Effect, Layer } from "effect"
+import * as AclAuthorizer from "../auth/AclAuthorizer.ts"
 import { Authenticator } from "../auth/Authenticator.ts"
+import { Authorizer } from "../auth/Authorizer.ts"
 import * as PasswordAuthenticator from "../auth/PasswordAuthenticator.ts"
 import * as BrokerConfig from "./BrokerConfig.ts"
 import { ConfigError } from "./ConfigError.ts"
@@ -79,6 +81,32 @@ export const authentication = Effect.fnUntraced(function*(
     ),
     anonymous
   }
+})
+
+/**
+ * The `Authorizer` from `--acl-file` (none: allow-all). Building it reads the file; a file that
+ * cannot be used fails it with a `ConfigError` naming the flag or variable and the line.
+ */
+export const authorization = Effect.fnUntraced(function*(
+  sources: ReadonlyArray<Settings.Source>
+): Effect.fn.Return<Layer.Layer<Authorizer, ConfigError> | undefined, ConfigError> {
+  const { values, given } = yield* Effect.fromResult(Settings.decode(sources))
+  const path = values.aclFile
+  if (path === undefined) return undefined
+  const shown = given.aclFile?.shown ?? path
+  return AclAuthorizer.layer(path).pipe(
+    Layer.catchTag("AclFileError", (error) =>
+      Layer.effect(
+        Authorizer,
+        Effect.fail(
+          new ConfigError({
+            keys: ["aclFile"],
+            message: `${shown}: ${error.line === undefined ? "" : `line ${error.line}: `}${error.detail}`
+          })
+        )
+      )
+    )
+  )
 })
 
 /** Whether `host` only listens on this machine (loopback), where open access reaches nobody else. */

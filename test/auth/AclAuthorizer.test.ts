@@ -5,6 +5,8 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as AclAuthorizer from "../../src/auth/AclAuthorizer.ts"
 import { Authorizer } from "../../src/auth/Authorizer.ts"
+import * as Load from "../../src/config/Load.ts"
+import * as Settings from "../../src/config/Settings.ts"
 
 const request = { username: undefined, clientId: "c1", action: "publish", topic: "a" } as const
 
@@ -35,5 +37,18 @@ describe("AclAuthorizer.layer", () => {
         expect(lines.some((line) => line.includes("line 2") && line.includes("keeping the rules in force"))).toBe(true)
       }))
       expect(process.listenerCount("SIGHUP")).toBe(before)
+    }))
+})
+
+describe("Load.authorization (--acl-file)", () => {
+  it.effect("none without --acl-file; a bad file is a ConfigError naming the flag and the line (exit 2)", () =>
+    Effect.gen(function*() {
+      expect(yield* Load.authorization([Settings.fromFlags({})])).toBeUndefined()
+      const path = join(mkdtempSync(join(tmpdir(), "acl-")), "acl")
+      writeFileSync(path, "topic read a\nuser\n")
+      const layer = yield* Load.authorization([Settings.fromEnv({ MQTT_ACL_FILE: path })])
+      const error = yield* Effect.flip(Effect.scoped(Layer.build(layer!)))
+      expect(error).toMatchObject({ _tag: "ConfigError", keys: ["aclFile"] })
+      expect(error.message).toBe(`MQTT_ACL_FILE=${path}: line 2: \`user\` needs a user name`)
     }))
 })

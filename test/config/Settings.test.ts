@@ -53,6 +53,7 @@ describe("Settings: one bad value, one line naming where it came from", () => {
     [{}, { MQTT_NO_RETAIN: "maybe" }, "MQTT_NO_RETAIN=maybe is not a boolean (true/false, yes/no, on/off, 1/0)"],
     [{}, { MQTT_QUEUE_QOS0: "2" }, "MQTT_QUEUE_QOS0=2 is not a boolean (true/false, yes/no, on/off, 1/0)"],
     [{ passwordFile: "" }, {}, "--password-file \"\" is not a file name"],
+    [{ aclFile: "" }, {}, "--acl-file \"\" is not a file name"],
     [{}, { MQTT_ALLOW_ANONYMOUS: "maybe" }, "MQTT_ALLOW_ANONYMOUS=maybe is not a boolean (true/false, yes/no, on/off, 1/0)"]
   ]
   for (const [flags, env, message] of refused) {
