@@ -15,6 +15,7 @@ import * as Load from "./config/Load.ts"
 import * as Settings from "./config/Settings.ts"
 import * as ExitCode from "./entry/ExitCode.ts"
 import * as OneLinePresenter from "./entry/OneLinePresenter.ts"
+import * as Passwd from "./entry/Passwd.ts"
 import * as Shutdown from "./entry/Shutdown.ts"
 import { SessionPlugin } from "./plugin/SessionPlugin.ts"
 
@@ -33,14 +34,20 @@ const command = Command.make(
           } (README "Security"), or listen on --host 127.0.0.1`
         )
       }
+      // --acl-file: read (and checked) when the broker Layer is built, before anything listens
+      const authorization = yield* Load.authorization(sources)
       const broker = Broker.layer(config).pipe(Layer.provide(SessionPlugin.layer))
-      return yield* Layer.launch(authentication.layer === undefined ? broker : broker.pipe(Layer.provide(authentication.layer)))
+      const authenticated = authentication.layer === undefined ? broker : broker.pipe(Layer.provide(authentication.layer))
+      return yield* Layer.launch(authorization === undefined ? authenticated : authenticated.pipe(Layer.provide(authorization)))
     }).pipe(
       // the operator gets one line (ExitCode.teardown); the whole cause only when asked for.
       // An interruption is SIGTERM / SIGINT: a normal stop, nothing to explain.
       Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logDebug("the broker stopped with an error", cause))
     )
-).pipe(Command.withDescription("An MQTT 5 / 3.1.1 broker on Effect 4 with the in-memory session plugin"))
+).pipe(
+  Command.withDescription("An MQTT 5 / 3.1.1 broker on Effect 4 with the in-memory session plugin"),
+  Command.withSubcommands([Passwd.command])
+)
 
 Shutdown.install({ program: ExitCode.PROGRAM })
 
