@@ -139,6 +139,27 @@ describe.each([4, 5] as const)("ACL file, MQTT %s", (version) => {
   })
 })
 
+describe("ACL file and wills", () => {
+  it.each([4, 5] as const)("MQTT %s: a will on a topic the client may not write refuses the CONNECT (5 / 0x87)", async (version) => {
+    const { url } = await startBroker(aclFile(ACL))
+    const refused = mqtt.connectAsync(url, {
+      protocolVersion: version,
+      clientId: `will-${version}`,
+      reconnectPeriod: 0,
+      will: { topic: "test/open", payload: Buffer.from("gone"), qos: 0, retain: false }
+    })
+    await expect(refused).rejects.toMatchObject({ code: version === 5 ? 0x87 : 5 })
+    const allowed = await mqtt.connectAsync(url, {
+      protocolVersion: version,
+      clientId: `will-ok-${version}`,
+      reconnectPeriod: 0,
+      will: { topic: "public/status", payload: Buffer.from("gone"), qos: 0, retain: false }
+    })
+    cleanups.push(() => allowed.endAsync(true))
+    expect(allowed.connected).toBe(true)
+  })
+})
+
 describe("ACL file reload", () => {
   it("a reload applies new rules to connected clients; a bad file keeps the old rules", async () => {
     const path = aclFile(ACL)

@@ -5,6 +5,7 @@
  */
 import { Effect } from "effect"
 import { connackCodes } from "../../auth/Authenticator.ts"
+import { NotAuthorized } from "../../auth/Authorizer.ts"
 import { randomUUID } from "node:crypto"
 import type { BrokerConfig } from "../../config/BrokerConfig.ts"
 import * as Codec from "../../protocol/Codec.ts"
@@ -119,6 +120,13 @@ export const handleConnect = Effect.fnUntraced(function*(
       return Effect.fail(refuse(context, version, codes.v3, codes.v5, `${refused.message} (${who}, client id ${JSON.stringify(clientId)})`))
     })
   )
+  // a will is a PUBLISH made later on the client's behalf: a topic it may not write is refused now, as Mosquitto does
+  if (
+    will !== undefined && core.authorizer !== undefined &&
+    !(yield* core.authorizer.authorize({ username: principal.username, clientId, action: "publish", topic: will.topic }))
+  ) {
+    return yield* refuse(context, version, ConnackCode.NotAuthorized, NotAuthorized, `will topic ${JSON.stringify(will.topic)} not authorized (client id ${JSON.stringify(clientId)})`)
+  }
 
   const clean = packet.clean !== false
   const expiryInterval = version === 5
