@@ -283,6 +283,8 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
               )
               if (end.state === undefined) {
                 if (Option.isSome(stored)) core.router.subscriptions.removeClient(context.clientId, stored.value.subscriptions.keys())
+                // no session left to queue for: nothing to authorize as this user any more
+                core.registry.forgetUsername(context.clientId)
               } else {
                 core.expiry.schedule(context.clientId, nextDeadline(end.state))
               }
