@@ -22,6 +22,8 @@ const ACL = [
   "topic deny test/nosubscribe",
   "user admin",
   "topic readwrite #",
+  "user carol",
+  "topic read carol/#",
   "user dev",
   "# every client: its own subtree",
   "pattern readwrite devices/%c/#"
@@ -157,6 +159,29 @@ describe("ACL file and wills", () => {
     })
     cleanups.push(() => allowed.endAsync(true))
     expect(allowed.connected).toBe(true)
+  })
+})
+
+describe("ACL file and offline sessions", () => {
+  it("a message for an offline session is checked as its user, and queued when that user may read it", async () => {
+    const { url } = await startBroker(aclFile(ACL))
+    const first = await mqtt.connectAsync(url, { protocolVersion: 4, clientId: "carol-1", username: "carol", clean: false, reconnectPeriod: 0 })
+    expect(await grantedOf(first, ["carol/#"])).toEqual([1])
+    await first.endAsync()
+    const admin = await connect(url, 4, "admin-offline", "admin")
+    // anonymous clients may not read carol/#: queued only if the session is checked as carol
+    await admin.client.publishAsync("carol/x", "for carol", { qos: 1 })
+
+    // the handler is in place before CONNECT: the queued message follows CONNACK at once
+    const again = mqtt.connect(url, { protocolVersion: 4, clientId: "carol-1", username: "carol", clean: false, reconnectPeriod: 0 })
+    cleanups.push(() => again.endAsync(true))
+    const received: Array<{ topic: string }> = []
+    again.on("message", (topic) => received.push({ topic }))
+    await waitFor(received, "carol/x")
+    await admin.client.publishAsync("carol/marker", "m", { qos: 1 })
+    await waitFor(received, "carol/marker")
+    const topics = received.map((m) => m.topic)
+    expect(topics).toEqual(["carol/x", "carol/marker"])
   })
 })
 
