@@ -2,6 +2,9 @@
  * effect-mqtt-broker: an MQTT 3.1.1 broker core on Effect 4 with pluggable session state.
  * Public API only: re-exports, no logic.
  */
+export * as AclAuthorizer from "./auth/AclAuthorizer.ts"
+export * as AclFile from "./auth/AclFile.ts"
+export * as Authorizer from "./auth/Authorizer.ts"
 export * as Broker from "./broker/Broker.ts"
 export * as BrokerConfig from "./config/BrokerConfig.ts"
 export { ConfigError } from "./config/ConfigError.ts"
