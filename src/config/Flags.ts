@@ -11,8 +11,9 @@ import * as Settings from "./Settings.ts"
 /** Every flag, by settings key: `Some(text)` (or `Some(true)`) when given. */
 export type Flags = { readonly [K in Settings.Key]: Flag.Flag<Option.Option<string | boolean>> }
 
+// a boolean without a default follows other keys (its description says how): "off" would be wrong
 const shownDefault = (setting: Settings.Setting<unknown>): string =>
-  setting.default === undefined ? "off" : typeof setting.default === "boolean" ? (setting.default ? "on" : "off") : String(setting.default)
+  setting.default === undefined ? (setting.kind.metavar === "" ? "unset" : "off") : typeof setting.default === "boolean" ? (setting.default ? "on" : "off") : String(setting.default)
 
 const flagFor = (setting: Settings.Setting<unknown>): Flag.Flag<Option.Option<string | boolean>> => {
   const where = `env ${setting.env}, default ${shownDefault(setting)}`
