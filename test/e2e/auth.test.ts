@@ -95,14 +95,14 @@ describe("authentication with a password file", () => {
   it("Debian's mosquitto_pub -u -P connects with the right password, and is refused with a wrong one", async () => {
     const broker = await start(false)
     const pub = (password: string) =>
-      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
         execFile(
           "mosquitto_pub",
           ["-h", "127.0.0.1", "-p", String(broker.port), "-u", "alice", "-P", password, "-t", "t", "-m", "hi"],
           { timeout: 5_000 },
           (error, _stdout, stderr) => {
             if ((error as NodeJS.ErrnoException | null)?.code === "ENOENT") {
-              throw new Error("mosquitto_pub not found: install it (apt-get install -y mosquitto-clients), .ci/run does")
+              return reject(new Error("mosquitto_pub not found: install it (apt-get install -y mosquitto-clients), .ci/run does"))
             }
             resolve({ code: error === null ? 0 : (error as { code?: number }).code ?? -1, stderr })
           }
