@@ -49,6 +49,12 @@ describe("AclFile.parse", () => {
     }
   })
 
+  it("as in Mosquitto, a lone word after `topic` is the filter (readwrite), and a user name may hold spaces", () => {
+    const parsed = acl("topic read\nuser john doe\ntopic write a b")
+    expect(parsed.anonymous).toEqual([{ access: "readwrite", filter: "read" }])
+    expect(parsed.users.get("john doe")).toEqual([{ access: "write", filter: "a b" }])
+  })
+
   it("an empty file denies everything", () => {
     expect(may(acl(""), "publish", "a")).toBe(false)
     expect(may(acl(""), "subscribe", "#")).toBe(false)
