@@ -38,6 +38,7 @@ export const ReasonCode = {
   ReceiveMaximumExceeded: 0x93,
   TopicAliasInvalid: 0x94,
   PacketTooLarge: 0x95,
+  QuotaExceeded: 0x97,
   PayloadFormatInvalid: 0x99,
   RetainNotSupported: 0x9a,
   QosNotSupported: 0x9b,

@@ -40,6 +40,13 @@ export interface BrokerConfig {
    * cost their senders time, not the broker its memory. Never below `maxPacketSize`.
    */
   readonly maxReceivingBytes: number
+  /**
+   * Largest PUBLISH payload (bytes) accepted; 0: only `maxPacketSize` applies (Mosquitto's
+   * message_size_limit). A larger one is not routed: its QoS flow is completed so the client does
+   * not retry; MQTT 5 gets PUBACK / PUBREC 0x97 quota exceeded (Mosquitto's 0x95 is not a valid
+   * PUBACK code and mqtt.js refuses it).
+   */
+  readonly maxPayloadSize: number
   /** Per-session queue bound (offline, or window full); when full the oldest message is dropped. */
   readonly maxQueuedMessages: number
   /** Queue QoS 0 messages for offline persistent sessions (off by default, as in Mosquitto). */
@@ -92,6 +99,7 @@ export const defaults: BrokerConfig = {
   connectTimeoutMs: 10_000,
   maxPacketSize: 32 * 1024 * 1024,
   maxReceivingBytes: 256 * 1024 * 1024,
+  maxPayloadSize: 0,
   maxQueuedMessages: 1000,
   queueQos0: false,
   maxInflightMessages: 20,

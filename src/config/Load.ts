@@ -34,6 +34,7 @@ export const load = Effect.fnUntraced(function*(
     connectTimeoutMs: values.connectTimeoutMs,
     maxPacketSize: values.maxPacketSize,
     maxReceivingBytes: values.maxReceivingBytes,
+    maxPayloadSize: values.maxPayloadSize,
     maxQueuedMessages: values.maxQueuedMessages,
     maxInflightMessages: values.maxInflightMessages,
     maxOutboxBytes: values.maxOutboxBytes,

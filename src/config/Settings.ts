@@ -96,6 +96,7 @@ export const settings = {
   connectTimeoutMs: setting("connect-timeout-ms", "MQTT_CONNECT_TIMEOUT_MS", millis(1), defaults.connectTimeoutMs, "close connections that send no CONNECT within this time"),
   maxPacketSize: setting("max-packet-size", "MQTT_MAX_PACKET_SIZE", integer(1, MAX_PACKET_SIZE, "a packet size in bytes", "BYTES"), defaults.maxPacketSize, "largest inbound packet in bytes"),
   maxReceivingBytes: setting("max-receiving-bytes", "MQTT_MAX_RECEIVING_BYTES", bytes(1), defaults.maxReceivingBytes, "bytes of partly received packets held across all connections, at least --max-packet-size; more waits"),
+  maxPayloadSize: setting("max-payload-size", "MQTT_MAX_PAYLOAD_SIZE", integer(0, MAX_PACKET_SIZE, "a payload size in bytes", "BYTES"), defaults.maxPayloadSize, "largest PUBLISH payload in bytes, larger is dropped (MQTT 5: PUBACK/PUBREC 0x97); 0: only --max-packet-size"),
   maxQueuedMessages: setting("max-queued-messages", "MQTT_MAX_QUEUED_MESSAGES", integer(0, Number.MAX_SAFE_INTEGER, "a number of messages", "N"), defaults.maxQueuedMessages, "per-session queue bound, oldest dropped (0: queue nothing)"),
   maxInflightMessages: setting("max-inflight-messages", "MQTT_MAX_INFLIGHT_MESSAGES", sixteenBit(1, "a number of messages"), defaults.maxInflightMessages, "outbound QoS 1/2 window per client"),
   maxOutboxBytes: setting("max-outbox-bytes", "MQTT_MAX_OUTBOX_BYTES", bytes(1), defaults.maxOutboxBytes, "hard cap on bytes waiting to be written to one client; QoS 0 past it is dropped"),

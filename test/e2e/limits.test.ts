@@ -1,0 +1,62 @@
+/**
+ * The broker's limits (README "Limits"), each against a real broker on both protocol versions:
+ * what the client is answered when it goes past one, and that a client within it is unaffected.
+ */
+import { afterEach, describe, expect, it } from "@effect/vitest"
+import type { IConnackPacket, Packet } from "mqtt-packet"
+import type { BrokerConfig } from "../../src/config/BrokerConfig.ts"
+import { startTestBroker, type TestBroker } from "../support/TestBroker.ts"
+import { RawClient, uniqueId } from "./harness.ts"
+
+const cleanups: Array<() => void | Promise<void>> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+const start = async (config: Partial<BrokerConfig>): Promise<TestBroker> => {
+  const broker = await startTestBroker(config)
+  cleanups.push(() => broker.stop())
+  return broker
+}
+
+/** A raw connection that has sent CONNECT (protocol `version`), and the broker's answer: its CONNACK, or none if it closed. */
+const connect = async (broker: TestBroker, version: 4 | 5, clientId = uniqueId("limit")) => {
+  const raw = await RawClient.open(broker.port, version)
+  cleanups.push(() => raw.destroy())
+  raw.send({ cmd: "connect", protocolId: "MQTT", protocolVersion: version, clientId, clean: true, keepalive: 30 } as Packet)
+  const answer = await Promise.race([raw.next("connack"), raw.closed.then(() => undefined)])
+  return { raw, connack: answer as IConnackPacket | undefined }
+}
+
+/** The CONNACK's code: 3.1.1 return code or MQTT 5 reason code. */
+const code = (connack: IConnackPacket | undefined) => connack?.returnCode ?? connack?.reasonCode
+
+const versions = [4, 5] as const
+const name = (version: 4 | 5) => (version === 5 ? "MQTT 5" : "MQTT 3.1.1")
+
+describe("--max-payload-size", () => {
+  for (const version of versions) {
+    it(`${name(version)}: a larger PUBLISH is not routed, its flow completed (5.0: 0x97); one at the limit goes through`, async () => {
+      const broker = await start({ maxPayloadSize: 10 })
+      const { raw: subscriber } = await connect(broker, version)
+      subscriber.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: "big/#", qos: 1 }] } as Packet)
+      await subscriber.next("suback")
+      const { raw: publisher } = await connect(broker, version)
+      publisher.send({ cmd: "publish", topic: "big/a", qos: 1, messageId: 7, payload: Buffer.alloc(11), dup: false, retain: false } as Packet)
+      const puback = await publisher.next("puback")
+      expect(puback).toMatchObject({ messageId: 7 })
+      if (version === 5) expect((puback as { reasonCode?: number }).reasonCode).toBe(0x97)
+      publisher.send({ cmd: "publish", topic: "big/b", qos: 2, messageId: 8, payload: Buffer.alloc(11), dup: false, retain: false } as Packet)
+      const pubrec = await publisher.next("pubrec")
+      if (version === 5) expect((pubrec as { reasonCode?: number }).reasonCode).toBe(0x97)
+      publisher.send({ cmd: "publish", topic: "big/c", qos: 0, payload: Buffer.alloc(11), dup: false, retain: false } as Packet)
+      publisher.send({ cmd: "publish", topic: "big/d", qos: 1, messageId: 9, payload: Buffer.alloc(10), dup: false, retain: false } as Packet)
+      expect((await publisher.next("puback")) as { reasonCode?: number }).toMatchObject({ messageId: 9 })
+      const delivered = await subscriber.next("publish")
+      expect(delivered).toMatchObject({ topic: "big/d" })
+      expect(subscriber.pending("publish")).toEqual([])
+      expect(publisher.isClosed).toBe(false)
+      expect(broker.logs.filter((line) => line.includes("over --max-payload-size"))).toHaveLength(3)
+    })
+  }
+})
