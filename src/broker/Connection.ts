@@ -9,6 +9,7 @@
 import { NodeSocket } from "@effect/platform-node"
 import { Cause, Clock, Deferred, Effect, Exit, Fiber, Option, Predicate } from "effect"
 import * as Socket from "effect/socket/Socket"
+import * as Tls from "node:tls"
 import * as Codec from "../protocol/Codec.ts"
 import type { DecodeError } from "../protocol/Codec.ts"
 import { ConnackCode, type Packet } from "../protocol/Packet.ts"
@@ -125,15 +126,30 @@ const makeAliases = (maximum: number) => {
   }
 }
 
+/**
+ * The subject CN of the client certificate the handshake verified; undefined when there is none.
+ * An unverified certificate (the listener did not require one) names nobody.
+ */
+const commonNameOf = (socket: Tls.TLSSocket): string | undefined => {
+  if (!socket.authorized) return undefined
+  const cn: unknown = socket.getPeerCertificate().subject?.CN
+  // a subject with several CNs comes back as an array: the first one names the client
+  const first = Array.isArray(cn) ? cn[0] : cn
+  return typeof first === "string" && first !== "" ? first : undefined
+}
+
 /** Serves one accepted socket until it closes. */
 export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void> =>
   Effect.scoped(
     Effect.gen(function*() {
       const net = yield* Effect.serviceOption(NodeSocket.NetSocket)
       let remote = "websocket"
+      let certificate: ConnectionContext["certificate"] = undefined
       if (Option.isSome(net)) {
         net.value.setNoDelay(true)
         remote = `${net.value.remoteAddress}:${net.value.remotePort}`
+        // the TLS listener hands over the socket once its handshake has completed
+        if (net.value instanceof Tls.TLSSocket) certificate = { commonName: commonNameOf(net.value) }
       }
       const pull = yield* Socket.readerBytes(socket)
       const outbox = Outbox.make(yield* socket.writer, core.config.maxOutboxBytes)
@@ -154,6 +170,7 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
         core,
         outbox,
         remote,
+        certificate,
         phase: "awaiting-connect",
         clientId: "",
         username: undefined,

@@ -54,6 +54,12 @@ export interface ConnectionContext {
   readonly outbox: Outbox
   /** Remote address, for log lines. */
   readonly remote: string
+  /**
+   * The client certificate as the TLS handshake verified it: `commonName` is its subject CN
+   * (undefined when the client sent no verified certificate, or it has no CN). Undefined for a
+   * connection not over TLS. CONNECT turns it into the user name under `useIdentityAsUsername`.
+   */
+  readonly certificate: { readonly commonName: string | undefined } | undefined
   phase: Phase
   clientId: string
   /** The user name the client authenticated as (from CONNECT, or as the Authenticator decides); undefined: anonymous. */

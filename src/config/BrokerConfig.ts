@@ -3,12 +3,24 @@
  * a Mosquitto user expects unless noted (README "Options" documents each one).
  */
 
-/** A TLS listener: PEM key and certificate. */
+/** A TLS listener: PEM key and certificate, and optionally client certificates (Mosquitto's names). */
 export interface TlsListenerConfig {
   readonly port: number
   readonly host?: string | undefined
   readonly key: string | Uint8Array
   readonly cert: string | Uint8Array
+  /** PEM CA bundle that client certificates must chain to (Mosquitto's `cafile`). */
+  readonly ca?: string | Uint8Array | undefined
+  /**
+   * Clients without a certificate that chains to `ca` are refused during the TLS handshake
+   * (Mosquitto's `require_certificate`); without it no client certificate is asked for.
+   */
+  readonly requireCertificate?: boolean | undefined
+  /**
+   * The client certificate's subject CN is the MQTT user name; the CONNECT's user name and
+   * password are ignored (Mosquitto's `use_identity_as_username`). Only with `requireCertificate`.
+   */
+  readonly useIdentityAsUsername?: boolean | undefined
 }
 
 /** A WebSocket listener (MQTT over binary WebSocket frames, subprotocol "mqtt"). */
@@ -47,6 +59,11 @@ export interface BrokerConfig {
    * PUBACK code and mqtt.js refuses it).
    */
   readonly maxPayloadSize: number
+  /**
+   * Subscriptions one session may hold; 0: no limit. A SUBSCRIBE filter past it is refused alone
+   * (SUBACK 0x80, MQTT 5 0x97 quota exceeded); re-subscribing a held filter does not count again.
+   */
+  readonly maxSubscriptionsPerClient: number
   /** Per-session queue bound (offline, or window full); when full the oldest message is dropped. */
   readonly maxQueuedMessages: number
   /** Queue QoS 0 messages for offline persistent sessions (off by default, as in Mosquitto). */
@@ -100,6 +117,7 @@ export const defaults: BrokerConfig = {
   maxPacketSize: 32 * 1024 * 1024,
   maxReceivingBytes: 256 * 1024 * 1024,
   maxPayloadSize: 0,
+  maxSubscriptionsPerClient: 0,
   maxQueuedMessages: 1000,
   queueQos0: false,
   maxInflightMessages: 20,

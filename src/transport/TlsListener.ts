@@ -37,6 +37,19 @@ export const tlsMaterialProblem = (key: string | Uint8Array, cert: string | Uint
   }
 }
 
+/**
+ * Why a CA bundle cannot verify client certificates (it is not PEM), or undefined when it can.
+ * Checked before anything listens, for the same reason as `tlsMaterialProblem`.
+ */
+export const caProblem = (ca: string | Uint8Array): string | undefined => {
+  try {
+    new Crypto.X509Certificate(toBuffer(ca))
+    return undefined
+  } catch {
+    return "the CA file is not a PEM certificate"
+  }
+}
+
 /** Listens with TLS until the scope closes. */
 export const listen = (
   options: TlsListenerConfig,
@@ -44,7 +57,7 @@ export const listen = (
 ): Effect.Effect<BoundAddress, ListenerError, Scope.Scope> =>
   Effect.suspend(() => {
     const endpoint = { transport: "tls", host: options.host ?? "0.0.0.0", port: options.port } as const
-    const problem = tlsMaterialProblem(options.key, options.cert)
+    const problem = tlsMaterialProblem(options.key, options.cert) ?? (options.ca === undefined ? undefined : caProblem(options.ca))
     if (problem !== undefined) {
       return Effect.fail(new ListenerError({ ...endpoint, reason: new InvalidTlsMaterial({ problem }) }))
     }
@@ -55,7 +68,13 @@ export const listen = (
         port: options.port,
         key: toBuffer(options.key),
         cert: toBuffer(options.cert),
-        minVersion: "TLSv1.2"
+        // TLS 1.0/1.1 are deprecated (RFC 8996): clients speaking only those are refused
+        minVersion: "TLSv1.2",
+        ...(options.ca === undefined ? {} : { ca: toBuffer(options.ca) }),
+        // as Mosquitto: a certificate is asked for only when it is required, and then a missing
+        // or unverifiable one ends the handshake before any MQTT byte is read
+        requestCert: options.requireCertificate === true,
+        rejectUnauthorized: options.requireCertificate === true
       }),
       handler
     )

@@ -106,17 +106,24 @@ export const handleConnect = Effect.fnUntraced(function*(
     if (version !== 5 && will.code === ReasonCode.TopicNameInvalid) return yield* new ProtocolViolation({ reason: will.reason, disconnect: false })
     return yield* refuse(context, version, ConnackCode.ServerUnavailable, will.code ?? ReasonCode.ProtocolError, will.reason)
   }
+  // Mosquitto's use_identity_as_username: on the TLS listener the verified certificate's CN
+  // replaces the CONNECT's user name and password, so the Authenticator and the ACLs see it
+  const certificate = config.tls?.useIdentityAsUsername === true ? context.certificate : undefined
+  if (certificate !== undefined && certificate.commonName === undefined) {
+    return yield* refuse(context, version, ConnackCode.NotAuthorized, NotAuthorized, `no client certificate common name to use as the user name (client id ${JSON.stringify(clientId)})`)
+  }
+  const username = certificate === undefined ? packet.username : certificate.commonName
   // before any session is touched: a refused client neither takes over nor sees a session
   const principal = yield* core.authenticator.authenticate({
     clientId,
-    username: packet.username,
-    password: packet.password,
+    username,
+    password: certificate === undefined ? packet.password : undefined,
     remote: context.remote,
     protocolVersion: version
   }).pipe(
     Effect.catchTag("AuthenticationRefused", (refused) => {
       const codes = connackCodes(refused.reason)
-      const who = packet.username === undefined ? "anonymous" : `user ${JSON.stringify(packet.username)}`
+      const who = username === undefined ? "anonymous" : `user ${JSON.stringify(username)}`
       return Effect.fail(refuse(context, version, codes.v3, codes.v5, `${refused.message} (${who}, client id ${JSON.stringify(clientId)})`))
     })
   )
