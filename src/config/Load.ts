@@ -35,6 +35,7 @@ export const load = Effect.fnUntraced(function*(
     maxPacketSize: values.maxPacketSize,
     maxReceivingBytes: values.maxReceivingBytes,
     maxPayloadSize: values.maxPayloadSize,
+    maxSubscriptionsPerClient: values.maxSubscriptionsPerClient,
     maxQueuedMessages: values.maxQueuedMessages,
     maxInflightMessages: values.maxInflightMessages,
     maxOutboxBytes: values.maxOutboxBytes,

@@ -40,6 +40,7 @@ describe("Settings: one bad value, one line naming where it came from", () => {
     [{ maxPacketSize: "268435456" }, {}, "--max-packet-size 268435456 is not a packet size in bytes (1-268435455)"],
     [{ maxReceivingBytes: "0" }, {}, "--max-receiving-bytes 0 is not a number of bytes (1 or more)"],
     [{ maxPayloadSize: "-1" }, {}, "--max-payload-size -1 is not a payload size in bytes (0-268435455)"],
+    [{}, { MQTT_MAX_SUBSCRIPTIONS_PER_CLIENT: "-1" }, "MQTT_MAX_SUBSCRIPTIONS_PER_CLIENT=-1 is not a number of subscriptions (0 or more)"],
     [{ maxQueuedMessages: "-1" }, {}, "--max-queued-messages -1 is not a number of messages (0 or more)"],
     [{ maxInflightMessages: "0" }, {}, "--max-inflight-messages 0 is not a number of messages (1-65535)"],
     [{ maxOutboxBytes: "0" }, {}, "--max-outbox-bytes 0 is not a number of bytes (1 or more)"],

@@ -60,3 +60,23 @@ describe("--max-payload-size", () => {
     })
   }
 })
+
+describe("--max-subscriptions-per-client", () => {
+  for (const version of versions) {
+    it(`${name(version)}: a new filter past the limit is refused alone (${version === 5 ? "0x97" : "0x80"}); a held one re-subscribed, or one after an unsubscribe, is granted`, async () => {
+      const broker = await start({ maxSubscriptionsPerClient: 2 })
+      const { raw } = await connect(broker, version)
+      const subscribe = async (messageId: number, ...topics: Array<string>) => {
+        raw.send({ cmd: "subscribe", messageId, subscriptions: topics.map((topic) => ({ topic, qos: 1 })) } as Packet)
+        return ((await raw.next("suback")) as { granted: Array<number> }).granted
+      }
+      const refused = version === 5 ? 0x97 : 0x80
+      expect(await subscribe(1, "a", "b")).toEqual([1, 1])
+      expect(await subscribe(2, "a", "c", "b")).toEqual([1, refused, 1])
+      raw.send({ cmd: "unsubscribe", messageId: 3, unsubscriptions: ["a"] } as Packet)
+      await raw.next("unsuback")
+      expect(await subscribe(4, "c", "c", "d")).toEqual([1, 1, refused])
+      expect(broker.logs.filter((line) => line.includes("over --max-subscriptions-per-client"))).toHaveLength(2)
+    })
+  }
+})

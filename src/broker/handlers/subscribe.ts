@@ -4,7 +4,8 @@
  * SUBACK goes out, then retained messages matching each granted filter follow with RETAIN=1
  * (MQTT 5 Retain Handling: 0 always, 1 only for a new subscription, 2 never; never for a shared
  * subscription). A filter the `Authorizer` denies is refused alone (0x80, MQTT 5 0x87), and a
- * retained message the client may not receive is not sent.
+ * retained message the client may not receive is not sent. A new filter past
+ * `maxSubscriptionsPerClient` is refused alone (0x80, MQTT 5 0x97).
  */
 import { Clock, Effect, Option } from "effect"
 import { NotAuthorized } from "../../auth/Authorizer.ts"
@@ -25,6 +26,9 @@ export const handleSubscribe = (context: ConnectionContext, packet: SubscribePac
       const identifier = v5 ? packet.properties?.subscriptionIdentifier : undefined
       const granted: Array<readonly [string, Subscription]> = []
       const codes: Array<number> = []
+      const before = yield* core.sessions.get(clientId)
+      const limit = core.config.maxSubscriptionsPerClient
+      let held = limit > 0 && Option.isSome(before) ? before.value.subscriptions.size : 0
       for (const { nl, qos, rap, rh, topic } of packet.subscriptions) {
         if (!isValidTopicFilter(topic)) {
           codes.push(v5 ? ReasonCode.TopicFilterInvalid : SubackFailure)
@@ -41,6 +45,19 @@ export const handleSubscribe = (context: ConnectionContext, packet: SubscribePac
           codes.push(v5 ? NotAuthorized : SubackFailure)
           continue
         }
+        if (limit > 0) {
+          // only a filter the session does not hold yet (nor earlier in this packet) takes a place
+          const isNew = !(Option.isSome(before) && before.value.subscriptions.has(topic)) &&
+            !granted.some(([filter]) => filter === topic)
+          if (isNew && held >= limit) {
+            yield* Effect.logInfo(`subscription to ${JSON.stringify(topic)} refused: over --max-subscriptions-per-client ${limit}`).pipe(
+              Effect.annotateLogs({ clientId })
+            )
+            codes.push(v5 ? ReasonCode.QuotaExceeded : SubackFailure)
+            continue
+          }
+          if (isNew) held++
+        }
         const grant = minQos(qos, core.config.maximumQos)
         granted.push([topic, {
           qos: grant,
@@ -51,7 +68,6 @@ export const handleSubscribe = (context: ConnectionContext, packet: SubscribePac
         }])
         codes.push(grant)
       }
-      const before = yield* core.sessions.get(clientId)
       yield* core.sessions.subscribe(clientId, granted)
       for (const [filter, subscription] of granted) core.router.subscriptions.add(clientId, filter, subscription)
       context.outbox.send(
