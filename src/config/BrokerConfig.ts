@@ -40,6 +40,13 @@ export interface BrokerConfig {
   /** A connection that has not sent CONNECT by then is closed. */
   readonly connectTimeoutMs: number
   /**
+   * Connected clients at most; 0: no limit (Mosquitto's max_connections -1). A CONNECT past it gets
+   * CONNACK 3 server unavailable (MQTT 5: 0x97 quota exceeded) and is closed; taking over a
+   * connected client id is never refused. Counted at CONNECT, so CONNECTs being accepted at the
+   * same moment may pass it by a few.
+   */
+  readonly maxConnections: number
+  /**
    * Largest inbound packet (whole packet, bytes); larger is refused from its header and closes the
    * connection. 32 MiB by default: Mosquitto and Aedes accept up to the protocol's 256 MB, EMQX
    * stops at 1 MB; 32 MiB carries any payload an ordinary device sends (16 MB firmware images
@@ -114,6 +121,7 @@ export const defaults: BrokerConfig = {
   tls: undefined,
   webSocket: undefined,
   connectTimeoutMs: 10_000,
+  maxConnections: 0,
   maxPacketSize: 32 * 1024 * 1024,
   maxReceivingBytes: 256 * 1024 * 1024,
   maxPayloadSize: 0,

@@ -32,6 +32,7 @@ export const load = Effect.fnUntraced(function*(
     tls,
     webSocket: values.wsPort === undefined ? undefined : { port: values.wsPort, host: values.host },
     connectTimeoutMs: values.connectTimeoutMs,
+    maxConnections: values.maxConnections,
     maxPacketSize: values.maxPacketSize,
     maxReceivingBytes: values.maxReceivingBytes,
     maxPayloadSize: values.maxPayloadSize,

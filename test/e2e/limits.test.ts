@@ -80,3 +80,25 @@ describe("--max-subscriptions-per-client", () => {
     })
   }
 })
+
+describe("--max-connections", () => {
+  for (const version of versions) {
+    it(`${name(version)}: a connection past the limit gets CONNACK ${version === 5 ? "0x97" : "3"} and is closed; a takeover is let in, and a freed place is taken`, async () => {
+      const broker = await start({ maxConnections: 2 })
+      const first = await connect(broker, version, "first")
+      const second = await connect(broker, version)
+      expect([code(first.connack), code(second.connack)]).toEqual([0, 0])
+      const third = await connect(broker, version)
+      expect(code(third.connack)).toBe(version === 5 ? 0x97 : 3)
+      expect(await third.raw.waitClosed()).toBe(true)
+      const takeover = await connect(broker, version, "first")
+      expect(code(takeover.connack)).toBe(0)
+      expect(await first.raw.waitClosed()).toBe(true)
+      second.raw.send({ cmd: "disconnect" } as Packet)
+      expect(await second.raw.waitClosed()).toBe(true)
+      const fourth = await connect(broker, version)
+      expect(code(fourth.connack)).toBe(0)
+      expect(broker.logs.filter((line) => line.includes("--max-connections 2 reached"))).toHaveLength(1)
+    })
+  }
+})

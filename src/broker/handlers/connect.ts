@@ -100,6 +100,11 @@ export const handleConnect = Effect.fnUntraced(function*(
   const id = clientIdFor(context, packet, version)
   if (id instanceof ProtocolViolation) return yield* id
   const { assigned, clientId } = id
+  // before authentication, so refused clients cost no password check; a takeover replaces a
+  // connection rather than adding one, so it is never refused
+  if (config.maxConnections > 0 && core.registry.size >= config.maxConnections && core.registry.get(clientId) === undefined) {
+    return yield* refuse(context, version, ConnackCode.ServerUnavailable, ReasonCode.QuotaExceeded, `connection refused: --max-connections ${config.maxConnections} reached (client id ${JSON.stringify(clientId)})`)
+  }
   const will = willOf(packet, config)
   if (will instanceof ProtocolViolation) {
     // 3.1.1 has no return code for an invalid will topic: the packet is malformed, so close [MQTT-3.1.4-1]
