@@ -23,7 +23,11 @@ export const load = Effect.fnUntraced(function*(
     ? {
       port: values.tlsPort,
       host: values.host,
-      ...(yield* TlsFiles.load({ key: values.tlsKey, cert: values.tlsCert }, { key: given.tlsKey, cert: given.tlsCert }))
+      ...(yield* TlsFiles.load({ key: values.tlsKey, cert: values.tlsCert }, { key: given.tlsKey, cert: given.tlsCert })),
+      // client certificates only when asked for: a plain TLS listener's config stays as it was
+      ...(values.tlsCa === undefined ? {} : { ca: yield* TlsFiles.loadCa(values.tlsCa, given.tlsCa) }),
+      ...(values.requireCertificate ? { requireCertificate: true } : {}),
+      ...(values.useIdentityAsUsername ? { useIdentityAsUsername: true } : {})
     }
     : undefined
   return BrokerConfig.make({

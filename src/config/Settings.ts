@@ -92,6 +92,9 @@ export const settings = {
   tlsPort: setting("tls-port", "MQTT_TLS_PORT", port, undefined, "TLS listener port; needs --tls-key and --tls-cert"),
   tlsKey: setting("tls-key", "MQTT_TLS_KEY", text("a file name", "FILE"), undefined, "PEM private key file for TLS"),
   tlsCert: setting("tls-cert", "MQTT_TLS_CERT", text("a file name", "FILE"), undefined, "PEM certificate file for TLS"),
+  tlsCa: setting("tls-ca", "MQTT_TLS_CA", text("a file name", "FILE"), undefined, "PEM CA bundle that TLS client certificates must chain to"),
+  requireCertificate: setting("require-certificate", "MQTT_REQUIRE_CERTIFICATE", boolean, false, "refuse TLS clients without a certificate from --tls-ca during the handshake"),
+  useIdentityAsUsername: setting("use-identity-as-username", "MQTT_USE_IDENTITY_AS_USERNAME", boolean, false, "the TLS client certificate's CN is the user name; CONNECT's user name and password are ignored (needs --require-certificate)"),
   wsPort: setting("ws-port", "MQTT_WS_PORT", port, undefined, "WebSocket listener port"),
   connectTimeoutMs: setting("connect-timeout-ms", "MQTT_CONNECT_TIMEOUT_MS", millis(1), defaults.connectTimeoutMs, "close connections that send no CONNECT within this time"),
   maxConnections: setting("max-connections", "MQTT_MAX_CONNECTIONS", integer(0, Number.MAX_SAFE_INTEGER, "a number of connections", "N"), defaults.maxConnections, "connected clients at most, more refused with CONNACK 3 / 0x97 (0: no limit)"),
@@ -175,6 +178,30 @@ const origin = (decoded: Decoded, key: Key): string => decoded.given[key]?.origi
  * contradicts it is refused rather than silently changed.
  */
 const relations: ReadonlyArray<(decoded: Decoded) => ConfigError | undefined> = [
+  (decoded) => {
+    // client certificates build on each other as in Mosquitto; a switch left without what it
+    // needs would otherwise be silently ineffective, which for a security option is worse than no start
+    const { given, values } = decoded
+    if (values.useIdentityAsUsername && !values.requireCertificate) {
+      return new ConfigError({
+        keys: ["useIdentityAsUsername", "requireCertificate"],
+        message: `${origin(decoded, "useIdentityAsUsername")} needs ${name("requireCertificate")}: only a required certificate names the client`
+      })
+    }
+    if (values.requireCertificate && values.tlsCa === undefined) {
+      return new ConfigError({
+        keys: ["requireCertificate", "tlsCa"],
+        message: `${origin(decoded, "requireCertificate")} needs ${name("tlsCa")}: client certificates must chain to a CA`
+      })
+    }
+    if (given.tlsCa !== undefined && given.tlsPort === undefined) {
+      return new ConfigError({
+        keys: ["tlsCa", "tlsPort"],
+        message: `${origin(decoded, "tlsCa")} is set but ${name("tlsPort")} is not: client certificates are checked by the TLS listener`
+      })
+    }
+    return undefined
+  },
   (decoded) => {
     const { given } = decoded
     const parts = (["tlsPort", "tlsKey", "tlsCert"] as const)

@@ -1,11 +1,11 @@
 /**
- * The TLS key and certificate files, read and checked while the configuration is validated:
+ * The TLS key, certificate and CA files, read and checked while the configuration is validated:
  * a missing file, one that is not PEM, or a key that does not match its certificate is a
  * configuration error naming the flag (or env variable), not a stack trace once listeners start.
  */
 import { Effect, Predicate } from "effect"
 import { readFileSync } from "node:fs"
-import { tlsMaterialProblem } from "../transport/TlsListener.ts"
+import { caProblem, tlsMaterialProblem } from "../transport/TlsListener.ts"
 import { ConfigError } from "./ConfigError.ts"
 import type { Given } from "./Settings.ts"
 
@@ -24,7 +24,7 @@ const describe = (cause: unknown): string => {
   }
 }
 
-const read = (key: "tlsKey" | "tlsCert", path: string, given: Given | undefined) =>
+const read = (key: "tlsKey" | "tlsCert" | "tlsCa", path: string, given: Given | undefined) =>
   Effect.try({
     try: () => readFileSync(path, "utf8"),
     catch: (cause) => new ConfigError({ keys: [key], message: `${given?.shown ?? path} cannot be read: ${describe(cause)}` })
@@ -43,4 +43,14 @@ export const load = Effect.fnUntraced(function*(
     return yield* new ConfigError({ keys: ["tlsKey", "tlsCert"], message: `${names} cannot serve TLS: ${problem.split("\n")[0]}` })
   }
   return { key, cert }
+})
+
+/** Reads the CA bundle client certificates must chain to (`--tls-ca`) and checks that it is PEM. */
+export const loadCa = Effect.fnUntraced(function*(path: string, given: Given | undefined) {
+  const ca = yield* read("tlsCa", path, given)
+  const problem = caProblem(ca)
+  if (problem !== undefined) {
+    return yield* new ConfigError({ keys: ["tlsCa"], message: `${given?.shown ?? path} cannot verify client certificates: ${problem}` })
+  }
+  return ca
 })

@@ -57,6 +57,9 @@ describe("Settings: one bad value, one line naming where it came from", () => {
     [{}, { MQTT_QUEUE_QOS0: "2" }, "MQTT_QUEUE_QOS0=2 is not a boolean (true/false, yes/no, on/off, 1/0)"],
     [{ passwordFile: "" }, {}, "--password-file \"\" is not a file name"],
     [{ aclFile: "" }, {}, "--acl-file \"\" is not a file name"],
+    [{ tlsCa: "" }, {}, "--tls-ca \"\" is not a file name"],
+    [{}, { MQTT_REQUIRE_CERTIFICATE: "maybe" }, "MQTT_REQUIRE_CERTIFICATE=maybe is not a boolean (true/false, yes/no, on/off, 1/0)"],
+    [{}, { MQTT_USE_IDENTITY_AS_USERNAME: "2" }, "MQTT_USE_IDENTITY_AS_USERNAME=2 is not a boolean (true/false, yes/no, on/off, 1/0)"],
     [{}, { MQTT_ALLOW_ANONYMOUS: "maybe" }, "MQTT_ALLOW_ANONYMOUS=maybe is not a boolean (true/false, yes/no, on/off, 1/0)"]
   ]
   for (const [flags, env, message] of refused) {
