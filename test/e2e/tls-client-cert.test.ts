@@ -8,7 +8,7 @@
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import mqtt from "mqtt"
-import { execFileSync } from "node:child_process"
+import { execFile, execFileSync } from "node:child_process"
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -189,6 +189,37 @@ describe.skipIf(!hasOpenssl)("TLS client certificates", () => {
     })
     // the server's alert, not the client giving up on its own
     expect(outcome).toMatch(/alert protocol version/)
+  })
+})
+
+describe.skipIf(!hasOpenssl)("TLS client certificates: Debian's mosquitto_pub", () => {
+  /** mosquitto_pub over TLS with `args` added; how it exited and what it said. */
+  const pub = (port: number, args: Array<string>) =>
+    new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+      execFile(
+        "mosquitto_pub",
+        ["-h", "127.0.0.1", "-p", String(port), "--cafile", join(dir, "ca.pem"), "-u", "mallory", "-t", "alice/t", "-m", "hi", ...args],
+        { timeout: 5_000 },
+        (error, _stdout, stderr) => {
+          if ((error as NodeJS.ErrnoException | null)?.code === "ENOENT") {
+            return reject(new Error("mosquitto_pub not found: install it (apt-get install -y mosquitto-clients), .ci/run does"))
+          }
+          resolve({ code: error === null ? 0 : (error as { code?: number }).code ?? -1, stderr })
+        }
+      )
+    })
+
+  it("--cert/--key from the CA connect as the certificate's CN; without them the handshake refuses it", async () => {
+    const { layer, seen } = recording()
+    broker = await startTestBroker({ tls: tls({ requireCertificate: true, useIdentityAsUsername: true }) }, layer)
+    const port = tlsPort(broker)
+    const accepted = await pub(port, ["--cert", join(dir, "alice.pem"), "--key", join(dir, "alice.key")])
+    expect(accepted).toEqual({ code: 0, stderr: "" })
+    expect(seen).toEqual([{ username: "alice", password: undefined }])
+    expect((await pub(port, [])).code).not.toBe(0)
+    expect((await pub(port, ["--cert", join(dir, "stranger.pem"), "--key", join(dir, "stranger.key")])).code).not.toBe(0)
+    // neither got as far as CONNECT
+    expect(seen).toHaveLength(1)
   })
 })
 
