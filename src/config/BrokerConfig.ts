@@ -71,6 +71,18 @@ export interface BrokerConfig {
    * (SUBACK 0x80, MQTT 5 0x97 quota exceeded); re-subscribing a held filter does not count again.
    */
   readonly maxSubscriptionsPerClient: number
+  /**
+   * Longest topic name or filter in UTF-8 bytes; the default is the protocol's own limit. A PUBLISH
+   * past it closes the connection (MQTT 5: DISCONNECT 0x90), a SUBSCRIBE filter past it is refused
+   * alone (SUBACK 0x80, MQTT 5 0x8F).
+   */
+  readonly maxTopicLength: number
+  /**
+   * Most `/`-separated levels in a topic name or filter, 0 for no limit; past it as `maxTopicLength`.
+   * 128 as EMQX's max_topic_levels (Mosquitto refuses more than 200 levels, fixed): deep topics
+   * cost the subscription index and every match, and no ordinary application nears 128.
+   */
+  readonly maxTopicLevels: number
   /** Per-session queue bound (offline, or window full); when full the oldest message is dropped. */
   readonly maxQueuedMessages: number
   /** Queue QoS 0 messages for offline persistent sessions (off by default, as in Mosquitto). */
@@ -126,6 +138,8 @@ export const defaults: BrokerConfig = {
   maxReceivingBytes: 256 * 1024 * 1024,
   maxPayloadSize: 0,
   maxSubscriptionsPerClient: 0,
+  maxTopicLength: 65_535,
+  maxTopicLevels: 128,
   maxQueuedMessages: 1000,
   queueQos0: false,
   maxInflightMessages: 20,

@@ -41,6 +41,8 @@ export const load = Effect.fnUntraced(function*(
     maxReceivingBytes: values.maxReceivingBytes,
     maxPayloadSize: values.maxPayloadSize,
     maxSubscriptionsPerClient: values.maxSubscriptionsPerClient,
+    maxTopicLength: values.maxTopicLength,
+    maxTopicLevels: values.maxTopicLevels,
     maxQueuedMessages: values.maxQueuedMessages,
     maxInflightMessages: values.maxInflightMessages,
     maxOutboxBytes: values.maxOutboxBytes,

@@ -42,6 +42,8 @@ describe("Settings: one bad value, one line naming where it came from", () => {
     [{ maxReceivingBytes: "0" }, {}, "--max-receiving-bytes 0 is not a number of bytes (1 or more)"],
     [{ maxPayloadSize: "-1" }, {}, "--max-payload-size -1 is not a payload size in bytes (0-268435455)"],
     [{}, { MQTT_MAX_SUBSCRIPTIONS_PER_CLIENT: "-1" }, "MQTT_MAX_SUBSCRIPTIONS_PER_CLIENT=-1 is not a number of subscriptions (0 or more)"],
+    [{ maxTopicLength: "0" }, {}, "--max-topic-length 0 is not a topic length in bytes (1-65535)"],
+    [{}, { MQTT_MAX_TOPIC_LEVELS: "65536" }, "MQTT_MAX_TOPIC_LEVELS=65536 is not a number of topic levels (0-65535)"],
     [{ maxQueuedMessages: "-1" }, {}, "--max-queued-messages -1 is not a number of messages (0 or more)"],
     [{ maxInflightMessages: "0" }, {}, "--max-inflight-messages 0 is not a number of messages (1-65535)"],
     [{ maxOutboxBytes: "0" }, {}, "--max-outbox-bytes 0 is not a number of bytes (1 or more)"],

@@ -102,3 +102,29 @@ describe("--max-connections", () => {
     })
   }
 })
+
+describe("--max-topic-length and --max-topic-levels", () => {
+  for (const version of versions) {
+    it(`${name(version)}: a filter past either is refused alone (${version === 5 ? "0x8F" : "0x80"}); a PUBLISH past either closes the connection${version === 5 ? " with DISCONNECT 0x90" : ""}`, async () => {
+      const broker = await start({ maxTopicLength: 8, maxTopicLevels: 3 })
+      const { raw } = await connect(broker, version)
+      raw.send({
+        cmd: "subscribe",
+        messageId: 1,
+        subscriptions: ["a/b/c", "a/b/c/d", "12345678", "123456789", "é/éé/é"].map((topic) => ({ topic, qos: 0 }))
+      } as Packet)
+      const refused = version === 5 ? 0x8f : 0x80
+      // "é/éé/é" is 6 characters but 10 bytes
+      expect(((await raw.next("suback")) as { granted: Array<number> }).granted).toEqual([0, refused, 0, refused, refused])
+      raw.send({ cmd: "publish", topic: "a/b/c", qos: 0, payload: Buffer.from("ok"), dup: false, retain: false } as Packet)
+      expect(await raw.next("publish")).toMatchObject({ topic: "a/b/c" })
+      for (const topic of ["a/b/c/d", "123456789"]) {
+        const { raw: publisher } = await connect(broker, version)
+        publisher.send({ cmd: "publish", topic, qos: 1, messageId: 1, payload: Buffer.from("x"), dup: false, retain: false } as Packet)
+        if (version === 5) expect(await publisher.next("disconnect")).toMatchObject({ reasonCode: 0x90 })
+        expect(await publisher.waitClosed()).toBe(true)
+        expect(publisher.pending("puback")).toEqual([])
+      }
+    })
+  }
+})

@@ -14,6 +14,7 @@ import { isValidTopicName } from "../../protocol/Topic.ts"
 import { Router } from "../../routing/Router.ts"
 import type { Message, PublishProperties, QoS, UserProperty } from "../../session/Message.ts"
 import { type ConnectionContext, ProtocolViolation, ReasonCode, whileOwner } from "../ConnectionContext.ts"
+import * as TopicLimits from "../TopicLimits.ts"
 import * as Delivery from "../Delivery.ts"
 
 /** User properties as mqtt-packet parses them: repeated names grouped into arrays. */
@@ -96,6 +97,11 @@ export const handlePublish = Effect.fnUntraced(function*(context: ConnectionCont
   if (topic instanceof ProtocolViolation) return yield* topic
   if (!isValidTopicName(topic)) {
     return yield* new ProtocolViolation({ reason: `invalid topic name ${JSON.stringify(topic)}`, code: ReasonCode.TopicNameInvalid })
+  }
+  const overLimit = TopicLimits.exceeded(topic, config.maxTopicLength, config.maxTopicLevels)
+  if (overLimit !== undefined) {
+    // the operator's bound, not the protocol's: still a topic this broker will not take (0x90)
+    return yield* new ProtocolViolation({ reason: `topic name of ${overLimit}`, code: ReasonCode.TopicNameInvalid })
   }
   if (packet.qos > config.maximumQos) {
     return yield* new ProtocolViolation({ reason: `QoS ${packet.qos} above the maximum`, code: ReasonCode.QosNotSupported })

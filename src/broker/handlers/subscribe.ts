@@ -15,6 +15,7 @@ import { isValidTopicFilter, parseSharedFilter } from "../../protocol/Topic.ts"
 import { isExpired, minQos, type QoS, withQos, withRetain } from "../../session/Message.ts"
 import type { Subscription } from "../../session/SessionState.ts"
 import { type ConnectionContext, ProtocolViolation, ReasonCode, whileOwner } from "../ConnectionContext.ts"
+import * as TopicLimits from "../TopicLimits.ts"
 
 /** Handles SUBSCRIBE. */
 export const handleSubscribe = (context: ConnectionContext, packet: SubscribePacket) =>
@@ -31,6 +32,12 @@ export const handleSubscribe = (context: ConnectionContext, packet: SubscribePac
       let held = limit > 0 && Option.isSome(before) ? before.value.subscriptions.size : 0
       for (const { nl, qos, rap, rh, topic } of packet.subscriptions) {
         if (!isValidTopicFilter(topic)) {
+          codes.push(v5 ? ReasonCode.TopicFilterInvalid : SubackFailure)
+          continue
+        }
+        const overLimit = TopicLimits.exceeded(topic, core.config.maxTopicLength, core.config.maxTopicLevels)
+        if (overLimit !== undefined) {
+          yield* Effect.logInfo(`subscription refused: topic filter of ${overLimit}`).pipe(Effect.annotateLogs({ clientId }))
           codes.push(v5 ? ReasonCode.TopicFilterInvalid : SubackFailure)
           continue
         }
