@@ -136,6 +136,8 @@ describe.concurrent("startup: a bad configuration is one line and exit 2", () =>
     { name: "--tls-port without key and certificate", args: ["--tls-port", "0"], names: ["--tls-port", "--tls-key", "--tls-cert"] },
     { name: "a missing TLS file", args: ["--tls-port", "0", "--tls-key", join(dir, "missing.pem"), "--tls-cert", CERT], names: ["--tls-key", "missing.pem", "no such file"] },
     { name: "a TLS key that does not match the certificate", args: ["--tls-port", "0", "--tls-key", otherKey, "--tls-cert", CERT], names: ["--tls-key", "--tls-cert", "does not match"] },
+    { name: "a missing TLS CA file", args: ["--tls-port", "0", "--tls-key", KEY, "--tls-cert", CERT, "--tls-ca", join(dir, "missing-ca.pem")], names: ["--tls-ca", "missing-ca.pem", "no such file"] },
+    { name: "a TLS CA file that is not PEM", args: ["--tls-port", "0", "--tls-key", KEY, "--tls-cert", CERT, "--tls-ca", KEY], names: ["--tls-ca", "not a PEM certificate"] },
     { name: "an unknown flag", args: ["--prot", "1883"], names: ["--prot"] }
   ]
   for (const { name, args, env, names } of cases) {
