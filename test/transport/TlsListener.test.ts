@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { generateKeyPairSync } from "node:crypto"
 import { readFileSync } from "node:fs"
-import { tlsMaterialProblem } from "../../src/transport/TlsListener.ts"
+import { caProblem, tlsMaterialProblem } from "../../src/transport/TlsListener.ts"
 import { startTestBroker } from "../support/TestBroker.ts"
 
 const key = readFileSync(new URL("../fixtures/tls-key.pem", import.meta.url), "utf8")
@@ -18,6 +18,17 @@ describe("TLS material", () => {
     expect(tlsMaterialProblem(cert, key)).toBe("the key is not a PEM private key")
     expect(tlsMaterialProblem("not a pem file", cert)).toBe("the key is not a PEM private key")
     expect(tlsMaterialProblem(key, key)).toBe("the certificate is not a PEM certificate")
+  })
+
+  it("a CA bundle must be a PEM certificate", () => {
+    expect(caProblem(cert)).toBeUndefined()
+    expect(caProblem(key)).toBe("the CA file is not a PEM certificate")
+  })
+
+  it("a broker given a CA that is not PEM fails to start, naming it", async () => {
+    await expect(startTestBroker({ tls: { port: 0, host: "127.0.0.1", key, cert, ca: "not a pem file", requireCertificate: true } })).rejects.toThrow(
+      "cannot listen on tls://127.0.0.1:0: TLS: the CA file is not a PEM certificate"
+    )
   })
 
   it("a broker given a mismatched key fails to start, promptly, instead of hanging", async () => {
