@@ -14,9 +14,12 @@ import { Context, Effect, Layer, Schema } from "effect"
 export interface AuthenticationRequest {
   /** The client id, after validation (an assigned one when the client sent none). */
   readonly clientId: string
-  /** The CONNECT user name; undefined when the client sent none. */
+  /**
+   * The CONNECT user name; undefined when the client sent none. Under `useIdentityAsUsername`
+   * (TLS listener), the verified client certificate's CN instead, whatever the CONNECT said.
+   */
   readonly username: string | undefined
-  /** The CONNECT password bytes; undefined when the client sent none. */
+  /** The CONNECT password bytes; undefined when the client sent none, or its certificate names it. */
   readonly password: Uint8Array | undefined
   /** The remote address (`host:port`, or `websocket`), for logs and address-based policies. */
   readonly remote: string
