@@ -6,6 +6,7 @@
 import { Clock, Context, Effect, Layer, Option } from "effect"
 import * as Authenticator from "../auth/Authenticator.ts"
 import * as Authorizer from "../auth/Authorizer.ts"
+import { ConnectRate } from "../auth/ConnectRate.ts"
 import * as BrokerConfig from "../config/BrokerConfig.ts"
 import * as Plugin from "../plugin/Plugin.ts"
 import { SessionPlugin } from "../plugin/SessionPlugin.ts"
@@ -81,7 +82,8 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
     authenticator,
     // no Authorizer (or the explicit allow-all one): `undefined`, so no call per message
     authorizer: Option.filter(yield* Effect.serviceOption(Authorizer.Authorizer), (a) => a !== Authorizer.allowAll)
-      .pipe(Option.getOrUndefined)
+      .pipe(Option.getOrUndefined),
+    connectRate: config.maxConnectsPerSecond > 0 ? new ConnectRate(config.maxConnectsPerSecond) : undefined
   }
   yield* restoreRouter(core)
 

@@ -339,7 +339,9 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
           if (Predicate.isTagged(error, "ProtocolViolation")) {
             if (error.disconnect !== false) sendDisconnect(error.code ?? ReasonCode.ProtocolError, error.reason)
             context.phase = "closing"
-            return Effect.logWarning(`closing connection: ${error.reason}`).pipe(Effect.annotateLogs({ clientId: context.clientId }))
+            return (error.quiet === true ? Effect.logDebug : Effect.logWarning)(`closing connection: ${error.reason}`).pipe(
+              Effect.annotateLogs({ clientId: context.clientId })
+            )
           }
           if (Predicate.isTagged(error, "SocketError")) {
             context.phase = "closing"

@@ -15,7 +15,9 @@ import type { Core } from "./Core.ts"
 export class ProtocolViolation extends Schema.TaggedError<ProtocolViolation>()("ProtocolViolation", {
   reason: Schema.String,
   code: Schema.optional(Schema.Number),
-  disconnect: Schema.optional(Schema.Boolean)
+  disconnect: Schema.optional(Schema.Boolean),
+  /** Logged at debug rather than warning: one of a flood whose first was logged (`--max-connect-rate`). */
+  quiet: Schema.optional(Schema.Boolean)
 }) {}
 
 /** MQTT 5 reason codes the broker sends. */
@@ -42,7 +44,8 @@ export const ReasonCode = {
   PayloadFormatInvalid: 0x99,
   RetainNotSupported: 0x9a,
   QosNotSupported: 0x9b,
-  SharedSubscriptionsNotSupported: 0x9e
+  SharedSubscriptionsNotSupported: 0x9e,
+  ConnectionRateExceeded: 0x9f
 } as const
 
 /** Connection phases: before CONNECT, connected, or on its way out. */

@@ -4,6 +4,7 @@
  */
 import type { Authenticator } from "../auth/Authenticator.ts"
 import type { Authorizer } from "../auth/Authorizer.ts"
+import type { ConnectRate } from "../auth/ConnectRate.ts"
 import type { BrokerConfig } from "../config/BrokerConfig.ts"
 import type { Router } from "../routing/Router.ts"
 import type { Sessions } from "../session/Sessions.ts"
@@ -31,4 +32,6 @@ export interface Core {
   readonly authenticator: Authenticator["Service"]
   /** Which topics a client may use; `undefined` is "allow all" and skips the check on the message path. */
   readonly authorizer: Authorizer["Service"] | undefined
+  /** CONNECTs per second per source address (`maxConnectsPerSecond`); `undefined`: no limit, no check. */
+  readonly connectRate: ConnectRate | undefined
 }

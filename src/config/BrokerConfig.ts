@@ -47,6 +47,14 @@ export interface BrokerConfig {
    */
   readonly maxConnections: number
   /**
+   * CONNECTs per second from one source address (a token bucket: one second's worth may come at
+   * once); 0: no limit. Past it MQTT 5 gets CONNACK 0x9F connection rate exceeded, 3.1.1 is closed
+   * without CONNACK (it has no code for it); logged once a second per address. Off by default: every
+   * client behind one NAT or gateway shares an address, and a fleet reconnecting after a restart
+   * would be refused; Mosquitto has no such limit. Set it where one address is one device.
+   */
+  readonly maxConnectsPerSecond: number
+  /**
    * Largest inbound packet (whole packet, bytes); larger is refused from its header and closes the
    * connection. 32 MiB by default: Mosquitto and Aedes accept up to the protocol's 256 MB, EMQX
    * stops at 1 MB; 32 MiB carries any payload an ordinary device sends (16 MB firmware images
@@ -134,6 +142,7 @@ export const defaults: BrokerConfig = {
   webSocket: undefined,
   connectTimeoutMs: 10_000,
   maxConnections: 0,
+  maxConnectsPerSecond: 0,
   maxPacketSize: 32 * 1024 * 1024,
   maxReceivingBytes: 256 * 1024 * 1024,
   maxPayloadSize: 0,

@@ -37,6 +37,7 @@ export const load = Effect.fnUntraced(function*(
     webSocket: values.wsPort === undefined ? undefined : { port: values.wsPort, host: values.host },
     connectTimeoutMs: values.connectTimeoutMs,
     maxConnections: values.maxConnections,
+    maxConnectsPerSecond: values.maxConnectsPerSecond,
     maxPacketSize: values.maxPacketSize,
     maxReceivingBytes: values.maxReceivingBytes,
     maxPayloadSize: values.maxPayloadSize,

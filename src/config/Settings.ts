@@ -98,6 +98,7 @@ export const settings = {
   wsPort: setting("ws-port", "MQTT_WS_PORT", port, undefined, "WebSocket listener port"),
   connectTimeoutMs: setting("connect-timeout-ms", "MQTT_CONNECT_TIMEOUT_MS", millis(1), defaults.connectTimeoutMs, "close connections that send no CONNECT within this time"),
   maxConnections: setting("max-connections", "MQTT_MAX_CONNECTIONS", integer(0, Number.MAX_SAFE_INTEGER, "a number of connections", "N"), defaults.maxConnections, "connected clients at most, more refused with CONNACK 3 / 0x97 (0: no limit)"),
+  maxConnectsPerSecond: setting("max-connect-rate", "MQTT_MAX_CONNECT_RATE", integer(0, Number.MAX_SAFE_INTEGER, "a number of CONNECTs per second", "N"), defaults.maxConnectsPerSecond, "CONNECTs per second from one address, more refused (MQTT 5: CONNACK 0x9F, 3.1.1: closed) (0: no limit)"),
   maxPacketSize: setting("max-packet-size", "MQTT_MAX_PACKET_SIZE", integer(1, MAX_PACKET_SIZE, "a packet size in bytes", "BYTES"), defaults.maxPacketSize, "largest inbound packet in bytes"),
   maxReceivingBytes: setting("max-receiving-bytes", "MQTT_MAX_RECEIVING_BYTES", bytes(1), defaults.maxReceivingBytes, "bytes of partly received packets held across all connections, at least --max-packet-size; more waits"),
   maxPayloadSize: setting("max-payload-size", "MQTT_MAX_PAYLOAD_SIZE", integer(0, MAX_PACKET_SIZE, "a payload size in bytes", "BYTES"), defaults.maxPayloadSize, "largest PUBLISH payload in bytes, larger is dropped (MQTT 5: PUBACK/PUBREC 0x97); 0: only --max-packet-size"),

@@ -128,3 +128,22 @@ describe("--max-topic-length and --max-topic-levels", () => {
     })
   }
 })
+
+describe("--max-connect-rate", () => {
+  for (const version of versions) {
+    it(`${name(version)}: past the rate from one address a CONNECT is ${version === 5 ? "answered CONNACK 0x9F" : "closed without CONNACK"}; one warning for the burst`, async () => {
+      const broker = await start({ maxConnectsPerSecond: 2 })
+      expect(code((await connect(broker, version)).connack)).toBe(0)
+      expect(code((await connect(broker, version)).connack)).toBe(0)
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const refused = await connect(broker, version)
+        expect(code(refused.connack)).toBe(version === 5 ? 0x9f : undefined)
+        expect(await refused.raw.waitClosed()).toBe(true)
+      }
+      expect(broker.logs.filter((line) => line.startsWith("WARN") && line.includes("over --max-connect-rate 2"))).toHaveLength(1)
+      // the bucket refills at 2 a second
+      await new Promise((resolve) => setTimeout(resolve, 600))
+      expect(code((await connect(broker, version)).connack)).toBe(0)
+    })
+  }
+})

@@ -3,8 +3,9 @@
  * with the same client id, then create or resume the session and answer CONNACK (sessionPresent tells whether one was resumed;
  * MQTT 5 clients also learn the broker's limits from its properties).
  */
-import { Effect } from "effect"
+import { Clock, Effect } from "effect"
 import { connackCodes } from "../../auth/Authenticator.ts"
+import { addressOf } from "../../auth/ConnectRate.ts"
 import { NotAuthorized } from "../../auth/Authorizer.ts"
 import { randomUUID } from "node:crypto"
 import type { BrokerConfig } from "../../config/BrokerConfig.ts"
@@ -90,6 +91,23 @@ export const handleConnect = Effect.fnUntraced(function*(
   const { config } = core
   const version = packet.protocolVersion ?? 4
   context.protocolVersion = version
+  // first, so a flood from one address costs no password check nor session work per CONNECT
+  // (WebSocket connections carry no address here and are not counted)
+  const address = core.connectRate === undefined ? undefined : addressOf(context.remote)
+  if (address !== undefined) {
+    const verdict = core.connectRate!.take(address, yield* Clock.currentTimeMillis)
+    if (!verdict.allowed) {
+      // 3.1.1 has no code for it: closed without CONNACK. One warning a second per address.
+      if (version === 5) context.outbox.send(Codec.encode({ cmd: "connack", reasonCode: ReasonCode.ConnectionRateExceeded, sessionPresent: false }, 5))
+      return yield* new ProtocolViolation({
+        reason: verdict.report === undefined
+          ? `CONNECT from ${address} refused: over --max-connect-rate ${config.maxConnectsPerSecond}`
+          : `CONNECT from ${address} refused: over --max-connect-rate ${config.maxConnectsPerSecond} (${verdict.report} refused since the last such line; more are logged at debug for a second)`,
+        disconnect: false,
+        quiet: verdict.report === undefined
+      })
+    }
+  }
   if (version !== 3 && version !== 4 && version !== 5) {
     return yield* refuse(context, 4, ConnackCode.UnacceptableProtocolVersion, ReasonCode.UnsupportedProtocolVersion, `unsupported protocol level ${version}`)
   }
