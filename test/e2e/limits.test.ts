@@ -147,3 +147,31 @@ describe("--max-connect-rate", () => {
     })
   }
 })
+
+describe("a will meets the PUBLISH limits at CONNECT", () => {
+  for (const version of versions) {
+    it(`${name(version)}: a will topic past --max-topic-levels ${version === 5 ? "gets CONNACK 0x90" : "closes the connection"}, a will payload past --max-payload-size gets CONNACK ${version === 5 ? "0x95" : "3"}`, async () => {
+      const broker = await start({ maxTopicLevels: 2, maxPayloadSize: 4 })
+      const attempt = async (topic: string, payload: string) => {
+        const raw = await RawClient.open(broker.port, version)
+        cleanups.push(() => raw.destroy())
+        raw.send({
+          cmd: "connect",
+          protocolId: "MQTT",
+          protocolVersion: version,
+          clientId: uniqueId("will"),
+          clean: true,
+          keepalive: 30,
+          will: { topic, payload: Buffer.from(payload), qos: 0, retain: false }
+        } as Packet)
+        const connack = await Promise.race([raw.next("connack"), raw.closed.then(() => undefined)])
+        expect(await raw.waitClosed()).toBe(true)
+        return code(connack as IConnackPacket | undefined)
+      }
+      expect(await attempt("a/b/c", "x")).toBe(version === 5 ? 0x90 : undefined)
+      expect(await attempt("a/b", "12345")).toBe(version === 5 ? 0x95 : 3)
+      const { connack } = await connect(broker, version)
+      expect(code(connack)).toBe(0)
+    })
+  }
+})

@@ -16,6 +16,7 @@ import type { Message, QoS } from "../../session/Message.ts"
 import type { LiveConnection } from "../ConnectionRegistry.ts"
 import { type ConnectionContext, ProtocolViolation, ReasonCode } from "../ConnectionContext.ts"
 import * as Delivery from "../Delivery.ts"
+import * as TopicLimits from "../TopicLimits.ts"
 import { toMessage } from "./publish.ts"
 
 /** The largest packet MQTT can carry; below it, MQTT 5 CONNACK announces the broker's limit. */
@@ -54,6 +55,13 @@ const willOf = (packet: ConnectPacket, config: BrokerConfig): Message | undefine
   if (will === undefined || will === null) return undefined
   if (!isValidTopicName(will.topic)) {
     return new ProtocolViolation({ reason: `invalid will topic ${JSON.stringify(will.topic)}`, code: ReasonCode.TopicNameInvalid })
+  }
+  // a will is a PUBLISH made later: the limits a PUBLISH meets are checked now, when the client can be told
+  const overLimit = TopicLimits.exceeded(will.topic, config.maxTopicLength, config.maxTopicLevels)
+  if (overLimit !== undefined) return new ProtocolViolation({ reason: `will topic of ${overLimit}`, code: ReasonCode.TopicNameInvalid })
+  const payloadLength = typeof will.payload === "string" ? Buffer.byteLength(will.payload) : will.payload.length
+  if (config.maxPayloadSize > 0 && payloadLength > config.maxPayloadSize) {
+    return new ProtocolViolation({ reason: `will payload of ${payloadLength} bytes, over --max-payload-size ${config.maxPayloadSize}`, code: ReasonCode.PacketTooLarge })
   }
   if ((will.qos ?? 0) > config.maximumQos) return new ProtocolViolation({ reason: "will QoS above the maximum", code: ReasonCode.QosNotSupported })
   if (will.retain === true && !config.retainAvailable) return new ProtocolViolation({ reason: "retained will", code: ReasonCode.RetainNotSupported })
