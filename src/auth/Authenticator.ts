@@ -21,6 +21,12 @@ export interface AuthenticationRequest {
   readonly username: string | undefined
   /** The CONNECT password bytes; undefined when the client sent none, or its certificate names it. */
   readonly password: Uint8Array | undefined
+  /**
+   * True when `username` is the CN of a client certificate the TLS handshake verified
+   * (`useIdentityAsUsername`): the certificate is the credential, so a password check has
+   * nothing to check (Mosquitto skips its password file for such clients too).
+   */
+  readonly certified?: boolean | undefined
   /** The remote address (`host:port`, or `websocket`), for logs and address-based policies. */
   readonly remote: string
   /** MQTT protocol level: 3 (3.1), 4 (3.1.1) or 5. */

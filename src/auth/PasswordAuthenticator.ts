@@ -71,6 +71,8 @@ const refused = (reason: Authenticator.AuthenticationRefusedReason) => Effect.fa
 export const make = (entries: ReadonlyArray<PasswordFile.Entry>, options: Options): Authenticator.Authenticator["Service"] => {
   const users = new Map(entries.map((entry) => [entry.username, entry.hash]))
   return Authenticator.make(Effect.fnUntraced(function*(request) {
+    // a verified certificate's CN needs no password (--use-identity-as-username, as Mosquitto)
+    if (request.certified === true && request.username !== undefined) return { username: request.username }
     if (request.username === undefined) {
       if (options.allowAnonymous) return { username: undefined }
       return yield* refused(new Authenticator.NotAuthorized())

@@ -2,6 +2,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Layer } from "effect"
 import mqtt from "mqtt"
 import * as Authenticator from "../../src/auth/Authenticator.ts"
+import * as PasswordAuthenticator from "../../src/auth/PasswordAuthenticator.ts"
+import * as PasswordFile from "../../src/auth/PasswordFile.ts"
 import { startTestBroker } from "../support/TestBroker.ts"
 
 const request = (username: string | undefined): Authenticator.AuthenticationRequest => ({
@@ -51,4 +53,17 @@ describe("Authenticator", () => {
       await broker.stop()
     }
   })
+})
+
+describe("PasswordAuthenticator", () => {
+  it.effect("a verified certificate's CN needs no password (use-identity-as-username, as Mosquitto); the same name without a certificate does", () =>
+    Effect.gen(function*() {
+      const entry = { username: "alice", hash: yield* PasswordFile.hash(Buffer.from("secret"), { iterations: 101 }) }
+      const authenticator = PasswordAuthenticator.make([entry], { allowAnonymous: false })
+      expect(yield* authenticator.authenticate({ ...request("alice"), certified: true })).toEqual({ username: "alice" })
+      expect(yield* authenticator.authenticate({ ...request("carol"), certified: true })).toEqual({ username: "carol" })
+      const refused = yield* Effect.flip(authenticator.authenticate(request("alice")))
+      expect(refused.reason._tag).toBe("BadCredentials")
+      expect(yield* authenticator.authenticate({ ...request("alice"), password: Buffer.from("secret") })).toEqual({ username: "alice" })
+    }))
 })

@@ -149,6 +149,7 @@ export const handleConnect = Effect.fnUntraced(function*(
     clientId,
     username,
     password: certificate === undefined ? packet.password : undefined,
+    certified: certificate !== undefined,
     remote: context.remote,
     protocolVersion: version
   }).pipe(
