@@ -46,6 +46,9 @@ const FULL: Params = {
   slowPayload: 1_024,
   slowHealthy: 3,
   slowPublishers: 2,
+  authPhaseMs: 5_000,
+  authFloodRate: 2_000,
+  authTimeoutMs: 1_000,
   drainTimeoutMs: 30_000,
   stallMs: 3_000
 }
@@ -62,6 +65,7 @@ const QUICK: Params = {
   largeBytes: 1_000_000,
   largePhaseMs: 300,
   slowMessages: 2_000,
+  authPhaseMs: 500,
   // unpaced QoS 0 can leave a broker with a long queue; a smoke run need not wait it out
   drainTimeoutMs: 5_000,
   stallMs: 3_000

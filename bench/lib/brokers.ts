@@ -3,7 +3,7 @@
  * a free loopback port and stopped afterwards.
  */
 import { spawn, spawnSync } from "node:child_process"
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -36,7 +36,35 @@ export interface RunningBroker {
  * "defaults": each broker as shipped, so isolation scenarios measure the
  * slow-consumer and large-packet policies an operator gets out of the box.
  */
-export type BrokerProfile = "bench" | "defaults"
+export type BrokerProfile = "bench" | "defaults" | "auth"
+
+/**
+ * The one account of the "auth" profile: "defaults" plus authentication on,
+ * with a Mosquitto 2 password file holding this user, written at start time
+ * by Debian's `mosquitto_passwd` (ours and Mosquitto read it; Aedes gets the
+ * same pair for its authenticate hook).
+ */
+export const AUTH_USER = "bench"
+/** The password of `AUTH_USER`. */
+export const AUTH_PASSWORD = "bench-pass"
+const AUTH = { username: AUTH_USER, password: AUTH_PASSWORD } as const
+
+/** What to install when `mosquitto_passwd` is missing. */
+export const MOSQUITTO_PASSWD_FIX = "apt-get install -y mosquitto"
+
+/**
+ * Writes a password file with `AUTH_USER` into `dir` with `mosquitto_passwd -b -c`
+ * and returns its path; throws with the install hint when the tool is missing
+ * (the run is then reported as failed, like a missing mosquitto).
+ */
+export const writePasswordFile = (dir: string): string => {
+  const file = join(dir, "passwords")
+  const bin = process.env["MOSQUITTO_PASSWD_BIN"] || "mosquitto_passwd"
+  const r = spawnSync(bin, ["-b", "-c", file, AUTH_USER, AUTH_PASSWORD], { encoding: "utf8" })
+  if (r.error !== undefined) throw new Error(`${bin} is not installed (fix: ${MOSQUITTO_PASSWD_FIX})`)
+  if (r.status !== 0) throw new Error(`${bin} failed (exit ${r.status}): ${`${r.stdout}${r.stderr}`.trim()}`)
+  return file
+}
 
 export interface BrokerSpec {
   readonly name: BrokerName
@@ -61,7 +89,8 @@ const startProcess = async (
   command: string,
   args: (port: number) => ReadonlyArray<string>,
   env: NodeJS.ProcessEnv,
-  cleanup: () => void = () => {}
+  cleanup: () => void = () => {},
+  auth = false
 ): Promise<RunningBroker> => {
   const port = await freePort()
   const proc = new ManagedProcess(name, command, args(port), { cwd: ROOT, env })
@@ -70,7 +99,7 @@ const startProcess = async (
     cleanup()
   }
   try {
-    await waitForMqtt(port, STARTUP_TIMEOUT_MS, proc)
+    await waitForMqtt(port, STARTUP_TIMEOUT_MS, proc, auth ? AUTH : {})
   } catch (e) {
     await stop()
     const tail = proc.logTail()
@@ -140,6 +169,15 @@ const ours: BrokerSpec = {
     return { ok: true, version }
   },
   start(profile = "bench") {
+    const auth = profile === "auth"
+    const dir = auth ? mkdtempSync(join(tmpdir(), "bench-ours-")) : undefined
+    let passwords: string
+    try {
+      passwords = dir === undefined ? "" : writePasswordFile(dir)
+    } catch (e) {
+      if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
+      return Promise.reject(e)
+    }
     return startProcess(
       "ours",
       process.execPath,
@@ -152,9 +190,14 @@ const ours: BrokerSpec = {
         // the same queue settings as the Mosquitto config
         ...(profile === "bench"
           ? ["--max-queued-messages", String(MAX_QUEUED_MESSAGES), "--max-inflight-messages", String(MAX_INFLIGHT_MESSAGES)]
-          : [])
+          : []),
+        ...(auth ? ["--password-file", passwords] : [])
       ],
-      { ...process.env, NODE_ENV: "production" }
+      { ...process.env, NODE_ENV: "production" },
+      () => {
+        if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
+      },
+      auth
     )
   }
 }
@@ -163,11 +206,11 @@ const ours: BrokerSpec = {
 // Eclipse Mosquitto, with a generated config file
 // ---------------------------------------------------------------------------
 
-/** Mosquitto's config file; "defaults" leaves its queue and in-flight settings at their defaults. */
-export const mosquittoConfig = (port: number, profile: BrokerProfile = "bench"): string =>
+/** Mosquitto's config file; a password file turns anonymous access off; "defaults" and "auth" leave its queue and in-flight settings at their defaults. */
+export const mosquittoConfig = (port: number, profile: BrokerProfile = "bench", passwordFile?: string): string =>
   [
     `listener ${port} 127.0.0.1`,
-    "allow_anonymous true",
+    ...(passwordFile !== undefined ? [`password_file ${passwordFile}`, "allow_anonymous false"] : ["allow_anonymous true"]),
     "persistence false",
     // per-client queue above the in-flight window; QoS 0 to online clients is
     // dropped too once a client has this many packets waiting, so keep it huge
@@ -212,15 +255,27 @@ const mosquitto: BrokerSpec = {
   start(profile = "bench") {
     const dir = mkdtempSync(join(tmpdir(), "bench-mosquitto-"))
     const conf = join(dir, "mosquitto.conf")
+    const auth = profile === "auth"
+    let passwords: string | undefined
+    try {
+      passwords = auth ? writePasswordFile(dir) : undefined
+      // started as root, Mosquitto drops to its own user before it reads the
+      // password file: that user must be able to enter the (0700) temp dir
+      if (auth) chmodSync(dir, 0o711)
+    } catch (e) {
+      rmSync(dir, { recursive: true, force: true })
+      return Promise.reject(e)
+    }
     return startProcess(
       "mosquitto",
       mosquittoBin,
       (port) => {
-        writeFileSync(conf, mosquittoConfig(port, profile))
+        writeFileSync(conf, mosquittoConfig(port, profile, passwords))
         return ["-c", conf]
       },
       process.env,
-      () => rmSync(dir, { recursive: true, force: true })
+      () => rmSync(dir, { recursive: true, force: true }),
+      auth
     )
   }
 }
@@ -250,13 +305,22 @@ const aedes: BrokerSpec = {
         : { ok: true, version: v }
     )
   },
-  // Aedes always runs with its defaults (the bench profile changes nothing there)
-  start() {
+  // Aedes always runs with its defaults (the bench profile changes nothing there);
+  // "auth" adds an authenticate hook with the same account as the password file
+  start(profile = "bench") {
+    const auth = profile === "auth"
     return startProcess(
       "aedes",
       process.execPath,
-      (port) => [join(ROOT, "bench/peers/aedes-server.ts"), "--port", String(port)],
-      { ...process.env, NODE_ENV: "production" }
+      (port) => [
+        join(ROOT, "bench/peers/aedes-server.ts"),
+        "--port",
+        String(port),
+        ...(auth ? ["--auth", `${AUTH_USER}:${AUTH_PASSWORD}`] : [])
+      ],
+      { ...process.env, NODE_ENV: "production" },
+      () => {},
+      auth
     )
   }
 }

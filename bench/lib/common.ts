@@ -89,21 +89,33 @@ const MIN_CPU_WINDOW_MS = 100
  */
 export class CpuWindow {
   private readonly pid: number
+  private readonly helpers: ReadonlyArray<number>
   private t0 = 0
   private cpu0: NodeJS.CpuUsage = process.cpuUsage()
+  private helpers0 = 0
   private broker0 = 0
   private system0 = 0
   generator = 0
   broker = 0
   other = 0
   wallMs = 0
-  constructor(pid: number) {
+  /**
+   * `helperPids`: load-generator processes the harness forked (e.g. the
+   * auth-flood's connect generator); their CPU counts as the generator's, not
+   * as "other" load disturbing the run.
+   */
+  constructor(pid: number, helperPids: ReadonlyArray<number> = []) {
     this.pid = pid
+    this.helpers = helperPids
+  }
+  private helpersMs(): number {
+    return this.helpers.reduce((a, p) => a + cpuTimeMs(p), 0)
   }
   start(): void {
     this.t0 = performance.now()
     this.cpu0 = process.cpuUsage()
     this.broker0 = cpuTimeMs(this.pid)
+    this.helpers0 = this.helpersMs()
     this.system0 = systemBusyMs()
   }
   stop(): void {
@@ -115,7 +127,7 @@ export class CpuWindow {
       this.other = Number.NaN
       return
     }
-    this.generator = cpuPercent(process.cpuUsage(this.cpu0), this.wallMs)
+    this.generator = cpuPercent(process.cpuUsage(this.cpu0), this.wallMs) + ((this.helpersMs() - this.helpers0) / this.wallMs) * 100
     this.broker = ((cpuTimeMs(this.pid) - this.broker0) / this.wallMs) * 100
     const system = ((systemBusyMs() - this.system0) / this.wallMs) * 100
     this.other = Math.max(0, system - this.generator - this.broker)

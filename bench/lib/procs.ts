@@ -126,15 +126,21 @@ export const freePort = (): Promise<number> =>
 
 /**
  * Waits until an MQTT CONNECT on `port` gets a CONNACK (so the broker really
- * serves, not just listens), polling every 50 ms up to `timeoutMs`.
+ * serves, not just listens), polling every 50 ms up to `timeoutMs`. A broker
+ * started with authentication on refuses anonymous CONNECTs, hence `credentials`.
  */
-export const waitForMqtt = async (port: number, timeoutMs: number, proc: ManagedProcess): Promise<void> => {
+export const waitForMqtt = async (
+  port: number,
+  timeoutMs: number,
+  proc: ManagedProcess,
+  credentials: { readonly username?: string; readonly password?: string } = {}
+): Promise<void> => {
   const deadline = Date.now() + timeoutMs
   let last = "not tried"
   while (Date.now() < deadline) {
     if (proc.exited) throw new Error(`${proc.name} exited (code ${proc.exitCode}, signal ${proc.exitSignal}) before accepting connections`)
     try {
-      const { client } = await RawClient.connect(port, { clientId: "bench-probe", clean: true, keepalive: 0 }, 2_000)
+      const { client } = await RawClient.connect(port, { clientId: "bench-probe", clean: true, keepalive: 0, ...credentials }, 2_000)
       await client.disconnect(1_000)
       return
     } catch (e) {

@@ -41,6 +41,12 @@ export interface Params {
   readonly slowHealthy: number
   /** slow-consumer: publishers sharing the messages */
   readonly slowPublishers: number
+  /** auth-flood: length of each measured phase (without, then with the wrong-password flood), ms */
+  readonly authPhaseMs: number
+  /** auth-flood: new TCP connections with a wrong-password CONNECT opened per second in phase B */
+  readonly authFloodRate: number
+  /** auth-flood: a flood connection with no CONNACK after this long is counted as a timeout and closed, ms */
+  readonly authTimeoutMs: number
   /** throughput runs: give up waiting for in-flight messages after this long in all */
   readonly drainTimeoutMs: number
   /** give up waiting for in-flight messages after this long without progress */

@@ -29,6 +29,9 @@ export interface ConnectOptions {
   readonly clientId: string
   readonly clean: boolean
   readonly keepalive: number
+  /** user name and password, for brokers started with authentication on */
+  readonly username?: string
+  readonly password?: string
 }
 
 export const encodeConnect = (o: ConnectOptions): Buffer =>
@@ -38,7 +41,9 @@ export const encodeConnect = (o: ConnectOptions): Buffer =>
     protocolVersion: 4,
     clientId: o.clientId,
     clean: o.clean,
-    keepalive: o.keepalive
+    keepalive: o.keepalive,
+    ...(o.username !== undefined ? { username: o.username } : {}),
+    ...(o.password !== undefined ? { password: Buffer.from(o.password) } : {})
   })
 
 export const encodeSubscribe = (messageId: number, topics: ReadonlyArray<{ topic: string; qos: 0 | 1 }>): Buffer =>

@@ -3,7 +3,11 @@
  * shared with the load generator. Default options (in-memory persistence);
  * TCP_NODELAY on accepted sockets, like the Mosquitto config.
  *
- *   node bench/peers/aedes-server.ts --port <P>
+ *   node bench/peers/aedes-server.ts --port <P> [--auth USER:PASSWORD]
+ *
+ * With --auth, an authenticate hook accepts only that user and password
+ * (the auth-flood scenario), refusing everyone else with "bad user name or
+ * password".
  *
  * Exits when its stdin closes (i.e. when the harness that spawned it dies).
  */
@@ -17,7 +21,26 @@ if (!Number.isInteger(port) || port <= 0) {
   process.exit(2)
 }
 
-const broker = await Aedes.createBroker()
+const authArg = process.argv.indexOf("--auth")
+const auth = authArg >= 0 ? process.argv[authArg + 1] : undefined
+const sep = auth?.indexOf(":") ?? -1
+const user = auth !== undefined && sep > 0 ? auth.slice(0, sep) : undefined
+const pass = auth !== undefined && sep > 0 ? auth.slice(sep + 1) : undefined
+
+const broker = await Aedes.createBroker(
+  user === undefined
+    ? {}
+    : {
+      authenticate: (_client, username, password, done) => {
+        if (username === user && password !== undefined && password.toString() === pass) done(null, true)
+        else {
+          // Aedes turns an error's returnCode into the CONNACK code (4 = bad user name or password)
+          const err = Object.assign(new Error("bad user name or password"), { returnCode: 4 })
+          done(err as never, false)
+        }
+      }
+    }
+)
 const server = net.createServer({ noDelay: true }, broker.handle)
 
 const shutdown = (): void => {

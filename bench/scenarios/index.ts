@@ -1,4 +1,5 @@
 import type { Scenario } from "../lib/types.ts"
+import { authFlood } from "./auth-flood.ts"
 import { idle } from "./idle.ts"
 import { largePackets } from "./large-packets.ts"
 import { latency } from "./latency.ts"
@@ -17,5 +18,6 @@ export const SCENARIOS: ReadonlyArray<Scenario> = [
   idle,
   sessions,
   largePackets,
-  slowConsumer
+  slowConsumer,
+  authFlood
 ]

@@ -3,7 +3,7 @@
  * only (always installed as a dev dependency) must finish and write a JSON
  * result with every scenario and no lost, duplicated or reordered message,
  * a loss % beside every QoS 0 rate, and sane fields for the isolation
- * scenarios (large-packets, slow-consumer).
+ * scenarios (large-packets, slow-consumer, auth-flood).
  * No timing assertions: this checks the harness, not any broker's speed.
  */
 import { describe, expect, it } from "@effect/vitest"
@@ -128,6 +128,21 @@ describe("benchmark harness", () => {
       expect(Number.isFinite(slow.metrics["rssGrowthMb"])).toBe(true)
       expect(slow.metrics["healthyLostAlone"]).toBe(0)
       expect(slow.metrics["healthyLostStalled"]).toBe(0)
+
+      // auth-flood: both phases sampled, the flood ran and every wrong password was refused
+      const auth = run("auth-flood")
+      expect(auth.extra["samplesAlone"] as number).toBeGreaterThan(0)
+      expect(auth.extra["samplesFlood"] as number).toBeGreaterThan(0)
+      expect(auth.extra["p50Alone"] as number).toBeLessThanOrEqual(auth.metrics["p99Alone"]!)
+      expect(auth.metrics["p99Alone"]!).toBeLessThanOrEqual(auth.extra["p999Alone"] as number)
+      expect(auth.extra["p50Flood"] as number).toBeLessThanOrEqual(auth.metrics["p99Flood"]!)
+      expect(auth.metrics["p99Flood"]!).toBeLessThanOrEqual(auth.extra["p999Flood"] as number)
+      expect(auth.metrics["p99Ratio"]!).toBeCloseTo(auth.metrics["p99Flood"]! / auth.metrics["p99Alone"]!, 6)
+      expect(auth.extra["floodAttempted"] as number).toBeGreaterThan(0)
+      expect(auth.extra["floodConnacks"] as number).toBeGreaterThan(0)
+      expect(auth.extra["floodConnacks"] as number).toBeLessThanOrEqual(auth.extra["floodAttempted"] as number)
+      expect(auth.extra["floodAccepted"]).toBe(0)
+      expect(auth.metrics["badConnackRate"]!).toBeGreaterThan(0)
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
