@@ -5,10 +5,11 @@
  * an unknown user or a wrong password is refused as bad credentials, a client without a user
  * name as not authorized unless anonymous access is allowed.
  */
-import { Effect, Layer, Predicate, Result, Schema } from "effect"
+import { Effect, Layer, Result, Schema } from "effect"
 import { readFile } from "node:fs/promises"
 import * as Authenticator from "./Authenticator.ts"
 import * as PasswordFile from "./PasswordFile.ts"
+import { describeFileProblem } from "../config/FileProblem.ts"
 
 /** The password file could not be used: unreadable, or a line that is not `user:hash`. */
 export class PasswordFileLoadError extends Schema.TaggedError<PasswordFileLoadError>()("PasswordFileLoadError", {
@@ -26,25 +27,12 @@ export interface Options {
   readonly allowAnonymous: boolean
 }
 
-const describe = (cause: unknown): string => {
-  switch (Predicate.hasProperty(cause, "code") ? cause.code : undefined) {
-    case "ENOENT":
-      return "no such file"
-    case "EACCES":
-    case "EPERM":
-      return "permission denied"
-    case "EISDIR":
-      return "is a directory"
-    default:
-      return Predicate.isError(cause) ? cause.message : String(cause)
-  }
-}
 
 /** Reads and parses the file at `path`. */
 export const load = (path: string): Effect.Effect<ReadonlyArray<PasswordFile.Entry>, PasswordFileLoadError> =>
   Effect.tryPromise({
     try: () => readFile(path, "utf8"),
-    catch: (cause) => new PasswordFileLoadError({ path, problem: `cannot be read: ${describe(cause)}` })
+    catch: (cause) => new PasswordFileLoadError({ path, problem: `cannot be read: ${describeFileProblem(cause)}` })
   }).pipe(
     Effect.flatMap((text) =>
       Result.match(PasswordFile.parse(text), {

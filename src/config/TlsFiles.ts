@@ -3,31 +3,18 @@
  * a missing file, one that is not PEM, or a key that does not match its certificate is a
  * configuration error naming the flag (or env variable), not a stack trace once listeners start.
  */
-import { Effect, Predicate } from "effect"
+import { Effect } from "effect"
 import { readFileSync } from "node:fs"
 import { caProblem, tlsMaterialProblem } from "../transport/TlsListener.ts"
 import { ConfigError } from "./ConfigError.ts"
 import type { Given } from "./Settings.ts"
+import { describeFileProblem } from "./FileProblem.ts"
 
-/** What an operator reads for the usual reasons a file cannot be read. */
-const describe = (cause: unknown): string => {
-  switch (Predicate.hasProperty(cause, "code") ? cause.code : undefined) {
-    case "ENOENT":
-      return "no such file"
-    case "EACCES":
-    case "EPERM":
-      return "permission denied"
-    case "EISDIR":
-      return "is a directory"
-    default:
-      return Predicate.isError(cause) ? cause.message : String(cause)
-  }
-}
 
 const read = (key: "tlsKey" | "tlsCert" | "tlsCa", path: string, given: Given | undefined) =>
   Effect.try({
     try: () => readFileSync(path, "utf8"),
-    catch: (cause) => new ConfigError({ keys: [key], message: `${given?.shown ?? path} cannot be read: ${describe(cause)}` })
+    catch: (cause) => new ConfigError({ keys: [key], message: `${given?.shown ?? path} cannot be read: ${describeFileProblem(cause)}` })
   })
 
 /** Reads both files and checks that they can serve TLS together. */

@@ -5,10 +5,11 @@
  * user. Lines are written as `mosquitto_passwd` writes them: `$7$`, 101 iterations, a random
  * 12-byte salt; every other line of the file is kept.
  */
-import { Effect, Option, Predicate, Redacted, Result, Schema } from "effect"
+import { Effect, Option, Redacted, Result, Schema } from "effect"
 import { Argument, Command, Flag, Prompt } from "effect/cli"
 import { chmodSync, readFileSync, renameSync, writeFileSync } from "node:fs"
 import * as PasswordFile from "../auth/PasswordFile.ts"
+import { describeFileProblem } from "../config/FileProblem.ts"
 
 /** Why `passwd` did nothing; `message` is the one line the operator reads. */
 export class PasswdError extends Schema.TaggedError<PasswdError>()("PasswdError", { message: Schema.String }) {}
@@ -25,16 +26,10 @@ export interface Request {
   readonly password: string | undefined
 }
 
+/** A missing file is the one case where passwd can say what to do instead. */
 const describe = (cause: unknown): string => {
-  switch (Predicate.hasProperty(cause, "code") ? cause.code : undefined) {
-    case "ENOENT":
-      return "no such file (-c creates one)"
-    case "EACCES":
-    case "EPERM":
-      return "permission denied"
-    default:
-      return Predicate.isError(cause) ? cause.message : String(cause)
-  }
+  const problem = describeFileProblem(cause)
+  return problem === "no such file" ? "no such file (-c creates one)" : problem
 }
 
 const fail = (message: string) => Effect.fail(new PasswdError({ message }))
