@@ -8,21 +8,13 @@ import { fileURLToPath } from "node:url"
 import * as BrokerConfig from "../../src/config/BrokerConfig.ts"
 import * as Load from "../../src/config/Load.ts"
 import * as Settings from "../../src/config/Settings.ts"
+import { type FlagValues, loadConfig } from "../support/LoadConfig.ts"
 
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url))
 const keyFile = fixture("tls-key.pem")
 const certFile = fixture("tls-cert.pem")
 
-type FlagValues = Parameters<typeof Settings.fromFlags>[0]
-
-/** The config `flags` and `env` describe, or the one-line message it is refused with. */
-const load = (flags: FlagValues, env: Record<string, string> = {}): BrokerConfig.BrokerConfig | string => {
-  const exit = Effect.runSyncExit(Load.load([Settings.fromFlags(flags), Settings.fromEnv(env)]))
-  if (Exit.isSuccess(exit)) return exit.value
-  const error = Cause.squash(exit.cause) as Error
-  expect(error.name).toBe("ConfigError")
-  return error.message
-}
+const load = loadConfig
 
 describe("Settings: one bad value, one line naming where it came from", () => {
   const refused: ReadonlyArray<[FlagValues, Record<string, string>, string]> = [

@@ -4,14 +4,11 @@
  * be used and for a key given without the one it needs.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Effect, Exit } from "effect"
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import type * as BrokerConfig from "../../src/config/BrokerConfig.ts"
-import * as Load from "../../src/config/Load.ts"
-import * as Settings from "../../src/config/Settings.ts"
+import { loadConfig } from "../support/LoadConfig.ts"
 
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url))
 const keyFile = fixture("tls-key.pem")
@@ -20,16 +17,7 @@ const certFile = fixture("tls-cert.pem")
 const caFile = certFile
 const listener = { tlsPort: "0", tlsKey: keyFile, tlsCert: certFile }
 
-type FlagValues = Parameters<typeof Settings.fromFlags>[0]
-
-/** The config `flags` and `env` describe, or the one-line message it is refused with. */
-const load = (flags: FlagValues, env: Record<string, string> = {}): BrokerConfig.BrokerConfig | string => {
-  const exit = Effect.runSyncExit(Load.load([Settings.fromFlags(flags), Settings.fromEnv(env)]))
-  if (Exit.isSuccess(exit)) return exit.value
-  const error = Cause.squash(exit.cause) as Error
-  expect(error.name).toBe("ConfigError")
-  return error.message
-}
+const load = loadConfig
 
 describe("client certificate settings", () => {
   it("reach the TLS listener: the CA's text, and both switches", () => {

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import mqtt from "mqtt"
+import { connackCode } from "../support/Connack.ts"
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url))
 
@@ -37,21 +37,6 @@ const startEntrypoint = async (args: ReadonlyArray<string>): Promise<{ readonly 
   }
   return { output: () => output }
 }
-
-const connackCode = (port: number, options: mqtt.IClientOptions): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, connectTimeout: 5_000, ...options })
-    client.once("connect", () => {
-      client.end(true)
-      resolve(0)
-    })
-    client.once("error", (error) => {
-      client.end(true)
-      const code = (error as { code?: unknown }).code
-      if (typeof code === "number") resolve(code)
-      else reject(error)
-    })
-  })
 
 describe("entrypoint: authentication", () => {
   it("warns when anonymous clients can connect from other machines, not on loopback", async () => {

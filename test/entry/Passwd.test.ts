@@ -6,9 +6,9 @@ import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import mqtt from "mqtt"
 import * as PasswordFile from "../../src/auth/PasswordFile.ts"
 import * as Passwd from "../../src/entry/Passwd.ts"
+import { connackCode } from "../support/Connack.ts"
 
 const dir = () => mkdtempSync(join(tmpdir(), "passwd-"))
 
@@ -54,22 +54,6 @@ const children: Array<ChildProcess> = []
 afterEach(() => {
   for (const child of children.splice(0)) child.kill("SIGKILL")
 })
-
-/** mqtt.js's CONNACK code against a broker on `port`. */
-const connackCode = (port: number, username: string, password: string): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, connectTimeout: 5_000, username, password })
-    client.once("connect", () => {
-      client.end(true)
-      resolve(0)
-    })
-    client.once("error", (error) => {
-      client.end(true)
-      const code = (error as { code?: unknown }).code
-      if (typeof code === "number") resolve(code)
-      else reject(error)
-    })
-  })
 
 describe("passwd", () => {
   it("-c -b creates a 0600 file with a $7$ line; -b adds and replaces users; -D deletes one", async () => {
@@ -126,7 +110,7 @@ describe("passwd", () => {
       if (child.exitCode !== null) throw new Error(`mosquitto exited ${child.exitCode}: ${output}`)
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
-    expect(await connackCode(port, "alice", "in wonderland")).toBe(0)
-    expect(await connackCode(port, "alice", "in wonderlan")).not.toBe(0)
+    expect(await connackCode(port, { username: "alice", password: "in wonderland" })).toBe(0)
+    expect(await connackCode(port, { username: "alice", password: "in wonderlan" })).not.toBe(0)
   })
 })
