@@ -8,7 +8,7 @@
  */
 import { Effect } from "effect"
 import * as Codec from "../protocol/Codec.ts"
-import { publishSize } from "../protocol/PacketSize.ts"
+import { publishSize } from "../session/PacketSize.ts"
 import type { Message } from "../session/Message.ts"
 import type { Core } from "./Core.ts"
 import type { Outbox } from "./Outbox.ts"

@@ -5,7 +5,7 @@
  */
 import { isUtf8 } from "node:buffer"
 import type { Message, UserProperty } from "../session/Message.ts"
-import { varintSize } from "./PacketSize.ts"
+import { varintSize } from "../session/PacketSize.ts"
 
 /** Per-delivery MQTT 5 options: the broker's topic alias for this client, and the clock for expiry. */
 export interface PublishOptions {

@@ -4,7 +4,7 @@
  * atomic `SessionStateProvider.modify` and then send what they return. This is what
  * makes the property tests cheap and lets the same rules run over any provider.
  */
-import { publishSize } from "../protocol/PacketSize.ts"
+import { publishSize } from "./PacketSize.ts"
 import { isExpired, type Message } from "./Message.ts"
 import {
   type ConnectRequest,

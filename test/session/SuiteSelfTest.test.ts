@@ -6,7 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as fc from "fast-check"
-import { publishSize } from "../../src/protocol/PacketSize.ts"
+import { publishSize } from "../../src/session/PacketSize.ts"
 import * as MemorySessionStateProvider from "../../src/session/MemorySessionStateProvider.ts"
 import { EXPIRY_NEVER } from "../../src/session/SessionState.ts"
 import { balanced, type Scenario, scenarioArbitrary, showCommand } from "./Commands.ts"

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as fc from "fast-check"
-import { publishSize } from "../../src/protocol/PacketSize.ts"
+import { publishSize } from "../../src/session/PacketSize.ts"
 import { isExpired, type Message, minQos, type QoS, withQos, withRetain } from "../../src/session/Message.ts"
 import {
   type ConnectRequest,

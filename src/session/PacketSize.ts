@@ -4,7 +4,7 @@
  * send, including a Message Expiry Interval, and no topic alias: an upper bound, so "fits" never
  * lets an oversized packet through.
  */
-import type { Message } from "../session/Message.ts"
+import type { Message } from "./Message.ts"
 
 const utf8 = (text: string): number => Buffer.byteLength(text, "utf8")
 
