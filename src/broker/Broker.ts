@@ -96,7 +96,7 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
   // registered before the listeners so it runs after them: every connection's last line comes first
   yield* Effect.addFinalizer(() => Effect.logInfo("broker stopped"))
   yield* Effect.forkScoped(core.watchdog.run(WATCHDOG_INTERVAL_MS))
-  yield* Effect.forkScoped(core.expiry.run(core, EXPIRY_INTERVAL_MS))
+  yield* Effect.forkScoped(core.expiry.run({ ...core, publishWill: (will, clientId) => Delivery.publish(core, will, clientId) }, EXPIRY_INTERVAL_MS))
   const handler = Connection.serve(core)
   const addresses: Array<BoundAddress> = [yield* TcpListener.listen(config, handler)]
   if (config.tls !== undefined) addresses.push(yield* TlsListener.listen(config.tls, handler))

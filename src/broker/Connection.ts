@@ -204,7 +204,7 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
             }
           },
           // QoS 0 goes straight to the outbox; a congested one holds the publisher back (FlowControl)
-          sendQos0: FlowControl.qos0Sender(core, outbox, {
+          sendQos0: FlowControl.qos0Sender(core.config, core.registry.flow, outbox, {
             clientId,
             protocolVersion: version,
             maximumPacketSize,

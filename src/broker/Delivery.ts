@@ -15,6 +15,9 @@ import type { SessionStoreError } from "../session/SessionStateProvider.ts"
 import type { Core } from "./Core.ts"
 import * as FlowControl from "./FlowControl.ts"
 
+/** Whether a client id has a live connection (asked only when a subscriber is congested). */
+const isLive = (core: Core) => (clientId: string): boolean => core.registry.get(clientId) !== undefined
+
 /** The message at each delivery QoS with RETAIN=0, built at most once per publish. */
 const variants = (message: Message): (qos: QoS) => Message => {
   const cache: Array<Message | undefined> = [undefined, undefined, undefined]
@@ -43,7 +46,9 @@ const deliverOne = (
     const live = core.registry.get(clientId)
     if (live !== undefined) {
       const congested = live.sendQos0(message)
-      return congested === undefined ? Effect.void : FlowControl.congested(core, congested, clientId, publisherId)
+      return congested === undefined
+        ? Effect.void
+        : FlowControl.congested(core.registry.flow, congested, clientId, publisherId, isLive(core))
     }
     if (!core.sessions.limits.queueQos0) return Effect.void
   }

@@ -7,10 +7,10 @@
  * broker dropping messages. A stalled subscriber holds nobody back (see `Outbox`).
  */
 import { Effect } from "effect"
+import type { BrokerConfig } from "../config/BrokerConfig.ts"
 import * as Codec from "../protocol/Codec.ts"
 import { publishSize } from "../session/PacketSize.ts"
 import type { Message } from "../session/Message.ts"
-import type { Core } from "./Core.ts"
 import type { Outbox } from "./Outbox.ts"
 
 /** MQTT 5 DISCONNECT reason for a stalled subscriber: it exceeded its quota of buffered outbound bytes. */
@@ -64,12 +64,11 @@ export interface Qos0Target {
  * dropped), so the delivery can hold the publisher back and have the outbox watched.
  */
 export const qos0Sender = (
-  core: Core,
+  config: BrokerConfig,
+  flow: FlowControl,
   outbox: Outbox,
   target: Qos0Target
 ): (message: Message) => Outbox | undefined => {
-  const { config } = core
-  const flow = core.registry.flow
   outbox.configure({
     clientId: target.clientId,
     highWaterBytes: config.outboxHighWaterBytes,
@@ -96,16 +95,17 @@ export const qos0Sender = (
 /**
  * A delivery found `outbox` (of `subscriberId`) congested: have it watched, and hold the publisher
  * back unless it is the subscriber itself (a publisher never waits for its own outbox) or not a
- * live connection (an application publish, a will).
+ * live connection (`publisherLive` false: an application publish, a will).
  */
 export const congested = (
-  core: Core,
+  flow: FlowControl,
   outbox: Outbox,
   subscriberId: string,
-  publisherId: string | undefined
+  publisherId: string | undefined,
+  publisherLive: (publisherId: string) => boolean
 ): Effect.Effect<void> => {
-  if (publisherId !== undefined && publisherId !== subscriberId && outbox.holdsBack() && core.registry.get(publisherId) !== undefined) {
-    core.registry.flow.hold(publisherId, outbox)
+  if (publisherId !== undefined && publisherId !== subscriberId && outbox.holdsBack() && publisherLive(publisherId)) {
+    flow.hold(publisherId, outbox)
   }
   return outbox.watch
 }

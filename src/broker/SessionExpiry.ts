@@ -6,9 +6,25 @@
  * publishes the wills that fell due.
  */
 import { Clock, Effect, Option, Schedule } from "effect"
+import type { Router } from "../routing/Router.ts"
+import type { Message } from "../session/Message.ts"
 import { nextDeadline } from "../session/SessionState.ts"
-import type { Core } from "./Core.ts"
-import * as Delivery from "./Delivery.ts"
+import type { SessionStoreError } from "../session/SessionStateProvider.ts"
+import type { Sessions } from "../session/Sessions.ts"
+import type { ConnectionRegistry } from "./ConnectionRegistry.ts"
+import type { KeyedLock } from "./KeyedLock.ts"
+
+/**
+ * What ending a session touches: the broker's parts, and how a will that fell due is published
+ * (given by the broker, so this module does not depend on delivery).
+ */
+export interface ExpiryContext {
+  readonly locks: KeyedLock
+  readonly registry: ConnectionRegistry
+  readonly sessions: Sessions["Service"]
+  readonly router: Router
+  readonly publishWill: (will: Message, clientId: string) => Effect.Effect<void, SessionStoreError>
+}
 
 /** Offline sessions by client id → when something is next due for them (epoch ms). */
 export class SessionExpiry {
@@ -30,7 +46,8 @@ export class SessionExpiry {
   }
 
   /** Applies what is due at `now` to one session. */
-  private expireOne(core: Core, clientId: string, now: number) {
+  private expireOne(core: ExpiryContext, clientId: string, now: number) {
+    const expiry = this
     return Effect.gen(function*() {
       const will = yield* core.locks.withLock(
         clientId,
@@ -40,21 +57,21 @@ export class SessionExpiry {
           const ended = yield* core.sessions.expire(clientId, now)
           if (ended.state === undefined) {
             if (Option.isSome(stored)) core.router.subscriptions.removeClient(clientId, stored.value.subscriptions.keys())
-            core.expiry.cancel(clientId)
+            expiry.cancel(clientId)
             core.registry.forgetUsername(clientId)
             yield* Effect.logInfo("session expired").pipe(Effect.annotateLogs({ clientId }))
           } else {
-            core.expiry.schedule(clientId, nextDeadline(ended.state))
+            expiry.schedule(clientId, nextDeadline(ended.state))
           }
           return ended.will
         })
       )
-      if (will !== undefined) yield* Delivery.publish(core, will, clientId)
+      if (will !== undefined) yield* core.publishWill(will, clientId)
     })
   }
 
   /** Applies everything due at the current time. */
-  sweep(core: Core) {
+  sweep(core: ExpiryContext) {
     return Effect.flatMap(Clock.currentTimeMillis, (now) => {
       const due: Array<string> = []
       for (const [clientId, at] of this.due) if (at <= now) due.push(clientId)
@@ -63,7 +80,7 @@ export class SessionExpiry {
   }
 
   /** Sweeps every `intervalMs` until interrupted (run it in the broker's scope). */
-  run(core: Core, intervalMs: number) {
+  run(core: ExpiryContext, intervalMs: number) {
     return Effect.asVoid(
       Effect.repeat(
         this.sweep(core).pipe(Effect.catchCause((cause) => Effect.logError("session expiry sweep failed", cause))),
