@@ -14,6 +14,7 @@ import * as Flags from "./config/Flags.ts"
 import * as Load from "./config/Load.ts"
 import * as Settings from "./config/Settings.ts"
 import * as ExitCode from "./entry/ExitCode.ts"
+import { tuneGarbageCollector } from "./entry/GcTuning.ts"
 import * as OneLinePresenter from "./entry/OneLinePresenter.ts"
 import * as Passwd from "./entry/Passwd.ts"
 import * as Shutdown from "./entry/Shutdown.ts"
@@ -49,6 +50,7 @@ const command = Command.make(
   Command.withSubcommands([Passwd.command])
 )
 
+tuneGarbageCollector()
 Shutdown.install({ program: ExitCode.PROGRAM })
 
 command.pipe(

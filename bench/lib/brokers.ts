@@ -182,6 +182,8 @@ const ours: BrokerSpec = {
       "ours",
       process.execPath,
       (port) => [
+        // BENCH_OURS_NODE_FLAGS: extra Node flags for profiling ours (e.g. "--trace-gc", "--cpu-prof")
+        ...(process.env["BENCH_OURS_NODE_FLAGS"] ?? "").split(" ").filter((flag) => flag !== ""),
         join(ROOT, "dist/main.js"),
         "--port",
         String(port),

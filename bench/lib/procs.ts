@@ -7,7 +7,7 @@
  */
 import { execFileSync, spawn } from "node:child_process"
 import type { ChildProcess, SpawnOptions } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { appendFileSync, readFileSync } from "node:fs"
 import * as net from "node:net"
 import { RawClient, sleep } from "./client.ts"
 
@@ -68,7 +68,10 @@ export class ManagedProcess {
     this.name = name
     this.child = spawn(command, [...args], { ...options, stdio: ["pipe", "pipe", "pipe"] })
     children.add(this.child)
+    // BENCH_PROCESS_LOG: append every broker's full output to this file (profiling runs)
+    const logFile = process.env["BENCH_PROCESS_LOG"]
     const keep = (d: Buffer): void => {
+      if (logFile !== undefined) appendFileSync(logFile, d)
       this.log += d.toString("utf8")
       if (this.log.length > 16_384) this.log = this.log.slice(-8_192)
     }

@@ -236,6 +236,7 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
       core.watchdog.add(watched)
 
       const decoder = Codec.makeDecoder(core.config.maxPacketSize, core.receiving)
+      const paced = core.pacer.reader()
       const readLoop = Effect.gen(function*() {
         while (context.phase !== "closing") {
           const chunks = yield* pull
@@ -259,8 +260,8 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
               // a large packet waits for room among all partly received ones: this socket is not read meanwhile
               const waitingFor = decoder.waitingFor()
               if (waitingFor === 0) {
-                // a large upload reads on only when the event loop is not lagging for everyone else
-                if (decoder.receivingLarge()) yield* core.pacer.pace
+                // a large upload reads on within the byte rate the event loop's lag allows (UploadPacer)
+                if (decoder.receivingLarge()) yield* paced.pace(chunk.length)
                 break
               }
               yield* core.receiving.take(waitingFor, decoder.adopt)

@@ -4,7 +4,11 @@
  * innocent clients that measure it. Started with the broker config as JSON; prints `PORT <n>`,
  * then one line per broker log line; stops on SIGTERM.
  */
+import { tuneGarbageCollector } from "../../src/entry/GcTuning.ts"
 import { startTestBroker } from "../support/TestBroker.ts"
+
+// as the node entrypoint does: what the canary measures is the broker as it runs in production
+tuneGarbageCollector()
 
 const config = JSON.parse(process.argv[2] ?? "{}") as Parameters<typeof startTestBroker>[0]
 const broker = await startTestBroker(config)
