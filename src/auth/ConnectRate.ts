@@ -59,6 +59,33 @@ export class ConnectRate {
 
   /** Takes a token for a CONNECT from `address` at `now` (ms). */
   take(address: string, now: number): Verdict {
+    const bucket = this.refreshed(address, now)
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1
+      return allowed
+    }
+    return this.refusal(bucket, now)
+  }
+
+  /**
+   * Whether `address` has a token left at `now`, without taking one: for counting something
+   * else than the attempts themselves (failed authentications) and refusing attempts while the
+   * bucket is empty. Addresses never counted are allowed and not remembered.
+   */
+  check(address: string, now: number): Verdict {
+    if (!this.buckets.has(address)) return allowed
+    const bucket = this.refreshed(address, now)
+    return bucket.tokens >= 1 ? allowed : this.refusal(bucket, now)
+  }
+
+  /** Takes a token from `address` if it has one: counts an event (a failed authentication) that `check` then limits. */
+  spend(address: string, now: number): void {
+    const bucket = this.refreshed(address, now)
+    bucket.tokens = Math.max(0, bucket.tokens - 1)
+  }
+
+  /** The bucket of `address`, refilled up to `now` and moved to the most recently seen end. */
+  private refreshed(address: string, now: number): Bucket {
     this.evictIdle(now)
     let bucket = this.buckets.get(address)
     if (bucket === undefined) {
@@ -71,10 +98,11 @@ export class ConnectRate {
     }
     this.buckets.set(address, bucket)
     if (this.buckets.size > this.maxAddresses) this.buckets.delete(this.buckets.keys().next().value!)
-    if (bucket.tokens >= 1) {
-      bucket.tokens -= 1
-      return allowed
-    }
+    return bucket
+  }
+
+  /** A refusal, carrying the count to log at most once a second per address. */
+  private refusal(bucket: Bucket, now: number): Verdict {
     bucket.unreported++
     if (now - bucket.reportedAt < 1000) return { allowed: false, report: undefined }
     const report = bucket.unreported

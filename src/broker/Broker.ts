@@ -83,7 +83,8 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
     // no Authorizer (or the explicit allow-all one): `undefined`, so no call per message
     authorizer: Option.filter(yield* Effect.serviceOption(Authorizer.Authorizer), (a) => a !== Authorizer.allowAll)
       .pipe(Option.getOrUndefined),
-    connectRate: config.maxConnectsPerSecond > 0 ? new ConnectRate(config.maxConnectsPerSecond) : undefined
+    connectRate: config.maxConnectsPerSecond > 0 ? new ConnectRate(config.maxConnectsPerSecond) : undefined,
+    authFailures: config.maxAuthFailuresPerSecond > 0 ? new ConnectRate(config.maxAuthFailuresPerSecond) : undefined
   }
   yield* restoreRouter(core)
 

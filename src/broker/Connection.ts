@@ -138,6 +138,24 @@ const commonNameOf = (socket: Tls.TLSSocket): string | undefined => {
   return typeof first === "string" && first !== "" ? first : undefined
 }
 
+/**
+ * Whether connections from `address` are refused unread: it failed authentication more often
+ * than `maxAuthFailuresPerSecond` allows (one warning a second per address).
+ */
+const shutOut = (core: Core, address: string | undefined): Effect.Effect<boolean> =>
+  core.authFailures === undefined || address === undefined
+    ? Effect.succeed(false)
+    : Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const verdict = core.authFailures!.check(address, now)
+      if (verdict.allowed) return Effect.succeed(false)
+      return verdict.report === undefined ? Effect.succeed(true) : Effect.as(
+        Effect.logWarning(
+          `closing connections from ${address} unread: over --max-auth-failure-rate ${core.config.maxAuthFailuresPerSecond} failed authentications a second (${verdict.report} closed since the last such line)`
+        ),
+        true
+      )
+    })
+
 /** Serves one accepted socket until it closes. */
 export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void> =>
   Effect.scoped(
@@ -146,6 +164,9 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
       let remote = "websocket"
       let certificate: ConnectionContext["certificate"] = undefined
       if (Option.isSome(net)) {
+        // gone before it was served (no address any more), or from an address guessing passwords:
+        // closed before this connection costs anything more
+        if (net.value.remoteAddress === undefined || (yield* shutOut(core, net.value.remoteAddress))) return net.value.destroy()
         net.value.setNoDelay(true)
         remote = `${net.value.remoteAddress}:${net.value.remotePort}`
         // the TLS listener hands over the socket once its handshake has completed

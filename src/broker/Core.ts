@@ -34,4 +34,6 @@ export interface Core {
   readonly authorizer: Authorizer["Service"] | undefined
   /** CONNECTs per second per source address (`maxConnectsPerSecond`); `undefined`: no limit, no check. */
   readonly connectRate: ConnectRate | undefined
+  /** Failed authentications per second per source address (`maxAuthFailuresPerSecond`); `undefined`: no limit. */
+  readonly authFailures: ConnectRate | undefined
 }

@@ -55,6 +55,14 @@ export interface BrokerConfig {
    */
   readonly maxConnectsPerSecond: number
   /**
+   * Failed authentications per second from one source address (a token bucket one second deep);
+   * while an address is over it, its new connections are closed as soon as they are accepted,
+   * before any CONNECT is read or password checked, so a password-guessing flood costs the
+   * broker almost nothing and connected clients do not wait for it. 0: no limit. Clients sharing
+   * the address (behind one NAT) are refused too while it lasts.
+   */
+  readonly maxAuthFailuresPerSecond: number
+  /**
    * Largest inbound packet (whole packet, bytes); larger is refused from its header and closes the
    * connection. 32 MiB by default: Mosquitto and Aedes accept up to the protocol's 256 MB, EMQX
    * stops at 1 MB; 32 MiB carries any payload an ordinary device sends (16 MB firmware images
@@ -143,6 +151,7 @@ export const defaults: BrokerConfig = {
   connectTimeoutMs: 10_000,
   maxConnections: 0,
   maxConnectsPerSecond: 0,
+  maxAuthFailuresPerSecond: 10,
   maxPacketSize: 32 * 1024 * 1024,
   maxReceivingBytes: 256 * 1024 * 1024,
   maxPayloadSize: 0,

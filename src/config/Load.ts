@@ -38,6 +38,7 @@ export const load = Effect.fnUntraced(function*(
     connectTimeoutMs: values.connectTimeoutMs,
     maxConnections: values.maxConnections,
     maxConnectsPerSecond: values.maxConnectsPerSecond,
+    maxAuthFailuresPerSecond: values.maxAuthFailuresPerSecond,
     maxPacketSize: values.maxPacketSize,
     maxReceivingBytes: values.maxReceivingBytes,
     maxPayloadSize: values.maxPayloadSize,

@@ -56,6 +56,23 @@ describe("ConnectRate", () => {
     expect(rate.take("d", 0).allowed).toBe(false)
   })
 
+  it("check limits what spend counts: an address is refused only after spending its second's worth, and lets one in per refilled token", () => {
+    const failures = new ConnectRate(2)
+    // never counted: allowed, and not remembered
+    expect(failures.check("a", 0)).toEqual({ allowed: true })
+    expect(failures.size).toBe(0)
+    failures.spend("a", 0)
+    expect(failures.check("a", 0)).toEqual({ allowed: true })
+    failures.spend("a", 0)
+    failures.spend("a", 0) // more than the bucket holds: it stays empty, not negative
+    expect(failures.check("a", 100)).toEqual({ allowed: false, report: 1 })
+    expect(failures.check("a", 200)).toEqual({ allowed: false, report: undefined })
+    // checking takes nothing: after half a second (one token back) it is allowed, and stays so until spent
+    expect(failures.check("a", 500).allowed).toBe(true)
+    expect(failures.check("a", 500).allowed).toBe(true)
+    expect(failures.check("b", 500).allowed).toBe(true)
+  })
+
   it("addressOf takes the host of host:port, IPv6 included", () => {
     expect(addressOf("127.0.0.1:50000")).toBe("127.0.0.1")
     expect(addressOf("::1:50000")).toBe("::1")

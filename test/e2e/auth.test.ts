@@ -5,8 +5,10 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import mqtt from "mqtt"
 import type { IClientOptions } from "mqtt"
+import type { Packet } from "mqtt-packet"
 import * as PasswordAuthenticator from "../../src/auth/PasswordAuthenticator.ts"
 import { startTestBroker, type TestBroker } from "../support/TestBroker.ts"
+import { RawClient } from "./harness.ts"
 
 const brokers: Array<TestBroker> = []
 afterEach(async () => {
@@ -128,5 +130,38 @@ describe("PasswordAuthenticator.layer", () => {
     await expect(startTestBroker({}, PasswordAuthenticator.layer("/nonexistent/passwd", { allowAnonymous: false }))).rejects.toThrow(
       "password file /nonexistent/passwd: cannot be read: no such file"
     )
+  })
+})
+
+describe("--max-auth-failure-rate", () => {
+  it("past the failed authentications one address may make in a second, its new connections are closed unread (one warning); connected clients keep working; a token back lets it in", async () => {
+    const file = passwordFile({ alice: "wonderland" })
+    const broker = await startTestBroker({ maxAuthFailuresPerSecond: 3 }, PasswordAuthenticator.layer(file, { allowAnonymous: false }))
+    brokers.push(broker)
+    const connected = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0, username: "alice", password: "wonderland" })
+    await connected.subscribeAsync("still/here")
+    const received = new Promise<string>((resolve) => connected.once("message", (_topic, payload) => resolve(payload.toString())))
+    try {
+      // three failures spend the bucket
+      for (let attempt = 0; attempt < 3; attempt++) {
+        expect(await connackCode(broker, { protocolVersion: 4, username: "alice", password: "guess" })).toBe(4)
+      }
+      // the next connections from 127.0.0.1 get no CONNACK, even with the right password
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const raw = await RawClient.open(broker.port, 5)
+        raw.send({ cmd: "connect", protocolId: "MQTT", protocolVersion: 5, clientId: `shut-out-${attempt}`, clean: true, keepalive: 30, username: "alice", password: Buffer.from("wonderland") } as Packet)
+        const answer = await Promise.race([raw.next("connack"), raw.closed.then(() => "closed")])
+        raw.destroy()
+        expect(answer).toBe("closed")
+      }
+      expect(broker.logs.filter((line) => line.startsWith("WARN") && line.includes("closing connections from 127.0.0.1 unread: over --max-auth-failure-rate 3"))).toHaveLength(1)
+      connected.publish("still/here", "yes")
+      expect(await received).toBe("yes")
+      // one token comes back every third of a second
+      await new Promise((resolve) => setTimeout(resolve, 400))
+      expect(await connackCode(broker, { protocolVersion: 4, username: "alice", password: "wonderland" })).toBe(0)
+    } finally {
+      await connected.endAsync(true)
+    }
   })
 })

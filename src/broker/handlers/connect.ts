@@ -154,9 +154,14 @@ export const handleConnect = Effect.fnUntraced(function*(
     protocolVersion: version
   }).pipe(
     Effect.catchTag("AuthenticationRefused", (refused) => {
+      // counted per address: over `maxAuthFailuresPerSecond`, its next connections are closed unread
+      const from = core.authFailures === undefined ? undefined : addressOf(context.remote)
       const codes = connackCodes(refused.reason)
       const who = username === undefined ? "anonymous" : `user ${JSON.stringify(username)}`
-      return Effect.fail(refuse(context, version, codes.v3, codes.v5, `${refused.message} (${who}, client id ${JSON.stringify(clientId)})`))
+      return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        if (from !== undefined) core.authFailures!.spend(from, now)
+        return Effect.fail(refuse(context, version, codes.v3, codes.v5, `${refused.message} (${who}, client id ${JSON.stringify(clientId)})`))
+      })
     })
   )
   // a will is a PUBLISH made later on the client's behalf: a topic it may not write is refused now, as Mosquitto does
