@@ -5,10 +5,11 @@
  * Mosquitto does: connections stay up and the next check uses the new rules; a file that has
  * become bad is logged and the rules in force are kept.
  */
-import { Effect, Layer, Queue, Result, Schema } from "effect"
+import { Effect, Layer, Result, Schema } from "effect"
 import { readFile } from "node:fs/promises"
 import { type Acl, check, parse } from "./AclFile.ts"
 import { Authorizer, make } from "./Authorizer.ts"
+import { onHangup } from "./Hangup.ts"
 
 /** An ACL file the broker cannot use: unreadable, or a line that is not ACL syntax. */
 export class AclFileError extends Schema.TaggedError<AclFileError>()("AclFileError", {
@@ -84,14 +85,7 @@ export const layer = (path: string): Layer.Layer<Authorizer, AclFileError> =>
     Effect.gen(function*() {
       const handle = yield* load(path)
       yield* Effect.logInfo(`ACL file ${path} loaded`)
-      // the signal arrives outside any fiber: it is queued and reloaded by one in the Layer's scope
-      const hangups = yield* Queue.unbounded<void>()
-      const onHangup = () => void Queue.offerUnsafe(hangups, undefined)
-      yield* Effect.acquireRelease(
-        Effect.sync(() => process.on("SIGHUP", onHangup)),
-        () => Effect.sync(() => process.off("SIGHUP", onHangup))
-      )
-      yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(hangups), () => reloadLogged(path, handle))))
+      yield* onHangup(reloadLogged(path, handle))
       return handle.authorizer
     })
   )

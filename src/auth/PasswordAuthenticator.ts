@@ -1,13 +1,15 @@
 /**
  * An `Authenticator` backed by a Mosquitto 2 password file (`PasswordFile`): the file is read
- * once when the Layer is built, so a missing or damaged file stops the broker before it listens
- * instead of refusing every client later. As in Mosquitto 2 (`password_file`, `allow_anonymous`):
+ * when the Layer is built, so a missing or damaged file stops the broker before it listens
+ * instead of refusing every client later, and again on SIGHUP (a damaged file then keeps the
+ * users in force, as Mosquitto does). As in Mosquitto 2 (`password_file`, `allow_anonymous`):
  * an unknown user or a wrong password is refused as bad credentials, a client without a user
  * name as not authorized unless anonymous access is allowed.
  */
 import { Effect, Layer, Result, Schema } from "effect"
 import { readFile } from "node:fs/promises"
 import * as Authenticator from "./Authenticator.ts"
+import { onHangup } from "./Hangup.ts"
 import * as PasswordFile from "./PasswordFile.ts"
 import { describeFileProblem } from "../config/FileProblem.ts"
 
@@ -56,9 +58,23 @@ const decoy: PasswordFile.PasswordHash = {
 const refused = (reason: Authenticator.AuthenticationRefusedReason) => Effect.fail(new Authenticator.AuthenticationRefused({ reason }))
 
 /** An authenticator over the users of a parsed password file. */
-export const make = (entries: ReadonlyArray<PasswordFile.Entry>, options: Options): Authenticator.Authenticator["Service"] => {
-  const users = new Map(entries.map((entry) => [entry.username, entry.hash]))
-  return Authenticator.make(Effect.fnUntraced(function*(request) {
+export const make = (entries: ReadonlyArray<PasswordFile.Entry>, options: Options): Authenticator.Authenticator["Service"] =>
+  makeReloadable(entries, options).authenticator
+
+/** An authenticator and the way to replace its users (what SIGHUP does with a re-read file). */
+export interface ReloadableAuthenticator {
+  readonly authenticator: Authenticator.Authenticator["Service"]
+  /** Later CONNECTs are checked against these users; connected clients stay connected. */
+  readonly replace: (entries: ReadonlyArray<PasswordFile.Entry>) => void
+}
+
+const usersOf = (entries: ReadonlyArray<PasswordFile.Entry>) => new Map(entries.map((entry) => [entry.username, entry.hash]))
+
+/** `make`, with the users replaceable. */
+export const makeReloadable = (entries: ReadonlyArray<PasswordFile.Entry>, options: Options): ReloadableAuthenticator => {
+  // a plain variable: each CONNECT reads it once, a reload swaps one immutable map
+  let users = usersOf(entries)
+  const authenticator = Authenticator.make(Effect.fnUntraced(function*(request) {
     // a verified certificate's CN needs no password (--use-identity-as-username, as Mosquitto)
     if (request.certified === true && request.username !== undefined) return { username: request.username }
     if (request.username === undefined) {
@@ -71,8 +87,31 @@ export const make = (entries: ReadonlyArray<PasswordFile.Entry>, options: Option
     if (hash === undefined || request.password === undefined || !matches) return yield* refused(new Authenticator.BadCredentials())
     return { username: request.username }
   }))
+  return {
+    authenticator,
+    replace: (entries) => {
+      users = usersOf(entries)
+    }
+  }
 }
 
-/** The authenticator of the password file at `path`, read once when the Layer is built. */
+/** Reads the file again and replaces the users if it loads; otherwise logs why and keeps them (as Mosquitto). */
+export const reloadLogged = (path: string, handle: ReloadableAuthenticator): Effect.Effect<void> =>
+  load(path).pipe(
+    Effect.flatMap((entries) => Effect.andThen(Effect.sync(() => handle.replace(entries)), Effect.logInfo(`password file ${path} reloaded`))),
+    Effect.catch((error) => Effect.logError(`${error.message}; keeping the users in force`))
+  )
+
+/**
+ * The authenticator of the password file at `path`: read when the Layer is built (a bad file
+ * stops the broker before it listens) and again on SIGHUP for as long as the Layer lives.
+ */
 export const layer = (path: string, options: Options): Layer.Layer<Authenticator.Authenticator, PasswordFileLoadError> =>
-  Layer.effect(Authenticator.Authenticator, Effect.map(load(path), (entries) => make(entries, options)))
+  Layer.effect(
+    Authenticator.Authenticator,
+    Effect.gen(function*() {
+      const handle = makeReloadable(yield* load(path), options)
+      yield* onHangup(reloadLogged(path, handle))
+      return handle.authenticator
+    })
+  )

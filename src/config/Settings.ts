@@ -119,7 +119,7 @@ export const settings = {
   topicAliasMaximum: setting("topic-alias-maximum", "MQTT_TOPIC_ALIAS_MAXIMUM", sixteenBit(0, "a number of aliases"), defaults.topicAliasMaximum, "topic aliases a client may use towards the broker"),
   noRetain: setting("no-retain", "MQTT_NO_RETAIN", boolean, !defaults.retainAvailable, "refuse retained messages (MQTT 5 Retain Available = 0)"),
   queueQos0: setting("queue-qos0", "MQTT_QUEUE_QOS0", boolean, defaults.queueQos0, "queue QoS 0 messages for offline persistent sessions"),
-  passwordFile: setting("password-file", "MQTT_PASSWORD_FILE", text("a file name", "FILE"), undefined, "Mosquitto 2 password file (write one with `passwd`); clients must then give a user name and password"),
+  passwordFile: setting("password-file", "MQTT_PASSWORD_FILE", text("a file name", "FILE"), undefined, "Mosquitto 2 password file (write one with `passwd`); clients must then give a user name and password; re-read on SIGHUP"),
   // no fixed default: as in Mosquitto 2, anonymous clients are let in unless a password file is set
   allowAnonymous: setting("allow-anonymous", "MQTT_ALLOW_ANONYMOUS", boolean, undefined, "let clients without a user name connect (unset: on without --password-file, off with one)"),
   aclFile: setting("acl-file", "MQTT_ACL_FILE", text("a file name", "FILE"), undefined, "Mosquitto acl_file: which topics each client may publish, subscribe to and receive; re-read on SIGHUP")

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { execFile, execFileSync } from "node:child_process"
-import { mkdtempSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import mqtt from "mqtt"
@@ -30,6 +30,15 @@ const passwordFile = (users: Record<string, string>): string => {
     }
   }
   return file
+}
+
+/** Resolves once `condition` holds (checked every 10 ms), rejects after 3 s. */
+const until = async (condition: () => boolean): Promise<void> => {
+  const deadline = Date.now() + 3_000
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met within 3 s")
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
 }
 
 const start = async (allowAnonymous: boolean) => {
@@ -114,6 +123,33 @@ describe("authentication with a password file", () => {
     const refused = await pub("wrong")
     expect(refused.code).not.toBe(0)
     expect(refused.stderr).toMatch(/not authori[sz]ed|bad user name or password/i)
+  })
+})
+
+describe("password file reload", () => {
+  it("on SIGHUP new CONNECTs meet the re-read users, connected clients stay; a bad file keeps the users in force", async () => {
+    const file = passwordFile({ alice: "wonderland" })
+    const broker = await startTestBroker({}, PasswordAuthenticator.layer(file, { allowAnonymous: false }))
+    brokers.push(broker)
+    const alice = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0, username: "alice", password: "wonderland" })
+    try {
+      // bob replaces alice (written by Debian's mosquitto_passwd)
+      writeFileSync(file, readFileSync(passwordFile({ bob: "builder" })))
+      // the listener is called as the signal would call it; the test process is not signalled
+      process.emit("SIGHUP", "SIGHUP")
+      await until(() => broker.logs.some((line) => line.includes(`password file ${file} reloaded`)))
+      expect(await connackCode(broker, { protocolVersion: 4, username: "bob", password: "builder" })).toBe(0)
+      expect(await connackCode(broker, { protocolVersion: 4, username: "alice", password: "wonderland" })).toBe(4)
+      expect(alice.connected).toBe(true)
+
+      writeFileSync(file, "bob:not-a-hash\n")
+      process.emit("SIGHUP", "SIGHUP")
+      await until(() => broker.logs.some((line) => line.includes("keeping the users in force")))
+      expect(broker.logs.find((line) => line.includes("keeping the users in force"))).toContain(`password file ${file}: line 1`)
+      expect(await connackCode(broker, { protocolVersion: 5, username: "bob", password: "builder" })).toBe(0)
+    } finally {
+      await alice.endAsync(true)
+    }
   })
 })
 
