@@ -199,6 +199,7 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
         keepaliveMs: 0,
         graceful: false,
         live: undefined,
+        releaseSeat: undefined,
         problemInformation: true,
         inboundAliases: new Map(),
         connectExpiry: 0,
@@ -307,6 +308,7 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
         }
         if (context.closeCode !== undefined) sendDisconnect(context.closeCode, undefined)
         context.phase = "closing"
+        context.releaseSeat?.()
         core.watchdog.delete(watched)
         if (live !== undefined) {
           const now = yield* Clock.currentTimeMillis

@@ -74,6 +74,8 @@ export interface ConnectionContext {
   graceful: boolean
   /** This connection's entry in the registry once CONNECT succeeded. */
   live: LiveConnection | undefined
+  /** Gives back the place `maxConnections` kept for this CONNECT while it is checked (idempotent). */
+  releaseSeat: (() => void) | undefined
   /** MQTT 5: the client accepts reason strings and user properties on errors. */
   problemInformation: boolean
   /** MQTT 5: topic aliases the client set up towards the broker. */

@@ -71,6 +71,27 @@ export class ConnectionRegistry {
     return this.live.size
   }
 
+  /** CONNECTs holding a place under `maxConnections` while they are checked. */
+  private seats = 0
+
+  /** Live connections plus CONNECTs still being checked: what `maxConnections` limits. */
+  get occupied(): number {
+    return this.live.size + this.seats
+  }
+
+  /**
+   * Holds a place for a CONNECT until it is registered or refused, so CONNECTs checked at the
+   * same time (passwords are checked asynchronously) cannot together pass `maxConnections`.
+   */
+  reserve(): () => void {
+    this.seats++
+    let held = true
+    return () => {
+      if (held) this.seats--
+      held = false
+    }
+  }
+
   /** Every live connection. */
   values(): IterableIterator<LiveConnection> {
     return this.live.values()

@@ -4,6 +4,8 @@
  */
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import type { IConnackPacket, Packet } from "mqtt-packet"
+import { Effect, Layer } from "effect"
+import * as Authenticator from "../../src/auth/Authenticator.ts"
 import type { BrokerConfig } from "../../src/config/BrokerConfig.ts"
 import { startTestBroker, type TestBroker } from "../support/TestBroker.ts"
 import { RawClient, uniqueId } from "./harness.ts"
@@ -101,6 +103,24 @@ describe("--max-connections", () => {
       expect(broker.logs.filter((line) => line.includes("--max-connections 2 reached"))).toHaveLength(1)
     })
   }
+})
+
+describe("--max-connections under simultaneous CONNECTs", () => {
+  it("CONNECTs checked at the same time (a slow authenticator) cannot together pass the limit: exactly the limit is let in", async () => {
+    // every password check takes 200 ms, so all six CONNECTs are being checked at once
+    const slow = Layer.succeed(Authenticator.Authenticator, Authenticator.make((request) => Effect.as(Effect.sleep("200 millis"), { username: request.username })))
+    const broker = await startTestBroker({ maxConnections: 3 }, slow)
+    cleanups.push(() => broker.stop())
+    const answers = await Promise.all(Array.from({ length: 6 }, () => connect(broker, 5)))
+    const codes = answers.map((answer) => code(answer.connack)).sort()
+    expect(codes).toEqual([0, 0, 0, 0x97, 0x97, 0x97])
+    // the refused ones gave their places back: one leaving lets exactly one more in
+    const leaving = answers.find((answer) => code(answer.connack) === 0)!.raw
+    leaving.send({ cmd: "disconnect" } as Packet)
+    expect(await leaving.waitClosed()).toBe(true)
+    const again = await Promise.all([connect(broker, 4), connect(broker, 4)])
+    expect(again.map((answer) => code(answer.connack)).sort()).toEqual([0, 3])
+  })
 })
 
 describe("--max-topic-length and --max-topic-levels", () => {

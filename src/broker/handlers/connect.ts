@@ -128,8 +128,12 @@ export const handleConnect = Effect.fnUntraced(function*(
   const { assigned, clientId } = id
   // before authentication, so refused clients cost no password check; a takeover replaces a
   // connection rather than adding one, so it is never refused
-  if (config.maxConnections > 0 && core.registry.size >= config.maxConnections && core.registry.get(clientId) === undefined) {
-    return yield* refuse(context, version, ConnackCode.ServerUnavailable, ReasonCode.QuotaExceeded, `connection refused: --max-connections ${config.maxConnections} reached (client id ${JSON.stringify(clientId)})`)
+  if (config.maxConnections > 0 && core.registry.get(clientId) === undefined) {
+    if (core.registry.occupied >= config.maxConnections) {
+      return yield* refuse(context, version, ConnackCode.ServerUnavailable, ReasonCode.QuotaExceeded, `connection refused: --max-connections ${config.maxConnections} reached (client id ${JSON.stringify(clientId)})`)
+    }
+    // given back once registered below, or by the connection's teardown
+    context.releaseSeat = core.registry.reserve()
   }
   const will = willOf(packet, config)
   if (will instanceof ProtocolViolation) {
@@ -217,6 +221,7 @@ export const handleConnect = Effect.fnUntraced(function*(
             core.router.subscriptions.removeClient(clientId, result.discarded.subscriptions.keys())
           }
           core.registry.set(live)
+          context.releaseSeat?.()
           context.live = live
           context.phase = "connected"
           context.outbox.send(
