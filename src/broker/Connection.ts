@@ -6,7 +6,7 @@
  * DISCONNECT saying why, the session transition for the end of a connection runs, the will is
  * published if due, the outbox is flushed and the socket closed.
  */
-import { NodeSocket } from "@effect/platform-node"
+import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
 import { Cause, Clock, Deferred, Effect, Exit, Fiber, Option, Predicate } from "effect"
 import * as Socket from "effect/socket/Socket"
 import * as Tls from "node:tls"
@@ -171,6 +171,14 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
         remote = `${net.value.remoteAddress}:${net.value.remotePort}`
         // the TLS listener hands over the socket once its handshake has completed
         if (net.value instanceof Tls.TLSSocket) certificate = { commonName: commonNameOf(net.value) }
+      } else {
+        // a WebSocket: its address is the upgrade request's TCP peer (a reverse proxy's, behind one)
+        const upgrade = yield* Effect.serviceOption(NodeSocketServer.IncomingMessage)
+        const peer = Option.isSome(upgrade) ? upgrade.value.socket : undefined
+        if (peer !== undefined) {
+          if (peer.remoteAddress === undefined || (yield* shutOut(core, peer.remoteAddress))) return peer.destroy()
+          remote = `${peer.remoteAddress}:${peer.remotePort}`
+        }
       }
       const pull = yield* Socket.readerBytes(socket)
       const outbox = Outbox.make(yield* socket.writer, core.config.maxOutboxBytes)

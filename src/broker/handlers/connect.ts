@@ -100,7 +100,7 @@ export const handleConnect = Effect.fnUntraced(function*(
   const version = packet.protocolVersion ?? 4
   context.protocolVersion = version
   // first, so a flood from one address costs no password check nor session work per CONNECT
-  // (WebSocket connections carry no address here and are not counted)
+  // (a WebSocket connection counts under its upgrade request's peer address)
   const address = core.connectRate === undefined ? undefined : addressOf(context.remote)
   if (address !== undefined) {
     const verdict = core.connectRate!.take(address, yield* Clock.currentTimeMillis)
