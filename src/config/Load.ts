@@ -1,7 +1,8 @@
 /**
- * From sources (flags, env) to the `BrokerConfig` the broker starts with: every value decoded
- * and checked (`Settings.decode`), the TLS files read and checked (`TlsFiles.load`). Fails with
- * the first `ConfigError`, before anything listens.
+ * From sources (flags, env, a config file) to the `BrokerConfig` the broker starts with: every
+ * value decoded and checked (`Settings.decode`), the TLS files read and checked (`TlsFiles.load`).
+ * Fails with the first `ConfigError`, before anything listens. `listed` is a config file's
+ * `listeners` (`ConfigFile.ts`), which replaces the port keys.
  */
 import { Effect, Layer } from "effect"
 import * as AclAuthorizer from "../auth/AclAuthorizer.ts"
@@ -15,26 +16,53 @@ import * as TlsFiles from "./TlsFiles.ts"
 
 /** The broker configuration the sources describe, highest precedence first. */
 export const load = Effect.fnUntraced(function*(
-  sources: ReadonlyArray<Settings.Source>
+  sources: ReadonlyArray<Settings.Source>,
+  listed?: Settings.Listed
 ): Effect.fn.Return<BrokerConfig.BrokerConfig, ConfigError> {
-  const { values, given } = yield* Effect.fromResult(Settings.decode(sources))
+  const { values, given } = yield* Effect.fromResult(Settings.decode(sources, listed))
+  // client certificates only when asked for: a plain TLS listener's config stays as it was;
+  // the CA is read once, whichever TLS listeners it serves
+  const clientCertificates = {
+    ...(values.tlsCa === undefined ? {} : { ca: yield* TlsFiles.loadCa(values.tlsCa, given.tlsCa) }),
+    ...(values.requireCertificate ? { requireCertificate: true } : {}),
+    ...(values.useIdentityAsUsername ? { useIdentityAsUsername: true } : {})
+  }
+  const listeners: Array<BrokerConfig.ListenerConfig> | undefined = listed === undefined ? undefined : []
+  for (const entry of listed?.entries ?? []) {
+    const host = entry.host ?? values.host
+    // ConfigFile.parse has checked that a TLS entry names both files
+    listeners!.push(
+      entry.transport === "tls" && entry.key !== undefined && entry.cert !== undefined
+        ? {
+          transport: "tls",
+          port: entry.port,
+          host,
+          ...(yield* TlsFiles.load({ key: entry.key, cert: entry.cert }, { key: entry.files?.key, cert: entry.files?.cert })),
+          ...clientCertificates
+        }
+        : { transport: entry.transport === "ws" ? "ws" : "tcp", port: entry.port, host }
+    )
+  }
   // Settings.decode has checked that the TLS port, key and certificate come together
-  const tls = values.tlsPort !== undefined && values.tlsKey !== undefined && values.tlsCert !== undefined
+  const tls = listeners !== undefined
+    // the listed TLS listeners share the client-certificate settings connections read from here
+    ? listeners.find((listener) => listener.transport === "tls")
+    : values.tlsPort !== undefined && values.tlsKey !== undefined && values.tlsCert !== undefined
     ? {
       port: values.tlsPort,
       host: values.host,
       ...(yield* TlsFiles.load({ key: values.tlsKey, cert: values.tlsCert }, { key: given.tlsKey, cert: given.tlsCert })),
-      // client certificates only when asked for: a plain TLS listener's config stays as it was
-      ...(values.tlsCa === undefined ? {} : { ca: yield* TlsFiles.loadCa(values.tlsCa, given.tlsCa) }),
-      ...(values.requireCertificate ? { requireCertificate: true } : {}),
-      ...(values.useIdentityAsUsername ? { useIdentityAsUsername: true } : {})
+      ...clientCertificates
     }
     : undefined
   return BrokerConfig.make({
     host: values.host,
     port: values.port,
     tls,
-    webSocket: values.wsPort === undefined ? undefined : { port: values.wsPort, host: values.host },
+    webSocket: listeners !== undefined
+      ? listeners.find((listener) => listener.transport === "ws")
+      : values.wsPort === undefined ? undefined : { port: values.wsPort, host: values.host },
+    listeners,
     connectTimeoutMs: values.connectTimeoutMs,
     maxConnections: values.maxConnections,
     maxConnectsPerSecond: values.maxConnectsPerSecond,
@@ -74,9 +102,10 @@ export interface Authentication {
 
 /** Authentication as the sources describe it; Mosquitto 2's default: anonymous only without a password file. */
 export const authentication = Effect.fnUntraced(function*(
-  sources: ReadonlyArray<Settings.Source>
+  sources: ReadonlyArray<Settings.Source>,
+  listed?: Settings.Listed
 ): Effect.fn.Return<Authentication, ConfigError> {
-  const { values, given } = yield* Effect.fromResult(Settings.decode(sources))
+  const { values, given } = yield* Effect.fromResult(Settings.decode(sources, listed))
   const path = values.passwordFile
   const anonymous = values.allowAnonymous ?? path === undefined
   if (path === undefined) return { layer: undefined, anonymous }
@@ -98,9 +127,10 @@ export const authentication = Effect.fnUntraced(function*(
  * cannot be used fails it with a `ConfigError` naming the flag or variable and the line.
  */
 export const authorization = Effect.fnUntraced(function*(
-  sources: ReadonlyArray<Settings.Source>
+  sources: ReadonlyArray<Settings.Source>,
+  listed?: Settings.Listed
 ): Effect.fn.Return<Layer.Layer<Authorizer, ConfigError> | undefined, ConfigError> {
-  const { values, given } = yield* Effect.fromResult(Settings.decode(sources))
+  const { values, given } = yield* Effect.fromResult(Settings.decode(sources, listed))
   const path = values.aclFile
   if (path === undefined) return undefined
   const shown = given.aclFile?.shown ?? path
