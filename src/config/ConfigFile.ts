@@ -159,6 +159,15 @@ export const parse = (path: string, text: string, shown: string = path): Result.
     const meant = suggestion(key)
     return fail([key], `${key} in ${path} is not a configuration key${meant === undefined ? " (see --help; file keys are the flags in camelCase)" : ` (did you mean ${meant}?)`}`)
   }
+  // every value is checked, also one a flag or env overrides today: the file stays valid when they go
+  for (const [name, key] of keys) {
+    const raw = values[name]
+    if (raw === undefined || raw === null) continue
+    const setting = Settings.settings[key] as Settings.Setting<unknown>
+    if (Result.isFailure(Schema.decodeUnknownResult(setting.kind.schema)(raw))) {
+      return fail([key], `${found(name, path, raw).shown} is not ${setting.kind.allowed}`)
+    }
+  }
   let listed: Settings.Listed | undefined
   if (values[LISTENERS] !== undefined && values[LISTENERS] !== null) {
     const decoded = listeners(values[LISTENERS], path)
