@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Result } from "effect"
 import * as fc from "fast-check"
-import { mkdtempSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -225,6 +225,20 @@ describe("ConfigFile: listeners", () => {
     expect(load("b.yaml", `listeners:\n  - { transport: tcp, port: 1 }\ntlsCa: ${certFile}\n`)).toBe(
       `tlsCa in b.yaml is set but listeners in b.yaml has no tls listener: client certificates are checked by the TLS listener`
     )
+  })
+})
+
+describe("README", () => {
+  it("its config file example is a valid config file with the listeners it describes", () => {
+    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8")
+    const start = readme.indexOf("```yaml\n# /etc/effect-mqtt-broker/broker.yaml\n")
+    expect(start).not.toBe(-1)
+    const text = readme.slice(readme.indexOf("\n", start) + 1, readme.indexOf("```", start + 3))
+    const file = Result.getOrThrow(ConfigFile.parse("broker.yaml", text))
+    // decoded, not loaded: the example's TLS and password files are not on this machine
+    const decoded = Result.getOrThrow(Settings.decode([file.source], file.listed))
+    expect(decoded.values).toMatchObject({ maxPacketSize: 1048576, passwordFile: "/etc/effect-mqtt-broker/passwd" })
+    expect(file.listed?.entries.map(({ transport, port }) => `${transport}:${port}`)).toEqual(["tcp:1883", "tcp:1884", "ws:8080", "tls:8883"])
   })
 })
 
