@@ -1,7 +1,8 @@
 /**
  * The node entrypoint: `npm start` (through `launch.js`, which checks the Node version first).
  * Flags override environment variables, which override a config file (`--config`), which
- * overrides the defaults; every value is checked by `config/Settings.ts` before anything starts. The memory session plugin is provided by default.
+ * overrides the defaults; every value is checked by `config/Settings.ts` before anything starts.
+ * The memory session plugin is provided by default.
  *
  * An operator gets an exit code from `entry/ExitCode.ts` and, when the broker does not run, one
  * line on stderr saying why; SIGTERM / SIGINT stop it within `entry/Shutdown.ts`'s grace period.
@@ -48,7 +49,7 @@ const command = Command.make(
         )
       }
       // --acl-file: read (and checked) when the broker Layer is built, before anything listens
-      const authorization = yield* Load.authorization(sources)
+      const authorization = yield* Load.authorization(sources, listed)
       const broker = Broker.layer(config).pipe(Layer.provide(SessionPlugin.layer))
       const authenticated = authentication.layer === undefined ? broker : broker.pipe(Layer.provide(authentication.layer))
       return yield* Layer.launch(authorization === undefined ? authenticated : authenticated.pipe(Layer.provide(authorization)))

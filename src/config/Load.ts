@@ -14,6 +14,22 @@ import { ConfigError } from "./ConfigError.ts"
 import * as Settings from "./Settings.ts"
 import * as TlsFiles from "./TlsFiles.ts"
 
+/** A config file's listener, on `host` unless it names its own; a TLS one with its files read and checked. */
+const listenerOf = (
+  entry: Settings.ListedListener,
+  host: string,
+  clientCertificates: Partial<BrokerConfig.TlsListenerConfig>
+): Effect.Effect<BrokerConfig.ListenerConfig, ConfigError> => {
+  const at = { port: entry.port, host: entry.host ?? host }
+  // ConfigFile.parse has checked that a TLS entry names both files, and no other entry does
+  if (entry.transport !== "tls" || entry.key === undefined || entry.cert === undefined) {
+    return Effect.succeed({ transport: entry.transport === "ws" ? "ws" : "tcp", ...at })
+  }
+  return TlsFiles.load({ key: entry.key, cert: entry.cert }, { key: entry.files?.key, cert: entry.files?.cert }).pipe(
+    Effect.map((files) => ({ transport: "tls" as const, ...at, ...files, ...clientCertificates }))
+  )
+}
+
 /** The broker configuration the sources describe, highest precedence first. */
 export const load = Effect.fnUntraced(function*(
   sources: ReadonlyArray<Settings.Source>,
@@ -27,22 +43,9 @@ export const load = Effect.fnUntraced(function*(
     ...(values.requireCertificate ? { requireCertificate: true } : {}),
     ...(values.useIdentityAsUsername ? { useIdentityAsUsername: true } : {})
   }
-  const listeners: Array<BrokerConfig.ListenerConfig> | undefined = listed === undefined ? undefined : []
-  for (const entry of listed?.entries ?? []) {
-    const host = entry.host ?? values.host
-    // ConfigFile.parse has checked that a TLS entry names both files
-    listeners!.push(
-      entry.transport === "tls" && entry.key !== undefined && entry.cert !== undefined
-        ? {
-          transport: "tls",
-          port: entry.port,
-          host,
-          ...(yield* TlsFiles.load({ key: entry.key, cert: entry.cert }, { key: entry.files?.key, cert: entry.files?.cert })),
-          ...clientCertificates
-        }
-        : { transport: entry.transport === "ws" ? "ws" : "tcp", port: entry.port, host }
-    )
-  }
+  const listeners = listed === undefined
+    ? undefined
+    : yield* Effect.forEach(listed.entries, (entry) => listenerOf(entry, values.host, clientCertificates))
   // Settings.decode has checked that the TLS port, key and certificate come together
   const tls = listeners !== undefined
     // the listed TLS listeners share the client-certificate settings connections read from here

@@ -88,6 +88,8 @@ describe.concurrent("--config", () => {
       "host: 127.0.0.1",
       "maximumQos: 2",
       "maxQueuedMessages: 5",
+      // client certificates are asked for (not required) on every TLS listener
+      `tlsCa: ${fixture("tls-cert.pem")}`,
       "listeners:",
       "  - transport: tcp",
       "    port: 0",
