@@ -32,11 +32,10 @@ const command = Command.make(
     Effect.gen(function*() {
       const file = yield* ConfigFile.fromCommandLine(Option.getOrUndefined(configFile), process.env)
       const sources = [Flags.source(flags), Settings.fromEnv(process.env), ...(file === undefined ? [] : [file.source])]
-      const listed = file?.listed
-      const config = yield* Load.load(sources, listed)
-      const authentication = yield* Load.authentication(sources, listed)
+      const config = yield* Load.load(sources)
+      const authentication = yield* Load.authentication(sources)
       if (printConfig) {
-        const decoded = yield* Effect.fromResult(Settings.decode(sources, listed))
+        const decoded = yield* Effect.fromResult(Settings.decode(sources))
         const document = PrintConfig.document(decoded, config, authentication.anonymous)
         return yield* Console.log(PrintConfig.render(document, file?.format ?? "yaml").trimEnd())
       }
@@ -49,7 +48,7 @@ const command = Command.make(
         )
       }
       // --acl-file: read (and checked) when the broker Layer is built, before anything listens
-      const authorization = yield* Load.authorization(sources, listed)
+      const authorization = yield* Load.authorization(sources)
       const broker = Broker.layer(config).pipe(Layer.provide(SessionPlugin.layer))
       const authenticated = authentication.layer === undefined ? broker : broker.pipe(Layer.provide(authentication.layer))
       return yield* Layer.launch(authorization === undefined ? authenticated : authenticated.pipe(Layer.provide(authorization)))

@@ -15,13 +15,12 @@ import * as Settings from "./Settings.ts"
 /** How a config file is written, from its extension. */
 export type Format = "yaml" | "json"
 
-/** A parsed config file: its values as a source, and its listeners if it lists them. */
+/** A parsed config file: its values as a source, which carries its listeners if it lists them. */
 export interface ConfigFile {
   /** The path as the operator gave it (errors name it so). */
   readonly path: string
   readonly format: Format
   readonly source: Settings.Source
-  readonly listed: Settings.Listed | undefined
 }
 
 /** The file key of a setting: its flag in camelCase (`max-packet-size` → `maxPacketSize`). */
@@ -174,12 +173,12 @@ export const parse = (path: string, text: string, shown: string = path): Result.
     if (Result.isFailure(decoded)) return Result.fail(decoded.failure)
     listed = decoded.success
   }
-  const source: Settings.Source = (_key, setting) => {
+  const lookup: Settings.Source = (_key, setting) => {
     const name = fileKey(setting as Settings.Setting<unknown>)
     const raw = values[name]
     return raw === undefined || raw === null ? undefined : found(name, path, raw)
   }
-  return Result.succeed({ path, format, source, listed })
+  return Result.succeed({ path, format, source: Object.assign(lookup, { listed }) })
 }
 
 /** Reads and parses the file at `path`; `shown` names it in errors (`--config broker.yaml`). */

@@ -1,8 +1,8 @@
 /**
  * From sources (flags, env, a config file) to the `BrokerConfig` the broker starts with: every
  * value decoded and checked (`Settings.decode`), the TLS files read and checked (`TlsFiles.load`).
- * Fails with the first `ConfigError`, before anything listens. `listed` is a config file's
- * `listeners` (`ConfigFile.ts`), which replaces the port keys.
+ * Fails with the first `ConfigError`, before anything listens. A config file's `listeners`
+ * (`ConfigFile.ts`, carried by its source) replace the port keys.
  */
 import { Effect, Layer } from "effect"
 import * as AclAuthorizer from "../auth/AclAuthorizer.ts"
@@ -32,10 +32,9 @@ const listenerOf = (
 
 /** The broker configuration the sources describe, highest precedence first. */
 export const load = Effect.fnUntraced(function*(
-  sources: ReadonlyArray<Settings.Source>,
-  listed?: Settings.Listed
+  sources: ReadonlyArray<Settings.Source>
 ): Effect.fn.Return<BrokerConfig.BrokerConfig, ConfigError> {
-  const { values, given } = yield* Effect.fromResult(Settings.decode(sources, listed))
+  const { values, given, listed } = yield* Effect.fromResult(Settings.decode(sources))
   // client certificates only when asked for: a plain TLS listener's config stays as it was;
   // the CA is read once, whichever TLS listeners it serves
   const clientCertificates = {
@@ -105,10 +104,9 @@ export interface Authentication {
 
 /** Authentication as the sources describe it; Mosquitto 2's default: anonymous only without a password file. */
 export const authentication = Effect.fnUntraced(function*(
-  sources: ReadonlyArray<Settings.Source>,
-  listed?: Settings.Listed
+  sources: ReadonlyArray<Settings.Source>
 ): Effect.fn.Return<Authentication, ConfigError> {
-  const { values, given } = yield* Effect.fromResult(Settings.decode(sources, listed))
+  const { values, given } = yield* Effect.fromResult(Settings.decode(sources))
   const path = values.passwordFile
   const anonymous = values.allowAnonymous ?? path === undefined
   if (path === undefined) return { layer: undefined, anonymous }
@@ -130,10 +128,9 @@ export const authentication = Effect.fnUntraced(function*(
  * cannot be used fails it with a `ConfigError` naming the flag or variable and the line.
  */
 export const authorization = Effect.fnUntraced(function*(
-  sources: ReadonlyArray<Settings.Source>,
-  listed?: Settings.Listed
+  sources: ReadonlyArray<Settings.Source>
 ): Effect.fn.Return<Layer.Layer<Authorizer, ConfigError> | undefined, ConfigError> {
-  const { values, given } = yield* Effect.fromResult(Settings.decode(sources, listed))
+  const { values, given } = yield* Effect.fromResult(Settings.decode(sources))
   const path = values.aclFile
   if (path === undefined) return undefined
   const shown = given.aclFile?.shown ?? path

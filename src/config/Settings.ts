@@ -142,8 +142,14 @@ export interface Given {
   readonly shown: string
 }
 
-/** Where values come from: the value a source gives for a key, if it gives one. */
-export type Source = <K extends Key>(key: K, setting: Setting<ValueOf<K>>) => Given | undefined
+/**
+ * Where values come from: the value a source gives for a key, if it gives one. A config file's
+ * source also carries its `listeners`, so whoever decodes the sources sees them.
+ */
+export interface Source {
+  <K extends Key>(key: K, setting: Setting<ValueOf<K>>): Given | undefined
+  readonly listed?: Listed | undefined
+}
 
 const quoted = (text: string): string => (text === "" || /\s|"/.test(text) ? JSON.stringify(text) : text)
 
@@ -317,11 +323,11 @@ const relations: ReadonlyArray<(decoded: Decoded) => ConfigError | undefined> = 
 
 /**
  * Looks every key up in `sources` (first that gives a value wins, else the default), decodes it
- * through the key's schema, then checks the relations between keys (and `listed`, a config
- * file's listeners). The first problem is the error: one line naming where the value came from,
+ * through the key's schema, then checks the relations between keys (and the listeners a config
+ * file's source lists). The first problem is the error: one line naming where the value came from,
  * the value, and what is allowed.
  */
-export const decode = (sources: ReadonlyArray<Source>, listed?: Listed): Result.Result<Decoded, ConfigError> => {
+export const decode = (sources: ReadonlyArray<Source>): Result.Result<Decoded, ConfigError> => {
   const values: Record<string, unknown> = {}
   const given: Partial<Record<Key, Given>> = {}
   for (const key of Object.keys(settings) as Array<Key>) {
@@ -342,6 +348,7 @@ export const decode = (sources: ReadonlyArray<Source>, listed?: Listed): Result.
     values[key] = decoded.success
     given[key] = found
   }
+  const listed = sources.find((source) => source.listed !== undefined)?.listed
   const result: Decoded = { values: values as Values, given, listed }
   for (const relation of relations) {
     const error = relation(result)

@@ -26,7 +26,7 @@ const parse = (path: string, text: string): ConfigFile.ConfigFile | string => {
 const load = (path: string, text: string, flags: FlagValues = {}, env: Record<string, string> = {}): BrokerConfig.BrokerConfig | string => {
   const file = parse(path, text)
   if (typeof file === "string") return file
-  const exit = Effect.runSyncExit(Load.load([Settings.fromFlags(flags), Settings.fromEnv(env), file.source], file.listed))
+  const exit = Effect.runSyncExit(Load.load([Settings.fromFlags(flags), Settings.fromEnv(env), file.source]))
   if (Exit.isSuccess(exit)) return exit.value
   const error = Cause.squash(exit.cause) as Error
   expect(error.name).toBe("ConfigError")
@@ -236,9 +236,9 @@ describe("README", () => {
     const text = readme.slice(readme.indexOf("\n", start) + 1, readme.indexOf("```", start + 3))
     const file = Result.getOrThrow(ConfigFile.parse("broker.yaml", text))
     // decoded, not loaded: the example's TLS and password files are not on this machine
-    const decoded = Result.getOrThrow(Settings.decode([file.source], file.listed))
+    const decoded = Result.getOrThrow(Settings.decode([file.source]))
     expect(decoded.values).toMatchObject({ maxPacketSize: 1048576, passwordFile: "/etc/effect-mqtt-broker/passwd" })
-    expect(file.listed?.entries.map(({ transport, port }) => `${transport}:${port}`)).toEqual(["tcp:1883", "tcp:1884", "ws:8080", "tls:8883"])
+    expect(file.source.listed?.entries.map(({ transport, port }) => `${transport}:${port}`)).toEqual(["tcp:1883", "tcp:1884", "ws:8080", "tls:8883"])
   })
 })
 
@@ -247,9 +247,9 @@ describe("--print-config", () => {
   const roundTrip = (flags: FlagValues, text: string | undefined, format: ConfigFile.Format) => {
     const file = text === undefined ? undefined : ConfigFile.parse(`in.${format}`, text).pipe(Result.getOrThrow)
     const sources = [Settings.fromFlags(flags), ...(file === undefined ? [] : [file.source])]
-    const config = Effect.runSync(Load.load(sources, file?.listed))
-    const anonymous = Effect.runSync(Load.authentication(sources, file?.listed)).anonymous
-    const decoded = Result.getOrThrow(Settings.decode(sources, file?.listed))
+    const config = Effect.runSync(Load.load(sources))
+    const anonymous = Effect.runSync(Load.authentication(sources)).anonymous
+    const decoded = Result.getOrThrow(Settings.decode(sources))
     const printed = PrintConfig.render(PrintConfig.document(decoded, config, anonymous), format)
     return { config, printed, reloaded: load(`out.${format}`, printed) }
   }
