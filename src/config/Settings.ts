@@ -136,9 +136,9 @@ export type Values = { readonly [K in Key]: ValueOf<K> | (undefined extends (typ
 /** A value as some source gave it, with how to name it in an error (`--port -1`, `MQTT_PORT=abc`). */
 export interface Given {
   readonly raw: unknown
-  /** The flag or env variable: `--port`, `MQTT_PORT`. */
+  /** The flag, env variable or config file key: `--port`, `MQTT_PORT`, `port in broker.yaml`. */
   readonly origin: string
-  /** The value as the operator wrote it there: `--port -1`, `MQTT_PORT=abc`. */
+  /** The value as the operator wrote it there: `--port -1`, `MQTT_PORT=abc`, `port: abc in broker.yaml`. */
   readonly shown: string
 }
 
