@@ -1,36 +1,48 @@
 /**
  * The node entrypoint: `npm start` (through `launch.js`, which checks the Node version first).
- * Flags override environment variables, which override the defaults; every value is checked by
- * `config/Settings.ts` before anything starts. The memory session plugin is provided by default.
+ * Flags override environment variables, which override a config file (`--config`), which
+ * overrides the defaults; every value is checked by `config/Settings.ts` before anything starts.
+ * The memory session plugin is provided by default.
  *
  * An operator gets an exit code from `entry/ExitCode.ts` and, when the broker does not run, one
  * line on stderr saying why; SIGTERM / SIGINT stop it within `entry/Shutdown.ts`'s grace period.
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Cause, Effect, Layer } from "effect"
+import { Cause, Console, Effect, Layer, Option } from "effect"
 import { Command } from "effect/cli"
 import * as Broker from "./broker/Broker.ts"
+import * as BrokerConfig from "./config/BrokerConfig.ts"
+import * as ConfigFile from "./config/ConfigFile.ts"
 import * as Flags from "./config/Flags.ts"
 import * as Load from "./config/Load.ts"
+import * as PrintConfig from "./config/PrintConfig.ts"
 import * as Settings from "./config/Settings.ts"
 import * as ExitCode from "./entry/ExitCode.ts"
 import { tuneGarbageCollector } from "./entry/GcTuning.ts"
 import * as OneLinePresenter from "./entry/OneLinePresenter.ts"
 import * as Passwd from "./entry/Passwd.ts"
 import * as Shutdown from "./entry/Shutdown.ts"
+import { packageVersion } from "./entry/Version.ts"
 import { SessionPlugin } from "./plugin/SessionPlugin.ts"
 
 const command = Command.make(
   ExitCode.PROGRAM,
-  Flags.flags,
-  (flags) =>
+  { ...Flags.flags, config: Flags.config, printConfig: Flags.printConfig },
+  ({ config: configFile, printConfig, ...flags }) =>
     Effect.gen(function*() {
-      const sources = [Flags.source(flags), Settings.fromEnv(process.env)]
+      const file = yield* ConfigFile.fromCommandLine(Option.getOrUndefined(configFile), process.env)
+      const sources = [Flags.source(flags), Settings.fromEnv(process.env), ...(file === undefined ? [] : [file.source])]
       const config = yield* Load.load(sources)
       const authentication = yield* Load.authentication(sources)
-      if (authentication.anonymous && !Load.isLoopback(config.host)) {
+      if (printConfig) {
+        const decoded = yield* Effect.fromResult(Settings.decode(sources))
+        const document = PrintConfig.document(decoded, config, authentication.anonymous)
+        return yield* Console.log(PrintConfig.render(document, file?.format ?? "yaml").trimEnd())
+      }
+      const exposed = BrokerConfig.listenersOf(config).map((listener) => listener.host ?? config.host).filter((host) => !Load.isLoopback(host))
+      if (authentication.anonymous && exposed.length > 0) {
         yield* Effect.logWarning(
-          `anonymous clients may connect from other machines (listening on ${config.host}): ${
+          `anonymous clients may connect from other machines (listening on ${exposed[0]}): ${
             authentication.layer === undefined ? "set --password-file" : "drop --allow-anonymous"
           } (README "Security"), or listen on --host 127.0.0.1`
         )
@@ -54,7 +66,7 @@ tuneGarbageCollector()
 Shutdown.install({ program: ExitCode.PROGRAM })
 
 command.pipe(
-  Command.run({ version: "0.1.0" }),
+  Command.run({ version: packageVersion() }),
   Effect.provide(Layer.merge(NodeServices.layer, OneLinePresenter.layer)),
   NodeRuntime.runMain({
     disableErrorReporting: true,

@@ -38,7 +38,7 @@ const EXPIRY_INTERVAL_MS = 250
 /** A running broker. */
 export class Broker extends Context.Service<Broker, {
   readonly config: BrokerConfig.BrokerConfig
-  /** The TCP listener's address (its real port when configured with port 0). */
+  /** The first listener's address, TCP unless `listeners` says otherwise (its real port when configured with port 0). */
   readonly address: BoundAddress
   /** Every listener's address. */
   readonly addresses: ReadonlyArray<BoundAddress>
@@ -99,9 +99,16 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
   yield* Effect.forkScoped(core.watchdog.run(WATCHDOG_INTERVAL_MS))
   yield* Effect.forkScoped(core.expiry.run({ ...core, publishWill: (will, clientId) => Delivery.publish(core, will, clientId) }, EXPIRY_INTERVAL_MS))
   const handler = Connection.serve(core)
-  const addresses: Array<BoundAddress> = [yield* TcpListener.listen(config, handler)]
-  if (config.tls !== undefined) addresses.push(yield* TlsListener.listen(config.tls, handler))
-  if (config.webSocket !== undefined) addresses.push(yield* WebSocketListener.listen(config.webSocket, handler))
+  const addresses: Array<BoundAddress> = []
+  for (const listener of BrokerConfig.listenersOf(config)) {
+    addresses.push(
+      yield* listener.transport === "tcp"
+        ? TcpListener.listen(listener, handler)
+        : listener.transport === "tls"
+        ? TlsListener.listen(listener, handler)
+        : WebSocketListener.listen(listener, handler)
+    )
+  }
   for (const address of addresses) yield* Effect.logInfo(`listening on ${address.transport}://${address.host}:${address.port}`)
 
   return Broker.of({

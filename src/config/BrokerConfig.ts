@@ -29,6 +29,18 @@ export interface WebSocketListenerConfig {
   readonly host?: string | undefined
 }
 
+/** A plain TCP listener. */
+export interface TcpListenerConfig {
+  readonly port: number
+  readonly host: string
+}
+
+/** One listener of any transport, as `BrokerConfig.listeners` lists them. */
+export type ListenerConfig =
+  | ({ readonly transport: "tcp" } & TcpListenerConfig)
+  | ({ readonly transport: "tls" } & TlsListenerConfig)
+  | ({ readonly transport: "ws" } & WebSocketListenerConfig)
+
 /** Broker configuration. */
 export interface BrokerConfig {
   /** TCP listener address. */
@@ -37,6 +49,12 @@ export interface BrokerConfig {
   readonly port: number
   readonly tls: TlsListenerConfig | undefined
   readonly webSocket: WebSocketListenerConfig | undefined
+  /**
+   * Every listener, in order, when set (a config file's `listeners`: several of one transport);
+   * `host`/`port`, `tls` and `webSocket` are then not listened on by themselves. `tls` still
+   * carries the client-certificate settings, which apply to every TLS listener.
+   */
+  readonly listeners?: ReadonlyArray<ListenerConfig> | undefined
   /** A connection that has not sent CONNECT by then is closed. */
   readonly connectTimeoutMs: number
   /**
@@ -174,6 +192,14 @@ export const defaults: BrokerConfig = {
   topicAliasMaximum: 10,
   outboundTopicAliases: 10
 }
+
+/** The listeners the broker starts: `listeners` if set, else TCP, then TLS and WebSocket when configured. */
+export const listenersOf = (config: BrokerConfig): ReadonlyArray<ListenerConfig> =>
+  config.listeners ?? [
+    { transport: "tcp", host: config.host, port: config.port },
+    ...(config.tls === undefined ? [] : [{ transport: "tls" as const, ...config.tls }]),
+    ...(config.webSocket === undefined ? [] : [{ transport: "ws" as const, ...config.webSocket }])
+  ]
 
 const clamp = (value: number, min: number, max: number): number => Math.min(max, Math.max(min, value))
 

@@ -37,3 +37,18 @@ export const source = (parsed: { readonly [K in Settings.Key]: Option.Option<str
   Settings.fromFlags(
     Object.fromEntries(Object.entries(parsed).map(([key, value]) => [key, Option.getOrUndefined(value)]))
   )
+
+/** `--config FILE`: a YAML or JSON config file, below flags and env in precedence (`ConfigFile.ts`). */
+export const config: Flag.Flag<Option.Option<string>> = Flag.String("config").pipe(
+  Flag.withMetavar("FILE"),
+  Flag.optional,
+  Flag.withDescription(
+    "YAML (.yaml, .yml) or JSON (.json) config file; keys are the flags in camelCase, plus `listeners`; flags and env override it (env MQTT_CONFIG, default none)"
+  )
+)
+
+/** `--print-config`: print the merged configuration as a config file and exit without starting. */
+export const printConfig: Flag.Flag<boolean> = Flag.Boolean("print-config").pipe(
+  Flag.withDefault(false),
+  Flag.withDescription("print the configuration flags, env, config file and defaults make, in the config file's format (YAML without one), and exit")
+)

@@ -1,7 +1,8 @@
 /**
- * From sources (flags, env) to the `BrokerConfig` the broker starts with: every value decoded
- * and checked (`Settings.decode`), the TLS files read and checked (`TlsFiles.load`). Fails with
- * the first `ConfigError`, before anything listens.
+ * From sources (flags, env, a config file) to the `BrokerConfig` the broker starts with: every
+ * value decoded and checked (`Settings.decode`), the TLS files read and checked (`TlsFiles.load`).
+ * Fails with the first `ConfigError`, before anything listens. A config file's `listeners`
+ * (`ConfigFile.ts`, carried by its source) replace the port keys.
  */
 import { Effect, Layer } from "effect"
 import * as AclAuthorizer from "../auth/AclAuthorizer.ts"
@@ -13,28 +14,57 @@ import { ConfigError } from "./ConfigError.ts"
 import * as Settings from "./Settings.ts"
 import * as TlsFiles from "./TlsFiles.ts"
 
+/** A config file's listener, on `host` unless it names its own; a TLS one with its files read and checked. */
+const listenerOf = (
+  entry: Settings.ListedListener,
+  host: string,
+  clientCertificates: Partial<BrokerConfig.TlsListenerConfig>
+): Effect.Effect<BrokerConfig.ListenerConfig, ConfigError> => {
+  const at = { port: entry.port, host: entry.host ?? host }
+  // ConfigFile.parse has checked that a TLS entry names both files, and no other entry does
+  if (entry.transport !== "tls" || entry.key === undefined || entry.cert === undefined) {
+    return Effect.succeed({ transport: entry.transport === "ws" ? "ws" : "tcp", ...at })
+  }
+  return TlsFiles.load({ key: entry.key, cert: entry.cert }, { key: entry.files?.key, cert: entry.files?.cert }).pipe(
+    Effect.map((files) => ({ transport: "tls" as const, ...at, ...files, ...clientCertificates }))
+  )
+}
+
 /** The broker configuration the sources describe, highest precedence first. */
 export const load = Effect.fnUntraced(function*(
   sources: ReadonlyArray<Settings.Source>
 ): Effect.fn.Return<BrokerConfig.BrokerConfig, ConfigError> {
-  const { values, given } = yield* Effect.fromResult(Settings.decode(sources))
+  const { values, given, listed } = yield* Effect.fromResult(Settings.decode(sources))
+  // client certificates only when asked for: a plain TLS listener's config stays as it was;
+  // the CA is read once, whichever TLS listeners it serves
+  const clientCertificates = {
+    ...(values.tlsCa === undefined ? {} : { ca: yield* TlsFiles.loadCa(values.tlsCa, given.tlsCa) }),
+    ...(values.requireCertificate ? { requireCertificate: true } : {}),
+    ...(values.useIdentityAsUsername ? { useIdentityAsUsername: true } : {})
+  }
+  const listeners = listed === undefined
+    ? undefined
+    : yield* Effect.forEach(listed.entries, (entry) => listenerOf(entry, values.host, clientCertificates))
   // Settings.decode has checked that the TLS port, key and certificate come together
-  const tls = values.tlsPort !== undefined && values.tlsKey !== undefined && values.tlsCert !== undefined
+  const tls = listeners !== undefined
+    // the listed TLS listeners share the client-certificate settings connections read from here
+    ? listeners.find((listener) => listener.transport === "tls")
+    : values.tlsPort !== undefined && values.tlsKey !== undefined && values.tlsCert !== undefined
     ? {
       port: values.tlsPort,
       host: values.host,
       ...(yield* TlsFiles.load({ key: values.tlsKey, cert: values.tlsCert }, { key: given.tlsKey, cert: given.tlsCert })),
-      // client certificates only when asked for: a plain TLS listener's config stays as it was
-      ...(values.tlsCa === undefined ? {} : { ca: yield* TlsFiles.loadCa(values.tlsCa, given.tlsCa) }),
-      ...(values.requireCertificate ? { requireCertificate: true } : {}),
-      ...(values.useIdentityAsUsername ? { useIdentityAsUsername: true } : {})
+      ...clientCertificates
     }
     : undefined
   return BrokerConfig.make({
     host: values.host,
     port: values.port,
     tls,
-    webSocket: values.wsPort === undefined ? undefined : { port: values.wsPort, host: values.host },
+    webSocket: listeners !== undefined
+      ? listeners.find((listener) => listener.transport === "ws")
+      : values.wsPort === undefined ? undefined : { port: values.wsPort, host: values.host },
+    listeners,
     connectTimeoutMs: values.connectTimeoutMs,
     maxConnections: values.maxConnections,
     maxConnectsPerSecond: values.maxConnectsPerSecond,

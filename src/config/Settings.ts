@@ -1,9 +1,9 @@
 /**
  * Every key the broker can be configured with, in one table: its flag, its environment
  * variable, its default, what values it allows (an effect `Schema`) and what it means. Values
- * are looked up in `Source`s, highest precedence first (flag > env today; a config file will be
- * one more `Source` after env), each decoded through its key's schema, so a value given as text
- * (a flag, an env variable) and one given as a number (a file) pass the same checks.
+ * are looked up in `Source`s, highest precedence first (flag > env > config file, `ConfigFile.ts`),
+ * each decoded through its key's schema, so a value given as text (a flag, an env variable) and
+ * one given as a number (a file) pass the same checks.
  *
  * Nothing here reads files or opens sockets: `decode` is pure, so a bad value is refused before
  * anything starts (`Load.ts` reads the TLS files afterwards).
@@ -137,14 +137,20 @@ export type Values = { readonly [K in Key]: ValueOf<K> | (undefined extends (typ
 /** A value as some source gave it, with how to name it in an error (`--port -1`, `MQTT_PORT=abc`). */
 export interface Given {
   readonly raw: unknown
-  /** The flag or env variable: `--port`, `MQTT_PORT`. */
+  /** The flag, env variable or config file key: `--port`, `MQTT_PORT`, `port in broker.yaml`. */
   readonly origin: string
-  /** The value as the operator wrote it there: `--port -1`, `MQTT_PORT=abc`. */
+  /** The value as the operator wrote it there: `--port -1`, `MQTT_PORT=abc`, `port: abc in broker.yaml`. */
   readonly shown: string
 }
 
-/** Where values come from: the value a source gives for a key, if it gives one. */
-export type Source = <K extends Key>(key: K, setting: Setting<ValueOf<K>>) => Given | undefined
+/**
+ * Where values come from: the value a source gives for a key, if it gives one. A config file's
+ * source also carries its `listeners`, so whoever decodes the sources sees them.
+ */
+export interface Source {
+  <K extends Key>(key: K, setting: Setting<ValueOf<K>>): Given | undefined
+  readonly listed?: Listed | undefined
+}
 
 const quoted = (text: string): string => (text === "" || /\s|"/.test(text) ? JSON.stringify(text) : text)
 
@@ -163,12 +169,41 @@ export const fromEnv = (env: Readonly<Record<string, string | undefined>>): Sour
   return { raw, origin: setting.env, shown: `${setting.env}=${quoted(raw)}` }
 }
 
+/** One entry of a config file's `listeners` list, each field decoded through its key's schema. */
+export interface ListedListener {
+  readonly transport: "tcp" | "tls" | "ws"
+  readonly port: number
+  /** Its own address; absent: `host`'s. */
+  readonly host?: string | undefined
+  /** PEM key and certificate files: both for TLS, neither otherwise. */
+  readonly key?: string | undefined
+  readonly cert?: string | undefined
+  /** How to name it in an error: `listeners[1] in broker.yaml`. */
+  readonly origin: string
+  /** How `key` and `cert` were written, for errors about those files. */
+  readonly files?: { readonly key: Given; readonly cert: Given } | undefined
+}
+
+/** A config file's `listeners`: every listener one by one, instead of `port`, `tlsPort` and `wsPort`. */
+export interface Listed {
+  /** How to name the list in an error: `listeners in broker.yaml`. */
+  readonly origin: string
+  readonly entries: ReadonlyArray<ListedListener>
+}
+
 /** Decoded values, and for each key given by a source, where it came from. */
 export interface Decoded {
   readonly values: Values
   /** Keys a source gave, with their origin (`--port`, `MQTT_PORT`); defaults are absent. */
   readonly given: Partial<Record<Key, Given>>
+  /** The listeners listed one by one, if a config file lists them. */
+  readonly listed?: Listed | undefined
 }
+
+/** The keys that describe one listener of each transport, which a `listeners` list replaces. */
+export const listenerKeys = ["port", "tlsPort", "wsPort", "tlsKey", "tlsCert"] as const satisfies ReadonlyArray<Key>
+
+const wildcard = (host: string): boolean => host === "0.0.0.0" || host === "::"
 
 const name = (key: Key): string => `--${settings[key].flag} (${settings[key].env})`
 
@@ -182,6 +217,30 @@ const origin = (decoded: Decoded, key: Key): string => decoded.given[key]?.origi
  * contradicts it is refused rather than silently changed.
  */
 const relations: ReadonlyArray<(decoded: Decoded) => ConfigError | undefined> = [
+  (decoded) => {
+    // first: with a list, the one-of-each keys would be a second, contradicting description
+    const { given, listed } = decoded
+    const clash = listed === undefined ? undefined : listenerKeys.find((key) => given[key] !== undefined)
+    return listed === undefined || clash === undefined ? undefined : new ConfigError({
+      keys: [clash, "listeners"],
+      message: `${origin(decoded, clash)} cannot be combined with ${listed.origin}: the list names every listener, each TLS one with its key and cert`
+    })
+  },
+  ({ listed, values }) => {
+    // one port twice on one address (or beside the wildcard one) could not listen; port 0 may repeat
+    const entries = listed?.entries ?? []
+    for (const [index, entry] of entries.entries()) {
+      const host = entry.host ?? values.host
+      const other = entries.slice(0, index).find((earlier) => {
+        const earlierHost = earlier.host ?? values.host
+        return entry.port !== 0 && earlier.port === entry.port && (earlierHost === host || wildcard(host) || wildcard(earlierHost))
+      })
+      if (other !== undefined) {
+        return new ConfigError({ keys: ["listeners"], message: `${entry.origin} has port ${entry.port} of ${other.origin} too: each listener needs its own` })
+      }
+    }
+    return undefined
+  },
   (decoded) => {
     // client certificates build on each other as in Mosquitto; a switch left without what it
     // needs would otherwise be silently ineffective, which for a security option is worse than no start
@@ -198,10 +257,12 @@ const relations: ReadonlyArray<(decoded: Decoded) => ConfigError | undefined> = 
         message: `${origin(decoded, "requireCertificate")} needs ${name("tlsCa")}: client certificates must chain to a CA`
       })
     }
-    if (given.tlsCa !== undefined && given.tlsPort === undefined) {
+    if (given.tlsCa !== undefined && given.tlsPort === undefined && !(decoded.listed?.entries.some((entry) => entry.transport === "tls") ?? false)) {
       return new ConfigError({
         keys: ["tlsCa", "tlsPort"],
-        message: `${origin(decoded, "tlsCa")} is set but ${name("tlsPort")} is not: client certificates are checked by the TLS listener`
+        message: decoded.listed === undefined
+          ? `${origin(decoded, "tlsCa")} is set but ${name("tlsPort")} is not: client certificates are checked by the TLS listener`
+          : `${origin(decoded, "tlsCa")} is set but ${decoded.listed.origin} has no tls listener: client certificates are checked by the TLS listener`
       })
     }
     return undefined
@@ -263,8 +324,9 @@ const relations: ReadonlyArray<(decoded: Decoded) => ConfigError | undefined> = 
 
 /**
  * Looks every key up in `sources` (first that gives a value wins, else the default), decodes it
- * through the key's schema, then checks the relations between keys. The first problem is the
- * error: one line naming where the value came from, the value, and what is allowed.
+ * through the key's schema, then checks the relations between keys (and the listeners a config
+ * file's source lists). The first problem is the error: one line naming where the value came from,
+ * the value, and what is allowed.
  */
 export const decode = (sources: ReadonlyArray<Source>): Result.Result<Decoded, ConfigError> => {
   const values: Record<string, unknown> = {}
@@ -287,7 +349,8 @@ export const decode = (sources: ReadonlyArray<Source>): Result.Result<Decoded, C
     values[key] = decoded.success
     given[key] = found
   }
-  const result: Decoded = { values: values as Values, given }
+  const listed = sources.find((source) => source.listed !== undefined)?.listed
+  const result: Decoded = { values: values as Values, given, listed }
   for (const relation of relations) {
     const error = relation(result)
     if (error !== undefined) return Result.fail(error)

@@ -8,11 +8,11 @@ import type { Teardown } from "effect/Runtime"
 
 /** The exit codes (README "Exit codes"). */
 export const ExitCode = {
-  /** Stopped by SIGTERM / SIGINT after a clean shutdown, or `--help` / `--version`. */
+  /** Stopped by SIGTERM / SIGINT after a clean shutdown, or `--help` / `--version` / `--print-config`. */
   ok: 0,
   /** Could not start: a listener could not listen, the session store failed, or an unexpected error. */
   startupFailed: 1,
-  /** Bad configuration: a value out of range, a missing companion flag, unreadable TLS files, an unknown flag. */
+  /** Bad configuration: a value out of range, a missing companion flag, unreadable TLS files, an unknown flag, a bad config file. */
   badConfiguration: 2,
   /** Forced exit on a second SIGINT, or when shutdown outlived the grace period after SIGINT (128 + 2). */
   forcedAfterSigint: 130,

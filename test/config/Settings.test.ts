@@ -182,7 +182,7 @@ describe("Settings: a good configuration", () => {
     })
   })
 
-  it("a value already typed (as a config file will give it) passes the same schema as text", () => {
+  it("a value already typed (as a config file gives it) passes the same schema as text", () => {
     const fromFile: Settings.Source = (key) => (key === "port" ? { raw: 1885, origin: "port", shown: "port: 1885" } : key === "maximumQos" ? { raw: 7, origin: "maximumQos", shown: "maximumQos: 7" } : undefined)
     expect(Result.getOrThrow(Settings.decode([Settings.fromFlags({ maximumQos: "0" }), fromFile])).values).toMatchObject({ port: 1885, maximumQos: 0 })
     expect(Result.isFailure(Settings.decode([fromFile]))).toBe(true)
