@@ -113,12 +113,9 @@ export const authentication = Effect.fnUntraced(function*(
   if (path === undefined) return { layer: undefined, anonymous }
   const shown = given.passwordFile?.shown ?? path
   return {
-    layer: Layer.effect(
-      Authenticator,
-      PasswordAuthenticator.load(path).pipe(
-        Effect.mapError((error) => new ConfigError({ keys: ["passwordFile"], message: `${shown}: ${error.problem}` })),
-        Effect.map((entries) => PasswordAuthenticator.make(entries, { allowAnonymous: anonymous }))
-      )
+    // re-read on SIGHUP for as long as the broker runs
+    layer: PasswordAuthenticator.layer(path, { allowAnonymous: anonymous }).pipe(
+      Layer.catchTag("PasswordFileLoadError", (error) => Layer.effect(Authenticator, Effect.fail(new ConfigError({ keys: ["passwordFile"], message: `${shown}: ${error.problem}` }))))
     ),
     anonymous
   }

@@ -23,7 +23,7 @@ const freePort = (): Promise<number> =>
   })
 
 /** Runs `src/main.ts` with `args` until it logs that it listens; its output so far. */
-const startEntrypoint = async (args: ReadonlyArray<string>): Promise<{ readonly output: () => string }> => {
+const startEntrypoint = async (args: ReadonlyArray<string>): Promise<{ readonly output: () => string; readonly process: ChildProcess }> => {
   const proc = spawn(process.execPath, ["src/main.ts", ...args], { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] })
   children.push(proc)
   let output = ""
@@ -35,7 +35,7 @@ const startEntrypoint = async (args: ReadonlyArray<string>): Promise<{ readonly 
     if (Date.now() > deadline) throw new Error(`entrypoint did not listen: ${output}`)
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
-  return { output: () => output }
+  return { output: () => output, process: proc }
 }
 
 describe("entrypoint: authentication", () => {
@@ -55,5 +55,21 @@ describe("entrypoint: authentication", () => {
     expect(await connackCode(port, { username: "alice", password: "pw" })).toBe(0)
     expect(await connackCode(port, { username: "alice", password: "nope" })).toBe(4)
     expect(await connackCode(port, {})).toBe(5)
+  })
+
+  it("kill -HUP re-reads the password file: a user added since connects, and the broker keeps running", { timeout: 30_000 }, async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "auth-entry-")), "users")
+    execFileSync(process.execPath, ["src/main.ts", "passwd", "-c", "-b", file, "alice", "pw"], { cwd: repoRoot, stdio: "pipe" })
+    const port = await freePort()
+    const broker = await startEntrypoint(["--port", String(port), "--host", "127.0.0.1", "--password-file", file])
+    execFileSync(process.execPath, ["src/main.ts", "passwd", "-b", file, "bob", "pw2"], { cwd: repoRoot, stdio: "pipe" })
+    expect(await connackCode(port, { username: "bob", password: "pw2" })).toBe(4)
+    broker.process.kill("SIGHUP")
+    const deadline = Date.now() + 5_000
+    while (!broker.output().includes(`password file ${file} reloaded`) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(broker.output()).toContain(`password file ${file} reloaded`)
+    expect(await connackCode(port, { username: "bob", password: "pw2" })).toBe(0)
+    expect(await connackCode(port, { username: "alice", password: "pw" })).toBe(0)
+    expect(broker.process.exitCode).toBeNull()
   })
 })
