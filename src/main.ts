@@ -18,12 +18,31 @@ import * as Load from "./config/Load.ts"
 import * as PrintConfig from "./config/PrintConfig.ts"
 import * as Settings from "./config/Settings.ts"
 import * as ExitCode from "./entry/ExitCode.ts"
+import * as LogFormat from "./entry/LogFormat.ts"
 import { tuneGarbageCollector } from "./entry/GcTuning.ts"
 import * as OneLinePresenter from "./entry/OneLinePresenter.ts"
 import * as Passwd from "./entry/Passwd.ts"
 import * as Shutdown from "./entry/Shutdown.ts"
 import { packageVersion } from "./entry/Version.ts"
 import { SessionPlugin } from "./plugin/SessionPlugin.ts"
+
+/** Warns about open access, then runs the broker until it is stopped. */
+const run = (config: BrokerConfig.BrokerConfig, sources: ReadonlyArray<Settings.Source>, authentication: Load.Authentication) =>
+  Effect.gen(function*() {
+    const exposed = BrokerConfig.listenersOf(config).map((listener) => listener.host ?? config.host).filter((host) => !Load.isLoopback(host))
+    if (authentication.anonymous && exposed.length > 0) {
+      yield* Effect.logWarning(
+        `anonymous clients may connect from other machines (listening on ${exposed[0]}): ${
+          authentication.layer === undefined ? "set --password-file" : "drop --allow-anonymous"
+        } (README "Security"), or listen on --host 127.0.0.1`
+      )
+    }
+    // --acl-file: read (and checked) when the broker Layer is built, before anything listens
+    const authorization = yield* Load.authorization(sources)
+    const broker = Broker.layer(config).pipe(Layer.provide(SessionPlugin.layer))
+    const authenticated = authentication.layer === undefined ? broker : broker.pipe(Layer.provide(authentication.layer))
+    return yield* Layer.launch(authorization === undefined ? authenticated : authenticated.pipe(Layer.provide(authorization)))
+  })
 
 const command = Command.make(
   ExitCode.PROGRAM,
@@ -39,19 +58,9 @@ const command = Command.make(
         const document = PrintConfig.document(decoded, config, authentication.anonymous)
         return yield* Console.log(PrintConfig.render(document, file?.format ?? "yaml").trimEnd())
       }
-      const exposed = BrokerConfig.listenersOf(config).map((listener) => listener.host ?? config.host).filter((host) => !Load.isLoopback(host))
-      if (authentication.anonymous && exposed.length > 0) {
-        yield* Effect.logWarning(
-          `anonymous clients may connect from other machines (listening on ${exposed[0]}): ${
-            authentication.layer === undefined ? "set --password-file" : "drop --allow-anonymous"
-          } (README "Security"), or listen on --host 127.0.0.1`
-        )
-      }
-      // --acl-file: read (and checked) when the broker Layer is built, before anything listens
-      const authorization = yield* Load.authorization(sources)
-      const broker = Broker.layer(config).pipe(Layer.provide(SessionPlugin.layer))
-      const authenticated = authentication.layer === undefined ? broker : broker.pipe(Layer.provide(authentication.layer))
-      return yield* Layer.launch(authorization === undefined ? authenticated : authenticated.pipe(Layer.provide(authorization)))
+      // from here on, log lines in the chosen format (the lines before are one-line refusals)
+      const logFormat = LogFormat.resolve(yield* Load.logFormat(sources), process.stdout.isTTY === true)
+      return yield* run(config, sources, authentication).pipe(Effect.provide(LogFormat.layer(logFormat)))
     }).pipe(
       // the operator gets one line (ExitCode.teardown); the whole cause only when asked for.
       // An interruption is SIGTERM / SIGINT: a normal stop, nothing to explain.

@@ -259,7 +259,7 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
           const connecting = context.phase === "awaiting-connect"
           requestClose(ReasonCode.KeepAliveTimeout)
           return Effect.logWarning(`closing connection: ${connecting ? "no CONNECT within the connect timeout" : "keepalive expired"}`).pipe(
-            Effect.annotateLogs({ remote, clientId: context.clientId })
+            Effect.annotateLogs({ remote, clientId: context.clientId, protocolVersion: context.protocolVersion, reasonCode: ReasonCode.KeepAliveTimeout })
           )
         })
       }
@@ -342,7 +342,7 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
           )
           if (will !== undefined) yield* Delivery.publish(core, will, context.clientId)
           yield* Effect.logInfo(context.graceful ? "client disconnected" : "connection lost").pipe(
-            Effect.annotateLogs({ clientId: context.clientId })
+            Effect.annotateLogs({ clientId: context.clientId, protocolVersion: context.protocolVersion, reasonCode: context.closeCode ?? ReasonCode.Success })
           )
         }
       }).pipe(
@@ -355,7 +355,8 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
         Effect.ensuring(Deferred.done(ended, Exit.void))
       )
 
-      const readLoopFiber = yield* Effect.forkChild(readLoop, { startImmediately: true })
+      // the read loop's own fiber: the annotation below reaches only what runs in this one
+      const readLoopFiber = yield* Effect.forkChild(readLoop.pipe(Effect.annotateLogs({ remote })), { startImmediately: true })
       reading = readLoopFiber
       if (closeRequested) readLoopFiber.interruptUnsafe()
       yield* Fiber.join(readLoopFiber).pipe(
@@ -372,7 +373,7 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
             if (error.disconnect !== false) sendDisconnect(error.code ?? ReasonCode.ProtocolError, error.reason)
             context.phase = "closing"
             return (error.quiet === true ? Effect.logDebug : Effect.logWarning)(`closing connection: ${error.reason}`).pipe(
-              Effect.annotateLogs({ clientId: context.clientId })
+              Effect.annotateLogs({ clientId: context.clientId, protocolVersion: context.protocolVersion, reasonCode: error.code ?? ReasonCode.ProtocolError })
             )
           }
           if (Predicate.isTagged(error, "SocketError")) {

@@ -121,6 +121,10 @@ export const authentication = Effect.fnUntraced(function*(
   }
 })
 
+/** `--log-format` as given (or `auto`): how the node entrypoint writes log lines (`entry/LogFormat.ts`). */
+export const logFormat = (sources: ReadonlyArray<Settings.Source>): Effect.Effect<Settings.LogFormat, ConfigError> =>
+  Effect.map(Effect.fromResult(Settings.decode(sources)), ({ values }) => values.logFormat)
+
 /**
  * The `Authorizer` from `--acl-file` (none: allow-all). Building it reads the file; a file that
  * cannot be used fails it with a `ConfigError` naming the flag or variable and the line.

@@ -56,6 +56,19 @@ const text = (what: string, metavar: string): Kind<string> => ({
   metavar
 })
 
+/** One of a fixed set of words. */
+const choice = <const L extends ReadonlyArray<string>>(values: L, metavar: string): Kind<L[number]> => ({
+  schema: Schema.Literals(values),
+  allowed: `one of ${values.join(", ")}`,
+  metavar
+})
+
+/** The formats `--log-format` takes (`entry/LogFormat.ts`); `auto` picks by whether stdout is a terminal. */
+export const LOG_FORMATS = ["auto", "logfmt", "json", "pretty"] as const
+
+/** A value of `--log-format`. */
+export type LogFormat = (typeof LOG_FORMATS)[number]
+
 /** Largest delay `setTimeout` honours (ms); longer ones fire at once. */
 const MAX_TIMER_MS = 2_147_483_647
 /** MQTT's largest Remaining Length (four 7-bit bytes): the protocol's own bound on a packet limit. */
@@ -87,6 +100,7 @@ const setting = <A, D extends A | undefined>(
 
 /** The table: every key, its flag, env variable, default, allowed values and meaning (README "Options"). */
 export const settings = {
+  logFormat: setting("log-format", "MQTT_LOG_FORMAT", choice(LOG_FORMATS, "FORMAT"), "auto" as LogFormat, "log lines as logfmt, json (one object a line) or pretty; auto: logfmt on a terminal, json otherwise"),
   host: setting("host", "MQTT_HOST", text("a host name or address", "HOST"), defaults.host, "listener address (TCP, TLS and WebSocket)"),
   port: setting("port", "MQTT_PORT", port, defaults.port, "TCP listener port (0: any free port)"),
   tlsPort: setting("tls-port", "MQTT_TLS_PORT", port, undefined, "TLS listener port; needs --tls-key and --tls-cert"),

@@ -31,6 +31,7 @@ describe("Settings: one bad value, one line naming where it came from", () => {
     [{ maxConnections: "-1" }, {}, "--max-connections -1 is not a number of connections (0 or more)"],
     [{ maxConnectsPerSecond: "1.5" }, {}, "--max-connect-rate 1.5 is not a number of CONNECTs per second (0 or more)"],
     [{ maxAuthFailuresPerSecond: "-1" }, {}, "--max-auth-failure-rate -1 is not a number of failed authentications per second (0 or more)"],
+    [{ logFormat: "xml" }, {}, "--log-format xml is not one of auto, logfmt, json, pretty"],
     [{ maxPacketSize: "-5" }, {}, "--max-packet-size -5 is not a packet size in bytes (1-268435455)"],
     [{ maxPacketSize: "268435456" }, {}, "--max-packet-size 268435456 is not a packet size in bytes (1-268435455)"],
     [{ maxReceivingBytes: "0" }, {}, "--max-receiving-bytes 0 is not a number of bytes (1 or more)"],

@@ -245,6 +245,6 @@ export const handleConnect = Effect.fnUntraced(function*(
     break
   }
   yield* Effect.logInfo("client connected").pipe(
-    Effect.annotateLogs({ clientId, clean, protocolVersion: version, keepalive: context.keepaliveMs / 1000, expiry: expiryInterval })
+    Effect.annotateLogs({ clientId, clean, protocolVersion: version, keepalive: context.keepaliveMs / 1000, expiry: expiryInterval, reasonCode: ReasonCode.Success })
   )
 })
