@@ -8,6 +8,12 @@ import * as Authenticator from "../auth/Authenticator.ts"
 import * as Authorizer from "../auth/Authorizer.ts"
 import { ConnectRate } from "../auth/ConnectRate.ts"
 import * as BrokerConfig from "../config/BrokerConfig.ts"
+import * as BrokerProbe from "../observability/BrokerProbe.ts"
+import * as Metrics from "../observability/Metrics.ts"
+import * as MetricsServer from "../observability/MetricsServer.ts"
+import * as OtlpExport from "../observability/OtlpExport.ts"
+import { Stats } from "../observability/Stats.ts"
+import * as SysPublisher from "../observability/SysPublisher.ts"
 import * as Plugin from "../plugin/Plugin.ts"
 import { SessionPlugin } from "../plugin/SessionPlugin.ts"
 import { Router } from "../routing/Router.ts"
@@ -42,6 +48,8 @@ export class Broker extends Context.Service<Broker, {
   readonly address: BoundAddress
   /** Every listener's address. */
   readonly addresses: ReadonlyArray<BoundAddress>
+  /** The metrics HTTP endpoint's address (`/metrics`, `/health`, `/ready`), when `config.metrics` is set. */
+  readonly metricsAddress: BoundAddress | undefined
   /** Number of connected clients. */
   readonly connectedClients: Effect.Effect<number>
   /** QoS 0 messages dropped by the slow-consumer policy since the broker started (README "Slow consumers"). */
@@ -66,6 +74,7 @@ const restoreRouter = Effect.fnUntraced(function*(core: Core) {
 /** Starts a broker in the current scope. */
 export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.BrokerConfig> = {}) {
   const config = BrokerConfig.make(overrides)
+  const startedAt = yield* Clock.currentTimeMillis
   const sessions = yield* Sessions.make({ maxQueuedMessages: config.maxQueuedMessages, queueQos0: config.queueQos0 })
   // no Authenticator provided: everyone may connect, as before there was one
   const authenticator = Option.getOrElse(yield* Effect.serviceOption(Authenticator.Authenticator), () => Authenticator.allowAll)
@@ -83,7 +92,8 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
     // no Authorizer (or the explicit allow-all one): `undefined`, so no call per message
     authorizer: Option.filter(yield* Effect.serviceOption(Authorizer.Authorizer), (a) => a !== Authorizer.allowAll)
       .pipe(Option.getOrUndefined),
-    connectRate: config.maxConnectsPerSecond > 0 ? new ConnectRate(config.maxConnectsPerSecond) : undefined
+    connectRate: config.maxConnectsPerSecond > 0 ? new ConnectRate(config.maxConnectsPerSecond) : undefined,
+    stats: new Stats()
   }
   yield* restoreRouter(core)
 
@@ -97,16 +107,50 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
   yield* Effect.addFinalizer(() => Effect.logInfo("broker stopped"))
   yield* Effect.forkScoped(core.watchdog.run(WATCHDOG_INTERVAL_MS))
   yield* Effect.forkScoped(core.expiry.run({ ...core, publishWill: (will, clientId) => Delivery.publish(core, will, clientId) }, EXPIRY_INTERVAL_MS))
+  // observability: sizes are read when a report is made, counts come from core.stats
+  let listening = false
+  const probe = BrokerProbe.make({
+    stats: core.stats,
+    startedAt,
+    clientsConnected: () => core.registry.size,
+    subscriptions: () => core.router.subscriptions.size,
+    retained: () => core.router.retained.size,
+    outboxBytes: () => {
+      let bytes = 0
+      for (const live of core.registry.values()) bytes += live.outboxBytes()
+      return bytes
+    },
+    dropped: () => core.registry.flow.dropped,
+    listening: () => listening
+  }, yield* SessionStateProvider)
+  yield* Metrics.register(probe)
+  // before the MQTT listeners, so /health answers (and /ready says 503) while they start
+  const metricsAddress = config.metrics === undefined ? undefined : yield* MetricsServer.serve(config.metrics, probe)
+  if (config.otlp !== undefined) yield* OtlpExport.start(config.otlp)
+
   const handler = Connection.serve(core)
   const addresses: Array<BoundAddress> = [yield* TcpListener.listen(config, handler)]
   if (config.tls !== undefined) addresses.push(yield* TlsListener.listen(config.tls, handler))
   if (config.webSocket !== undefined) addresses.push(yield* WebSocketListener.listen(config.webSocket, handler))
   for (const address of addresses) yield* Effect.logInfo(`listening on ${address.transport}://${address.host}:${address.port}`)
+  if (metricsAddress !== undefined) {
+    yield* Effect.logInfo(`metrics on http://${metricsAddress.host}:${metricsAddress.port}/metrics (also /health, /ready)`)
+  }
+  if (config.otlp !== undefined) yield* Effect.logInfo(`exporting metrics to ${OtlpExport.metricsUrl(config.otlp.endpoint)} every ${config.otlp.exportIntervalMs} ms`)
+  listening = true
+  // registered after the listeners, so it runs before they close: /ready says 503 during shutdown
+  yield* Effect.addFinalizer(() => Effect.sync(() => {
+    listening = false
+  }))
+  if (config.sysInterval > 0) {
+    yield* Effect.forkScoped(SysPublisher.run(probe, (message) => Delivery.publish(core, message), config.sysInterval))
+  }
 
   return Broker.of({
     config,
     address: addresses[0]!,
     addresses,
+    metricsAddress,
     connectedClients: Effect.sync(() => core.registry.size),
     droppedMessages: Effect.sync(() => core.registry.flow.dropped),
     publish: (message) => Delivery.publish(core, message)
