@@ -6,7 +6,7 @@
  * Registered in the registry of the current context (Effect's default one unless the embedding
  * app provides its own `Metric.MetricRegistry`), removed when the broker's scope closes.
  */
-import { Effect, Metric } from "effect"
+import { type Context, Effect, Metric } from "effect"
 import type { BrokerProbe } from "./BrokerProbe.ts"
 import { REFUSAL_REASONS } from "./Stats.ts"
 
@@ -40,7 +40,7 @@ const series = (probe: BrokerProbe): ReadonlyArray<MetricRow & Series> => {
     counter("mqtt_publish_bytes_sent_total", "payload bytes of the PUBLISH packets sent", () => stats.publishBytesSent),
     counter("mqtt_sockets_accepted_total", "sockets accepted by the MQTT listeners", () => stats.socketsAccepted),
     counter("mqtt_connections_accepted_total", "CONNECTs accepted", () => stats.connectionsAccepted),
-    ...Array.from(REFUSAL_REASONS.values(), (reason) => reason).concat("other").map((reason) =>
+    ...[...REFUSAL_REASONS.values(), "other"].map((reason) =>
       counter("mqtt_connections_refused_total", "CONNECTs refused, by reason (the MQTT 5 reason code's name)", () => stats.refusals.get(reason) ?? 0, { reason })
     ),
     gauge("mqtt_clients_connected", "clients connected now", probe.clientsConnected),
@@ -53,7 +53,7 @@ const series = (probe: BrokerProbe): ReadonlyArray<MetricRow & Series> => {
     {
       name: "mqtt_publish_latency_seconds",
       type: "histogram",
-      description: "time to route one message to every matching subscriber's outbox or session",
+      description: "time to route one message to every matching subscriber's outbox or session (one message in 16 is timed)",
       read: () => stats.deliveryLatency.state()
     },
     {
@@ -77,7 +77,7 @@ const noop = () => {}
 /** Registers every series over `probe` in the current metric registry until the scope closes. */
 export const register = (probe: BrokerProbe) =>
   Effect.acquireRelease(
-    Effect.contextWith((context) =>
+    Effect.contextWith((context: Context.Context<never>) =>
       Effect.sync(() =>
         series(probe).map((s) => {
           switch (s.type) {

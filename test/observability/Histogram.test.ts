@@ -49,3 +49,12 @@ describe("Stats", () => {
     expect([stats.connectionsAccepted, stats.maxConnected]).toEqual([2, 3])
   })
 })
+
+describe("Stats: latency sampling", () => {
+  it("samples the first routed message and then one in LATENCY_SAMPLE_EVERY", async () => {
+    const { LATENCY_SAMPLE_EVERY } = await import("../../src/observability/Stats.ts")
+    const stats = new Stats()
+    const sampled = Array.from({ length: 3 * LATENCY_SAMPLE_EVERY }, () => stats.sampleLatency())
+    expect(sampled.flatMap((yes, i) => (yes ? [i] : []))).toEqual([0, LATENCY_SAMPLE_EVERY, 2 * LATENCY_SAMPLE_EVERY])
+  })
+})
