@@ -54,3 +54,12 @@ describe("Metrics: Effect metrics over the plain counters", () => {
     }
   })
 })
+
+describe("OtlpExport", () => {
+  it("the metrics URL is <endpoint>/v1/metrics, with or without a trailing slash or a path", async () => {
+    const { metricsUrl } = await import("../../src/observability/OtlpExport.ts")
+    expect(metricsUrl("http://collector:4318")).toBe("http://collector:4318/v1/metrics")
+    expect(metricsUrl("http://collector:4318/")).toBe("http://collector:4318/v1/metrics")
+    expect(metricsUrl("https://otlp.example.com/tenant/")).toBe("https://otlp.example.com/tenant/v1/metrics")
+  })
+})
