@@ -168,7 +168,10 @@ const ours: BrokerSpec = {
     }
     return { ok: true, version }
   },
-  start(profile = "bench") {
+  async start(profile = "bench") {
+    // BENCH_OURS_METRICS=1: ours serves /metrics on a free port, scraped every second while it runs
+    // (15 times Prometheus' default rate), to measure what metrics cost the message path
+    const metricsPort = process.env["BENCH_OURS_METRICS"] === "1" ? await freePort() : undefined
     const auth = profile === "auth"
     const dir = auth ? mkdtempSync(join(tmpdir(), "bench-ours-")) : undefined
     let passwords: string
@@ -178,7 +181,7 @@ const ours: BrokerSpec = {
       if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
       return Promise.reject(e)
     }
-    return startProcess(
+    const running = await startProcess(
       "ours",
       process.execPath,
       (port) => [
@@ -193,7 +196,8 @@ const ours: BrokerSpec = {
         ...(profile === "bench"
           ? ["--max-queued-messages", String(MAX_QUEUED_MESSAGES), "--max-inflight-messages", String(MAX_INFLIGHT_MESSAGES)]
           : []),
-        ...(auth ? ["--password-file", passwords] : [])
+        ...(auth ? ["--password-file", passwords] : []),
+        ...(metricsPort === undefined ? [] : ["--metrics-port", String(metricsPort)])
       ],
       { ...process.env, NODE_ENV: "production" },
       () => {
@@ -201,6 +205,17 @@ const ours: BrokerSpec = {
       },
       auth
     )
+    if (metricsPort === undefined) return running
+    const scraper = setInterval(() => {
+      fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((response) => response.text(), () => "").catch(() => "")
+    }, 1000)
+    return {
+      ...running,
+      stop: () => {
+        clearInterval(scraper)
+        return running.stop()
+      }
+    }
   }
 }
 

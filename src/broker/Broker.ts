@@ -8,6 +8,10 @@ import * as Authenticator from "../auth/Authenticator.ts"
 import * as Authorizer from "../auth/Authorizer.ts"
 import { ConnectRate } from "../auth/ConnectRate.ts"
 import * as BrokerConfig from "../config/BrokerConfig.ts"
+import * as BrokerProbe from "../observability/BrokerProbe.ts"
+import * as Metrics from "../observability/Metrics.ts"
+import { Stats } from "../observability/Stats.ts"
+import * as SysPublisher from "../observability/SysPublisher.ts"
 import * as Plugin from "../plugin/Plugin.ts"
 import { SessionPlugin } from "../plugin/SessionPlugin.ts"
 import { Router } from "../routing/Router.ts"
@@ -42,6 +46,8 @@ export class Broker extends Context.Service<Broker, {
   readonly address: BoundAddress
   /** Every listener's address. */
   readonly addresses: ReadonlyArray<BoundAddress>
+  /** The metrics HTTP endpoint's address (`/metrics`, `/health`, `/ready`), when `config.metrics` is set. */
+  readonly metricsAddress: BoundAddress | undefined
   /** Number of connected clients. */
   readonly connectedClients: Effect.Effect<number>
   /** QoS 0 messages dropped by the slow-consumer policy since the broker started (README "Slow consumers"). */
@@ -66,6 +72,7 @@ const restoreRouter = Effect.fnUntraced(function*(core: Core) {
 /** Starts a broker in the current scope. */
 export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.BrokerConfig> = {}) {
   const config = BrokerConfig.make(overrides)
+  const startedAt = yield* Clock.currentTimeMillis
   const sessions = yield* Sessions.make({ maxQueuedMessages: config.maxQueuedMessages, queueQos0: config.queueQos0 })
   // no Authenticator provided: everyone may connect, as before there was one
   const authenticator = Option.getOrElse(yield* Effect.serviceOption(Authenticator.Authenticator), () => Authenticator.allowAll)
@@ -84,7 +91,8 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
     authorizer: Option.filter(yield* Effect.serviceOption(Authorizer.Authorizer), (a) => a !== Authorizer.allowAll)
       .pipe(Option.getOrUndefined),
     connectRate: config.maxConnectsPerSecond > 0 ? new ConnectRate(config.maxConnectsPerSecond) : undefined,
-    authFailures: config.maxAuthFailuresPerSecond > 0 ? new ConnectRate(config.maxAuthFailuresPerSecond) : undefined
+    authFailures: config.maxAuthFailuresPerSecond > 0 ? new ConnectRate(config.maxAuthFailuresPerSecond) : undefined,
+    stats: new Stats()
   }
   yield* restoreRouter(core)
 
@@ -98,6 +106,36 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
   yield* Effect.addFinalizer(() => Effect.logInfo("broker stopped"))
   yield* Effect.forkScoped(core.watchdog.run(WATCHDOG_INTERVAL_MS))
   yield* Effect.forkScoped(core.expiry.run({ ...core, publishWill: (will, clientId) => Delivery.publish(core, will, clientId) }, EXPIRY_INTERVAL_MS))
+  // observability: sizes are read when a report is made, counts come from core.stats
+  let listening = false
+  const probe = BrokerProbe.make({
+    stats: core.stats,
+    startedAt,
+    clientsConnected: () => core.registry.size,
+    subscriptions: () => core.router.subscriptions.size,
+    retained: () => core.router.retained.size,
+    outboxBytes: () => {
+      let bytes = 0
+      for (const live of core.registry.values()) bytes += live.outboxBytes()
+      return bytes
+    },
+    dropped: () => core.registry.flow.dropped,
+    listening: () => listening
+  }, yield* SessionStateProvider)
+  yield* Metrics.register(probe)
+  // before the MQTT listeners, so /health answers (and /ready says 503) while they start. The HTTP
+  // server and the OTLP exporter are loaded only when configured: importing them costs ~50 ms of CPU
+  const metrics = config.metrics
+  const metricsAddress = metrics === undefined
+    ? undefined
+    : yield* Effect.flatMap(Effect.promise(() => import("../observability/MetricsServer.ts")), (server) => server.serve(metrics, probe))
+  const otlp = config.otlp
+  if (otlp !== undefined) {
+    const exporter = yield* Effect.promise(() => import("../observability/OtlpExport.ts"))
+    yield* exporter.start(otlp)
+    yield* Effect.logInfo(`exporting metrics to ${exporter.metricsUrl(otlp.endpoint)} every ${otlp.exportIntervalMs} ms`)
+  }
+
   const handler = Connection.serve(core)
   const addresses: Array<BoundAddress> = []
   for (const listener of BrokerConfig.listenersOf(config)) {
@@ -110,11 +148,23 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
     )
   }
   for (const address of addresses) yield* Effect.logInfo(`listening on ${address.transport}://${address.host}:${address.port}`)
+  if (metricsAddress !== undefined) {
+    yield* Effect.logInfo(`metrics on http://${metricsAddress.host}:${metricsAddress.port}/metrics (also /health, /ready)`)
+  }
+  listening = true
+  // registered after the listeners, so it runs before they close: /ready says 503 during shutdown
+  yield* Effect.addFinalizer(() => Effect.sync(() => {
+    listening = false
+  }))
+  if (config.sysInterval > 0) {
+    yield* Effect.forkScoped(SysPublisher.run(probe, (message) => Delivery.publish(core, message), config.sysInterval))
+  }
 
   return Broker.of({
     config,
     address: addresses[0]!,
     addresses,
+    metricsAddress,
     connectedClients: Effect.sync(() => core.registry.size),
     droppedMessages: Effect.sync(() => core.registry.flow.dropped),
     publish: (message) => Delivery.publish(core, message)

@@ -10,6 +10,7 @@ import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
 import { Cause, Clock, Deferred, Effect, Exit, Fiber, Option, Predicate } from "effect"
 import * as Socket from "effect/socket/Socket"
 import * as Tls from "node:tls"
+import type { Histogram } from "../observability/Histogram.ts"
 import * as Codec from "../protocol/Codec.ts"
 import type { DecodeError } from "../protocol/Codec.ts"
 import { ConnackCode, type Packet } from "../protocol/Packet.ts"
@@ -72,6 +73,13 @@ const refusalFor = (error: DecodeError): Buffer | undefined => {
   return undefined
 }
 
+/** Runs `effect` and records how long it took (seconds), however it ended. */
+const timed = <A, E>(effect: Effect.Effect<A, E>, histogram: Histogram): Effect.Effect<A, E> =>
+  Effect.suspend(() => {
+    const started = performance.now()
+    return Effect.ensuring(effect, Effect.sync(() => histogram.observe((performance.now() - started) / 1000)))
+  })
+
 /** Runs one packet's handler. */
 const dispatch = (
   context: ConnectionContext,
@@ -80,7 +88,7 @@ const dispatch = (
 ): Effect.Effect<void, ProtocolViolation | SessionStoreError> => {
   if (context.phase === "awaiting-connect") {
     return packet.cmd === "connect"
-      ? handleConnect(context, packet, makeLive)
+      ? timed(handleConnect(context, packet, makeLive), context.core.stats.connectDuration)
       : Effect.fail(new ProtocolViolation({ reason: `first packet was ${packet.cmd.toUpperCase()}, not CONNECT`, disconnect: false }))
   }
   switch (packet.cmd) {
@@ -180,8 +188,10 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
           remote = `${peer.remoteAddress}:${peer.remotePort}`
         }
       }
+      const { stats } = core
+      stats.socketsAccepted++
       const pull = yield* Socket.readerBytes(socket)
-      const outbox = Outbox.make(yield* socket.writer, core.config.maxOutboxBytes)
+      const outbox = Outbox.make(yield* socket.writer, core.config.maxOutboxBytes, stats)
       const writerFiber = yield* Effect.forkScoped(Effect.exit(outbox.run))
       const ended = Deferred.makeUnsafe<void>()
       // closing from outside (takeover, keepalive, connect timeout) interrupts the read loop
@@ -230,6 +240,10 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
           },
           send: (outgoing: ReadonlyArray<Outgoing>) => {
             for (const out of outgoing) {
+              if (out._tag === "Publish") {
+                stats.publishSent++
+                stats.publishBytesSent += out.message.payload.length
+              }
               outbox.send(Codec.encodeOutgoing(out, version, out._tag === "Publish" ? options(out.message) : undefined))
             }
           },
@@ -238,8 +252,14 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
             clientId,
             protocolVersion: version,
             maximumPacketSize,
-            encode: (message) => Codec.encodePublish(message, undefined, false, version, options(message))
+            // called once per message actually sent
+            encode: (message) => {
+              stats.publishSent++
+              stats.publishBytesSent += message.payload.length
+              return Codec.encodePublish(message, undefined, false, version, options(message))
+            }
           }),
+          outboxBytes: outbox.pendingBytes,
           takeOver: Effect.suspend(() => {
             requestClose(ReasonCode.SessionTakenOver)
             return Deferred.await(ended)
@@ -272,8 +292,10 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
           const chunks = yield* pull
           lastActivity = Date.now()
           for (const chunk of chunks) {
+            stats.bytesReceived += chunk.length
             let decoded = decoder.decode(chunk)
             while (true) {
+              stats.packetsReceived += decoded.packets.length
               for (const packet of decoded.packets) {
                 // a handler runs to completion: a close request waits for it, so no packet is half-handled
                 yield* Effect.uninterruptible(dispatch(context, packet, makeLive))

@@ -23,6 +23,8 @@ export interface LiveConnection {
   readonly sendQos0: (message: Message) => Outbox | undefined
   /** Asks the connection to close (session takeover) and waits until it has fully ended. */
   readonly takeOver: Effect.Effect<void>
+  /** Bytes waiting in its outbox (read by the metrics, not on the message path). */
+  readonly outboxBytes: () => number
 }
 
 /** Client id → live connection. */

@@ -6,6 +6,7 @@ import type { Authenticator } from "../auth/Authenticator.ts"
 import type { Authorizer } from "../auth/Authorizer.ts"
 import type { ConnectRate } from "../auth/ConnectRate.ts"
 import type { BrokerConfig } from "../config/BrokerConfig.ts"
+import type { Stats } from "../observability/Stats.ts"
 import type { Router } from "../routing/Router.ts"
 import type { Sessions } from "../session/Sessions.ts"
 import type { ConnectionRegistry } from "./ConnectionRegistry.ts"
@@ -36,4 +37,6 @@ export interface Core {
   readonly connectRate: ConnectRate | undefined
   /** Failed authentications per second per source address (`maxAuthFailuresPerSecond`); `undefined`: no limit. */
   readonly authFailures: ConnectRate | undefined
+  /** What the broker counts for `$SYS` and the metrics: plain increments on the message path. */
+  readonly stats: Stats
 }

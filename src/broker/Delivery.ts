@@ -92,6 +92,8 @@ export const mayReceive = (
 
 /** Publishes a message from a client (`publisherId`, for No Local) or a will: retained bookkeeping, then fan-out. */
 export const publish = Effect.fnUntraced(function*(core: Core, message: Message, publisherId?: string) {
+  // the clock is read for a sample of the messages only: two reads would cost more than the rest of the counting
+  const started = core.stats.sampleLatency() ? performance.now() : -1
   if (message.retain) core.router.retain(message)
   const route = core.router.subscriptions.route(message.topic, publisherId)
   if (route.clients.size === 0 && route.shared.length === 0) return
@@ -115,4 +117,5 @@ export const publish = Effect.fnUntraced(function*(core: Core, message: Message,
     if (authorizer !== undefined && !(yield* mayReceive(core, authorizer, member[0], message.topic))) continue
     yield* deliverOne(core, member[0], forClient(member[1]), publisherId)
   }
+  if (started >= 0) core.stats.deliveryLatency.observe((performance.now() - started) / 1000)
 })

@@ -21,6 +21,7 @@
  */
 import { Clock, Effect, Exit, Scope } from "effect"
 import * as Socket from "effect/socket/Socket"
+import type { Traffic } from "../observability/Stats.ts"
 
 /** Largest batch handed to the socket in one write, so write completions (progress) stay frequent on slow links. */
 const MAX_WRITE_BYTES = 64 * 1024
@@ -73,8 +74,11 @@ export interface Outbox {
   readonly close: () => void
 }
 
-/** Creates an outbox writing to `writer`; QoS 0 is never queued past `maxBytes`. */
-export const make = (writer: Socket.Writer, maxBytes: number): Outbox => {
+/**
+ * Creates an outbox writing to `writer`; QoS 0 is never queued past `maxBytes`. Packets queued and
+ * bytes written are added to `traffic` (the broker's `Stats`).
+ */
+export const make = (writer: Socket.Writer, maxBytes: number, traffic: Traffic = { packetsSent: 0, bytesSent: 0 }): Outbox => {
   // queued chunks are buffer[head..]; a write takes a prefix (at most MAX_WRITE_BYTES)
   let buffer: Array<Uint8Array> = []
   let head = 0
@@ -118,6 +122,7 @@ export const make = (writer: Socket.Writer, maxBytes: number): Outbox => {
   const send = (bytes: Uint8Array) => {
     if (!open) return
     pendingBytes += bytes.length
+    traffic.packetsSent++
     buffer.push(bytes)
     // wake the writer once the current burst of handlers is done, not per packet: resuming it
     // here would write every packet with its own syscall
@@ -155,6 +160,7 @@ export const make = (writer: Socket.Writer, maxBytes: number): Outbox => {
       writer.writeAll(chunks as [Uint8Array, ...Array<Uint8Array>]),
       Effect.sync(() => {
         pendingBytes -= size
+        traffic.bytesSent += size
         writes++
         // a completed write is progress: a stalled subscriber that reads again is healthy again
         stalled = false

@@ -158,6 +158,12 @@ export interface BrokerConfig {
   readonly topicAliasMaximum: number
   /** Topic aliases the broker uses towards an MQTT 5 client, at most (and at most what the client allows). */
   readonly outboundTopicAliases: number
+  /** Seconds between `$SYS/broker/...` updates (Mosquitto's sys_interval); 0: no `$SYS` tree. */
+  readonly sysInterval: number
+  /** The HTTP endpoint serving `/metrics`, `/health` and `/ready` (port 0: any free port); undefined: off. */
+  readonly metrics: { readonly port: number; readonly host: string } | undefined
+  /** OTLP/HTTP metrics export to a collector's base URL every `exportIntervalMs`; undefined: off. */
+  readonly otlp: { readonly endpoint: string; readonly exportIntervalMs: number } | undefined
 }
 
 /** The defaults. */
@@ -190,7 +196,10 @@ export const defaults: BrokerConfig = {
   maximumQos: 2,
   retainAvailable: true,
   topicAliasMaximum: 10,
-  outboundTopicAliases: 10
+  outboundTopicAliases: 10,
+  sysInterval: 10,
+  metrics: undefined,
+  otlp: undefined
 }
 
 /** The listeners the broker starts: `listeners` if set, else TCP, then TLS and WebSocket when configured. */
@@ -220,6 +229,7 @@ export const make = (overrides: Partial<BrokerConfig> = {}): BrokerConfig => {
     slowConsumerMs: Math.max(1, config.slowConsumerMs),
     slowConsumerDisconnectMs: config.slowConsumerDisconnectMs <= 0 ? 0 : Math.max(config.slowConsumerDisconnectMs, config.slowConsumerMs),
     topicAliasMaximum: clamp(config.topicAliasMaximum, 0, 65_535),
-    outboundTopicAliases: clamp(config.outboundTopicAliases, 0, 65_535)
+    outboundTopicAliases: clamp(config.outboundTopicAliases, 0, 65_535),
+    sysInterval: Math.max(0, config.sysInterval)
   }
 }

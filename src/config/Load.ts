@@ -88,7 +88,10 @@ export const load = Effect.fnUntraced(function*(
     // the schema admits 0, 1 and 2 only
     maximumQos: values.maximumQos as 0 | 1 | 2,
     retainAvailable: !values.noRetain,
-    topicAliasMaximum: values.topicAliasMaximum
+    topicAliasMaximum: values.topicAliasMaximum,
+    sysInterval: values.sysInterval,
+    metrics: values.metricsPort === undefined || values.metricsPort === 0 ? undefined : { port: values.metricsPort, host: values.metricsHost },
+    otlp: values.otlpEndpoint === undefined ? undefined : { endpoint: values.otlpEndpoint, exportIntervalMs: values.otlpIntervalMs }
   })
 })
 

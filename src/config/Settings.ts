@@ -75,6 +75,11 @@ const MAX_TIMER_MS = 2_147_483_647
 const MAX_PACKET_SIZE = 268_435_455
 
 const port = integer(0, 65_535, "a port", "PORT")
+const httpUrl: Kind<string> = {
+  schema: Schema.String.check(Schema.isPattern(/^https?:\/\/[^\s/]+\S*$/)),
+  allowed: "an http:// or https:// URL",
+  metavar: "URL"
+}
 const bytes = (minimum: number) => integer(minimum, Number.MAX_SAFE_INTEGER, "a number of bytes", "BYTES")
 const millis = (minimum: number) => integer(minimum, MAX_TIMER_MS, "a number of milliseconds", "MS")
 const sixteenBit = (minimum: number, what: string) => integer(minimum, 65_535, what, "N")
@@ -136,7 +141,12 @@ export const settings = {
   passwordFile: setting("password-file", "MQTT_PASSWORD_FILE", text("a file name", "FILE"), undefined, "Mosquitto 2 password file (write one with `passwd`); clients must then give a user name and password; re-read on SIGHUP"),
   // no fixed default: as in Mosquitto 2, anonymous clients are let in unless a password file is set
   allowAnonymous: setting("allow-anonymous", "MQTT_ALLOW_ANONYMOUS", boolean, undefined, "let clients without a user name connect (unset: on without --password-file, off with one)"),
-  aclFile: setting("acl-file", "MQTT_ACL_FILE", text("a file name", "FILE"), undefined, "Mosquitto acl_file: which topics each client may publish, subscribe to and receive; re-read on SIGHUP")
+  aclFile: setting("acl-file", "MQTT_ACL_FILE", text("a file name", "FILE"), undefined, "Mosquitto acl_file: which topics each client may publish, subscribe to and receive; re-read on SIGHUP"),
+  sysInterval: setting("sys-interval", "MQTT_SYS_INTERVAL", integer(0, 65_535, "a number of seconds", "SECONDS"), defaults.sysInterval, "seconds between $SYS/broker/... updates, published retained (0: no $SYS tree)"),
+  metricsPort: setting("metrics-port", "MQTT_METRICS_PORT", port, undefined, "HTTP port serving /metrics (Prometheus), /health and /ready (0 or unset: off)"),
+  metricsHost: setting("metrics-host", "MQTT_METRICS_HOST", text("a host name or address", "HOST"), "127.0.0.1", "address of the metrics HTTP endpoint"),
+  otlpEndpoint: setting("otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", httpUrl, undefined, "OpenTelemetry collector base URL: metrics are posted to <URL>/v1/metrics (OTLP/HTTP JSON)"),
+  otlpIntervalMs: setting("otlp-interval-ms", "OTEL_METRIC_EXPORT_INTERVAL", millis(1), 60_000, "milliseconds between OTLP metric exports")
 } as const
 
 /** The keys of the table. */
@@ -300,7 +310,7 @@ const relations: ReadonlyArray<(decoded: Decoded) => ConfigError | undefined> = 
     // two listeners on one port: the second would fail with "address already in use" anyway,
     // but that is the configuration's fault, not the machine's (0 picks a free port for each)
     const { values } = decoded
-    const ports = (["port", "tlsPort", "wsPort"] as const).filter((key) => values[key] !== undefined && values[key] !== 0)
+    const ports = (["port", "tlsPort", "wsPort", "metricsPort"] as const).filter((key) => values[key] !== undefined && values[key] !== 0)
     for (const [index, key] of ports.entries()) {
       const other = ports.slice(0, index).find((earlier) => values[earlier] === values[key])
       if (other !== undefined) {

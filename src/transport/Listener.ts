@@ -10,7 +10,7 @@ import { type Endpoint, fromCause, type ListenerError } from "./ListenerError.ts
 
 /** Where a listener ended up listening. */
 export interface BoundAddress {
-  readonly transport: "tcp" | "tls" | "ws"
+  readonly transport: "tcp" | "tls" | "ws" | "http"
   readonly host: string
   readonly port: number
 }

@@ -56,7 +56,7 @@ export type ListenerErrorReason = typeof ListenerErrorReason.Type
 
 /** A listener could not start; `message` is the one line an operator reads. */
 export class ListenerError extends Schema.TaggedError<ListenerError>()("ListenerError", {
-  transport: Schema.Literals(["tcp", "tls", "ws"]),
+  transport: Schema.Literals(["tcp", "tls", "ws", "http"]),
   host: Schema.String,
   port: Schema.Number,
   reason: ListenerErrorReason

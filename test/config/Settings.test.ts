@@ -57,7 +57,12 @@ describe("Settings: one bad value, one line naming where it came from", () => {
     [{ tlsCa: "" }, {}, "--tls-ca \"\" is not a file name"],
     [{}, { MQTT_REQUIRE_CERTIFICATE: "maybe" }, "MQTT_REQUIRE_CERTIFICATE=maybe is not a boolean (true/false, yes/no, on/off, 1/0)"],
     [{}, { MQTT_USE_IDENTITY_AS_USERNAME: "2" }, "MQTT_USE_IDENTITY_AS_USERNAME=2 is not a boolean (true/false, yes/no, on/off, 1/0)"],
-    [{}, { MQTT_ALLOW_ANONYMOUS: "maybe" }, "MQTT_ALLOW_ANONYMOUS=maybe is not a boolean (true/false, yes/no, on/off, 1/0)"]
+    [{}, { MQTT_ALLOW_ANONYMOUS: "maybe" }, "MQTT_ALLOW_ANONYMOUS=maybe is not a boolean (true/false, yes/no, on/off, 1/0)"],
+    [{ sysInterval: "-1" }, {}, "--sys-interval -1 is not a number of seconds (0-65535)"],
+    [{}, { MQTT_METRICS_PORT: "65536" }, "MQTT_METRICS_PORT=65536 is not a port (0-65535)"],
+    [{ metricsHost: "" }, {}, "--metrics-host \"\" is not a host name or address"],
+    [{}, { OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318" }, "OTEL_EXPORTER_OTLP_ENDPOINT=collector:4318 is not an http:// or https:// URL"],
+    [{ otlpIntervalMs: "0" }, {}, "--otlp-interval-ms 0 is not a number of milliseconds (1-2147483647)"]
   ]
   for (const [flags, env, message] of refused) {
     it(message, () => {
@@ -181,6 +186,16 @@ describe("Settings: a good configuration", () => {
       queueQos0: true,
       topicAliasMaximum: 7
     })
+  })
+
+  it("observability: $SYS interval, metrics endpoint (0: off) and OTLP export decode to the BrokerConfig", () => {
+    expect(load({ sysInterval: "0", metricsPort: "9100" }, { OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318/", OTEL_METRIC_EXPORT_INTERVAL: "5000" })).toMatchObject({
+      sysInterval: 0,
+      metrics: { port: 9100, host: "127.0.0.1" },
+      otlp: { endpoint: "http://collector:4318/", exportIntervalMs: 5000 }
+    })
+    expect(load({ metricsPort: "0" })).toMatchObject({ metrics: undefined, otlp: undefined, sysInterval: 10 })
+    expect(load({ metricsPort: "1883" })).toBe("--metrics-port 1883 is the port of --port (MQTT_PORT) too: each listener needs its own")
   })
 
   it("a value already typed (as a config file gives it) passes the same schema as text", () => {

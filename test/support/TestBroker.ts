@@ -16,6 +16,8 @@ export interface TestBroker {
   readonly url: string
   /** Every listener (TCP first, then TLS / WebSocket when configured). */
   readonly addresses: ReadonlyArray<BoundAddress>
+  /** The metrics HTTP endpoint, when `config.metrics` was given. */
+  readonly metricsAddress: BoundAddress | undefined
   /** Log lines ("LEVEL message"), oldest first. */
   readonly logs: ReadonlyArray<string>
   /** The session provider the broker runs with, to inspect stored state. */
@@ -49,6 +51,7 @@ export const startTestBroker = async (
     port: broker.address.port,
     url: `mqtt://127.0.0.1:${broker.address.port}`,
     addresses: broker.addresses,
+    metricsAddress: broker.metricsAddress,
     logs,
     provider,
     stop: () => runtime.dispose()

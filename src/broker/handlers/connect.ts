@@ -24,6 +24,7 @@ const PROTOCOL_MAX_PACKET_SIZE = 268_435_455
 
 /** Sends a refusing CONNACK (3.1.1 return code or MQTT 5 reason code); the caller closes. */
 const refuse = (context: ConnectionContext, version: number, code3: number, code5: number, reason: string) => {
+  context.core.stats.refuse(code5)
   context.outbox.send(
     version === 5
       ? Codec.encode({ cmd: "connack", reasonCode: code5, sessionPresent: false }, 5)
@@ -105,6 +106,7 @@ export const handleConnect = Effect.fnUntraced(function*(
   if (address !== undefined) {
     const verdict = core.connectRate!.take(address, yield* Clock.currentTimeMillis)
     if (!verdict.allowed) {
+      core.stats.refuse(ReasonCode.ConnectionRateExceeded)
       // 3.1.1 has no code for it: closed without CONNACK. One warning a second per address.
       if (version === 5) context.outbox.send(Codec.encode({ cmd: "connack", reasonCode: ReasonCode.ConnectionRateExceeded, sessionPresent: false }, 5))
       return yield* new ProtocolViolation({
@@ -222,6 +224,7 @@ export const handleConnect = Effect.fnUntraced(function*(
           }
           core.registry.set(live)
           context.releaseSeat?.()
+          core.stats.accept(core.registry.size)
           context.live = live
           context.phase = "connected"
           context.outbox.send(

@@ -114,6 +114,8 @@ export const handlePublish = Effect.fnUntraced(function*(context: ConnectionCont
   }
   const packetId = packet.messageId ?? 0
   const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload
+  context.core.stats.publishReceived++
+  context.core.stats.publishBytesReceived += payload.length
   if (config.maxPayloadSize > 0 && payload.length > config.maxPayloadSize) {
     // as Mosquitto's message_size_limit: not routed, the flow completed so the client does not resend
     // it. MQTT 5 is told 0x97 quota exceeded: Mosquitto sends 0x95, which the spec does not allow in
