@@ -126,9 +126,14 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
   // before the MQTT listeners, so /health answers (and /ready says 503) while they start. The HTTP
   // server and the OTLP exporter are loaded only when configured: importing them costs ~50 ms of CPU
   const metrics = config.metrics
+  // filled as the MQTT listeners bind, below; the live page asks it for the WebSocket port
+  const addresses: Array<BoundAddress> = []
   const metricsAddress = metrics === undefined
     ? undefined
-    : yield* Effect.flatMap(Effect.promise(() => import("../observability/MetricsServer.ts")), (server) => server.serve(metrics, probe))
+    : yield* Effect.flatMap(
+      Effect.promise(() => import("../observability/MetricsServer.ts")),
+      (server) => server.serve(metrics, probe, { webSocketPort: () => addresses.find((address) => address.transport === "ws")?.port })
+    )
   const otlp = config.otlp
   if (otlp !== undefined) {
     const exporter = yield* Effect.promise(() => import("../observability/OtlpExport.ts"))
@@ -137,7 +142,6 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
   }
 
   const handler = Connection.serve(core)
-  const addresses: Array<BoundAddress> = []
   for (const listener of BrokerConfig.listenersOf(config)) {
     addresses.push(
       yield* listener.transport === "tcp"

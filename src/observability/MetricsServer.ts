@@ -1,15 +1,18 @@
 /**
- * The HTTP endpoint for operators (`--metrics-port`): Prometheus text at `/metrics` (Effect's
+ * The HTTP endpoint for operators (`--metrics-port`): the live page at `/` (`src/dashboard`),
+ * Prometheus text at `/metrics` (Effect's
  * `PrometheusMetrics` formatter over the broker's registered metrics), `/health` (200 while the
  * process serves requests) and `/ready` (200 once the MQTT listeners are bound and the session
  * provider answers, 503 otherwise). Served by `@effect/platform-node`'s `NodeHttpServer` with
  * Effect's `HttpRouter`, in the broker's scope.
  */
 import { NodeHttpServer } from "@effect/platform-node"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { PrometheusMetrics } from "effect/observability"
 import { createServer } from "node:http"
+import * as Dashboard from "../dashboard/Dashboard.ts"
+import type { DashboardSettings } from "../dashboard/Dashboard.ts"
 import { fromCause, type ListenerError } from "../transport/ListenerError.ts"
 import type { BoundAddress } from "../transport/Listener.ts"
 import type { BrokerProbe } from "./BrokerProbe.ts"
@@ -51,7 +54,7 @@ export const routes = (probe: BrokerProbe) =>
  * Serves the endpoint in the current scope until it closes; returns where it listens. A port that
  * cannot be bound is a `ListenerError` (transport "http"), as for the MQTT listeners.
  */
-export const serve = Effect.fnUntraced(function*(endpoint: MetricsEndpoint, probe: BrokerProbe) {
+export const serve = Effect.fnUntraced(function*(endpoint: MetricsEndpoint, probe: BrokerProbe, dashboard: DashboardSettings) {
   const named = { transport: "http", host: endpoint.host, port: endpoint.port } as const
   const server = yield* NodeHttpServer.make(() => createServer(), {
     port: endpoint.port,
@@ -62,7 +65,8 @@ export const serve = Effect.fnUntraced(function*(endpoint: MetricsEndpoint, prob
     Effect.mapError((error): ListenerError => fromCause(named, error.cause)),
     Effect.catchDefect((defect) => Effect.fail(fromCause(named, defect)))
   )
-  yield* server.serve(yield* HttpRouter.toHttpEffect(routes(probe)))
+  // the live page at `/` beside the operator's endpoints (src/dashboard)
+  yield* server.serve(yield* HttpRouter.toHttpEffect(Layer.mergeAll(routes(probe), Dashboard.routes(dashboard))))
   const address = server.address
   const bound: BoundAddress = address._tag === "UnixPathAddress"
     ? { transport: "http", host: address.path, port: 0 }
