@@ -106,8 +106,6 @@ export const SessionStateSchema = Schema.Struct({
 const SessionEnvelope = Schema.Struct({ v: Schema.Literal(VERSION), session: SessionStateSchema })
 const MessageEnvelope = Schema.Struct({ v: Schema.Literal(VERSION), message: MessageSchema })
 
-const encodeSessionEnvelope = Schema.encodeSync(SessionEnvelope)
-const encodeMessageEnvelope = Schema.encodeSync(MessageEnvelope)
 const decodeSessionEnvelope = Schema.decodeUnknownExit(SessionEnvelope)
 const decodeMessageEnvelope = Schema.decodeUnknownExit(MessageEnvelope)
 
@@ -135,9 +133,71 @@ const decodeText = <A>(
   throw new SessionCodecError({ kind, reason: (error instanceof Error ? error.message : String(error)).replace(/\s+/g, " ").trim() })
 }
 
+/** The Schema's encoded form of `SessionStateSchema` / `MessageSchema`. */
+type StoredSession = typeof SessionStateSchema.Encoded
+type StoredMessage = typeof MessageSchema.Encoded
+
+const base64 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64")
+
+/** Encoded messages by identity: a message fanned out to many sessions is encoded once. */
+const storedMessages = new WeakMap<Message, StoredMessage>()
+
+/**
+ * What `Schema.encodeSync(MessageSchema)` returns, written out by hand because it runs for every
+ * stored message (the codec's test checks the two agree, key order included). Encoding cannot
+ * fail: every `Message` has a stored form.
+ */
+const toStoredMessage = (message: Message): StoredMessage => {
+  const cached = storedMessages.get(message)
+  if (cached !== undefined) return cached
+  const p = message.properties
+  const stored: { -readonly [K in keyof StoredMessage]: StoredMessage[K] } = {
+    topic: message.topic,
+    payload: base64(message.payload),
+    qos: message.qos,
+    retain: message.retain
+  }
+  if (p !== undefined) {
+    const properties: { -readonly [K in keyof NonNullable<StoredMessage["properties"]>]: NonNullable<StoredMessage["properties"]>[K] } = {}
+    if (p.payloadFormatIndicator !== undefined) properties.payloadFormatIndicator = p.payloadFormatIndicator
+    if (p.contentType !== undefined) properties.contentType = p.contentType
+    if (p.responseTopic !== undefined) properties.responseTopic = p.responseTopic
+    if (p.correlationData !== undefined) properties.correlationData = base64(p.correlationData)
+    if (p.userProperties !== undefined) properties.userProperties = p.userProperties.map(([k, v]) => [k, v] as const)
+    stored.properties = properties
+  }
+  if (message.expiresAt !== undefined) stored.expiresAt = message.expiresAt
+  if (message.subscriptionIds !== undefined) stored.subscriptionIds = message.subscriptionIds
+  storedMessages.set(message, stored)
+  return stored
+}
+
+/** What `Schema.encodeSync(SessionStateSchema)` returns, by hand for the same reason (checked by the test). */
+const toStoredSession = (state: SessionState): StoredSession => ({
+  clientId: state.clientId,
+  clean: state.clean,
+  expiryInterval: state.expiryInterval,
+  subscriptions: Array.from(state.subscriptions, ([filter, s]) => [filter, { ...s }] as const),
+  inflight: state.inflight.map((e) => ({
+    packetId: e.packetId,
+    message: toStoredMessage(e.message),
+    stage: e.stage,
+    ...(e.awaitingResend === undefined ? {} : { awaitingResend: e.awaitingResend })
+  })),
+  queue: state.queue.toArray().map(toStoredMessage),
+  dropped: state.dropped,
+  awaitingPubrel: state.awaitingPubrel,
+  nextPacketId: state.nextPacketId,
+  ...(state.will === undefined ? {} : { will: toStoredMessage(state.will) }),
+  willDelayInterval: state.willDelayInterval,
+  ...(state.willAt === undefined ? {} : { willAt: state.willAt }),
+  receiveMaximum: state.receiveMaximum,
+  ...(state.maximumPacketSize === undefined ? {} : { maximumPacketSize: state.maximumPacketSize }),
+  ...(state.disconnectedAt === undefined ? {} : { disconnectedAt: state.disconnectedAt })
+})
+
 /** A session as stored text (the current format version). */
-export const encodeSession = (state: SessionState): string =>
-  JSON.stringify(encodeSessionEnvelope({ v: VERSION, session: state }))
+export const encodeSession = (state: SessionState): string => JSON.stringify({ v: VERSION, session: toStoredSession(state) })
 
 /** A session from stored text; throws `SessionCodecError` for text of no known format. */
 export const decodeSessionSync = (text: string): SessionState =>
@@ -148,8 +208,7 @@ export const decodeSession = (text: string): Effect.Effect<SessionState, Session
   Effect.try({ try: () => decodeSessionSync(text), catch: (error) => error as SessionCodecError })
 
 /** A message as stored text (the current format version). */
-export const encodeMessage = (message: Message): string =>
-  JSON.stringify(encodeMessageEnvelope({ v: VERSION, message }))
+export const encodeMessage = (message: Message): string => JSON.stringify({ v: VERSION, message: toStoredMessage(message) })
 
 /** A message from stored text; throws `SessionCodecError` for text of no known format. */
 export const decodeMessageSync = (text: string): Message =>

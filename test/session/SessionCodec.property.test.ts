@@ -3,7 +3,7 @@
  * MQTT 5 properties and payload bytes included; text of another version or shape is refused.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Schema } from "effect"
 import * as fc from "fast-check"
 import type { Message, PublishProperties } from "../../src/session/Message.ts"
 import { MessageQueue } from "../../src/session/MessageQueue.ts"
@@ -93,6 +93,18 @@ describe("SessionCodec", () => {
         const decoded = SessionCodec.decodeMessageSync(SessionCodec.encodeMessage(message))
         expect(plain(decoded)).toEqual(plain(message))
         expect(decoded.payload).toBeInstanceOf(Uint8Array)
+      }),
+      params()
+    )
+  })
+
+  it("the stored text is exactly what SessionStateSchema / MessageSchema encode (the fast path agrees with the Schema)", () => {
+    const bySchema = Schema.encodeSync(SessionCodec.SessionStateSchema)
+    const messageBySchema = Schema.encodeSync(SessionCodec.MessageSchema)
+    fc.assert(
+      fc.property(fullSessionArb, fullMessageArb, (state, message) => {
+        expect(JSON.parse(SessionCodec.encodeSession(state)).session).toEqual(JSON.parse(JSON.stringify(bySchema(state))))
+        expect(JSON.parse(SessionCodec.encodeMessage(message)).message).toEqual(JSON.parse(JSON.stringify(messageBySchema(message))))
       }),
       params()
     )
