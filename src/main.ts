@@ -37,7 +37,9 @@ const command = Command.make(
       }
       // --acl-file: read (and checked) when the broker Layer is built, before anything listens
       const authorization = yield* Load.authorization(sources)
-      const broker = Broker.layer(config).pipe(Layer.provide(SessionPlugin.layer))
+      const persistence = yield* Load.persistence(sources)
+      const sessionPlugin = persistence._tag === "sqlite" ? SessionPlugin.layerSqlite({ file: persistence.file }) : SessionPlugin.layer
+      const broker = Broker.layer(config).pipe(Layer.provide(sessionPlugin))
       const authenticated = authentication.layer === undefined ? broker : broker.pipe(Layer.provide(authentication.layer))
       return yield* Layer.launch(authorization === undefined ? authenticated : authenticated.pipe(Layer.provide(authorization)))
     }).pipe(

@@ -56,6 +56,12 @@ const text = (what: string, metavar: string): Kind<string> => ({
   metavar
 })
 
+const oneOf = <const L extends ReadonlyArray<string>>(choices: L, metavar: string): Kind<L[number]> => ({
+  schema: Schema.Literals(choices),
+  allowed: `one of ${choices.join(", ")}`,
+  metavar
+})
+
 /** Largest delay `setTimeout` honours (ms); longer ones fire at once. */
 const MAX_TIMER_MS = 2_147_483_647
 /** MQTT's largest Remaining Length (four 7-bit bytes): the protocol's own bound on a packet limit. */
@@ -121,7 +127,9 @@ export const settings = {
   passwordFile: setting("password-file", "MQTT_PASSWORD_FILE", text("a file name", "FILE"), undefined, "Mosquitto 2 password file (write one with `passwd`); clients must then give a user name and password"),
   // no fixed default: as in Mosquitto 2, anonymous clients are let in unless a password file is set
   allowAnonymous: setting("allow-anonymous", "MQTT_ALLOW_ANONYMOUS", boolean, undefined, "let clients without a user name connect (unset: on without --password-file, off with one)"),
-  aclFile: setting("acl-file", "MQTT_ACL_FILE", text("a file name", "FILE"), undefined, "Mosquitto acl_file: which topics each client may publish, subscribe to and receive; re-read on SIGHUP")
+  aclFile: setting("acl-file", "MQTT_ACL_FILE", text("a file name", "FILE"), undefined, "Mosquitto acl_file: which topics each client may publish, subscribe to and receive; re-read on SIGHUP"),
+  persistence: setting("persistence", "MQTT_PERSISTENCE", oneOf(["memory", "sqlite"], "KIND"), "memory", "where sessions and retained messages live: memory (lost at exit), or sqlite (on disk, kept across restarts; needs --persistence-file)"),
+  persistenceFile: setting("persistence-file", "MQTT_PERSISTENCE_FILE", text("a file name", "FILE"), undefined, "SQLite database of --persistence sqlite, created if absent; a file that is not one stops the broker")
 } as const
 
 /** The keys of the table. */
@@ -233,6 +241,22 @@ const relations: ReadonlyArray<(decoded: Decoded) => ConfigError | undefined> = 
           message: `${decoded.given[key]?.shown ?? origin(decoded, key)} is the port of ${origin(decoded, other)} too: each listener needs its own`
         })
       }
+    }
+    return undefined
+  },
+  (decoded) => {
+    const { given, values } = decoded
+    if (values.persistence === "sqlite" && values.persistenceFile === undefined) {
+      return new ConfigError({
+        keys: ["persistence", "persistenceFile"],
+        message: `${origin(decoded, "persistence")} sqlite needs ${name("persistenceFile")}: the database file to keep sessions in`
+      })
+    }
+    if (given.persistenceFile !== undefined && values.persistence !== "sqlite") {
+      return new ConfigError({
+        keys: ["persistenceFile", "persistence"],
+        message: `${origin(decoded, "persistenceFile")} is set but ${name("persistence")} is not sqlite: sessions would not be kept in it`
+      })
     }
     return undefined
   },

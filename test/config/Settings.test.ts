@@ -55,7 +55,9 @@ describe("Settings: one bad value, one line naming where it came from", () => {
     [{ tlsCa: "" }, {}, "--tls-ca \"\" is not a file name"],
     [{}, { MQTT_REQUIRE_CERTIFICATE: "maybe" }, "MQTT_REQUIRE_CERTIFICATE=maybe is not a boolean (true/false, yes/no, on/off, 1/0)"],
     [{}, { MQTT_USE_IDENTITY_AS_USERNAME: "2" }, "MQTT_USE_IDENTITY_AS_USERNAME=2 is not a boolean (true/false, yes/no, on/off, 1/0)"],
-    [{}, { MQTT_ALLOW_ANONYMOUS: "maybe" }, "MQTT_ALLOW_ANONYMOUS=maybe is not a boolean (true/false, yes/no, on/off, 1/0)"]
+    [{}, { MQTT_ALLOW_ANONYMOUS: "maybe" }, "MQTT_ALLOW_ANONYMOUS=maybe is not a boolean (true/false, yes/no, on/off, 1/0)"],
+    [{ persistence: "redis" }, {}, "--persistence redis is not one of memory, sqlite"],
+    [{ persistenceFile: "" }, {}, "--persistence-file \"\" is not a file name"]
   ]
   for (const [flags, env, message] of refused) {
     it(message, () => {
