@@ -258,6 +258,16 @@ export const fanInQos1 = throughputScenario(
   (p) => ({ kind: "fan-in", publishers: p.fanInPublishers, subscribers: 1, qos: 1 })
 )
 
+/** fan-in QoS 1 with ours' sessions on disk (`--persistence sqlite`): compare with fan-in QoS 1 on memory. */
+export const fanInQos1Sqlite: Scenario = {
+  ...fanInQos1,
+  id: "fanin-q1-sqlite",
+  title: "QoS 1 fan-in, sqlite",
+  description: `${fanInQos1.description}; sessions on disk (ours: --persistence sqlite, write-through with group commit)`,
+  metrics: [{ key: "rate", label: "QoS 1 fan-in, sqlite", unit: "msg/s", better: "higher" }],
+  brokerProfile: "sqlite"
+}
+
 /** 32 publishers → 1 subscriber, QoS 0, publishers unpaced (issue 10: loss at full speed). */
 export const fanInQos0High = throughputScenario(
   "fanin-q0-32",
