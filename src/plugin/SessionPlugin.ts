@@ -5,6 +5,7 @@
  */
 import { Context, Layer } from "effect"
 import * as MemorySessionStateProvider from "../session/MemorySessionStateProvider.ts"
+import type { GroupCommit } from "../session/providers/GroupCommit.ts"
 import type { RetainedMessageStore } from "../session/providers/RetainedMessageStore.ts"
 import * as SqliteSessionStateProvider from "../session/providers/SqliteSessionStateProvider.ts"
 import type { SessionStateProvider, SessionStoreError } from "../session/SessionStateProvider.ts"
@@ -31,7 +32,7 @@ export class SessionPlugin extends Context.Service<SessionPlugin, PluginDescript
   /** The SQLite session plugin as a Layer (`--persistence sqlite`); fails if the file cannot be used. */
   static layerSqlite(
     options: SqliteSessionStateProvider.Options
-  ): Layer.Layer<SessionPlugin | SessionStateProvider | RetainedMessageStore, SessionStoreError> {
+  ): Layer.Layer<SessionPlugin | SessionStateProvider | RetainedMessageStore | GroupCommit, SessionStoreError> {
     return Layer.merge(Layer.succeed(SessionPlugin, SessionPlugin.sqlite), SqliteSessionStateProvider.layer(options))
   }
 

@@ -6,8 +6,10 @@
  * them); every change is written through. Writes are grouped: the changes of one turn of the event
  * loop are committed together in one transaction on the next macrotask, and each `modify` that
  * changed something returns only once its transaction has committed. So whatever the broker
- * acknowledges after a `modify` (a PUBACK after the deliveries of a QoS 1 PUBLISH, a SUBACK,
- * a CONNACK) is on disk, at one commit per turn rather than one per message.
+ * acknowledges after a `modify` (a SUBACK, a CONNACK, a PUBREC) is on disk, at one commit per turn
+ * rather than one per message. Deliveries and releases use `GroupCommit.modifyDeferred` instead (a
+ * client's lock is then not held across a commit) and the PUBLISH that caused them is acknowledged
+ * after `GroupCommit.committed`.
  *
  * Only the difference is written: a session's row holds everything but its queue; each queued
  * message has its own row, so enqueueing one message appends one row and draining deletes a range
@@ -26,6 +28,7 @@ import { MessageQueue } from "../MessageQueue.ts"
 import * as SessionCodec from "../SessionCodec.ts"
 import type { SessionState } from "../SessionState.ts"
 import { SessionStateProvider, SessionStoreError, type SessionUpdate } from "../SessionStateProvider.ts"
+import { GroupCommit } from "./GroupCommit.ts"
 import { RetainedMessageStore } from "./RetainedMessageStore.ts"
 
 /** How to open the store. */
@@ -297,23 +300,35 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const closedError = (operation: string, clientId: string) =>
     new SessionStoreError({ operation, clientId, cause: new PersistenceFileError(options.file, "closed") })
 
+  /** Applies an update in memory and marks the client for the next commit; says whether it is uncommitted now. */
+  const apply = <A>(clientId: string, update: SessionUpdate<A>): [result: A, pending: boolean] => {
+    const current = sessions.get(clientId)
+    const [result, next] = update(Option.fromUndefinedOr(current))
+    const value = Option.getOrUndefined(next)
+    if (value !== current) {
+      if (value === undefined) sessions.delete(clientId)
+      else sessions.set(clientId, value)
+      dirty.add(clientId)
+      schedule()
+    }
+    return [result, dirty.has(clientId)]
+  }
+
   const modify = <A>(clientId: string, update: SessionUpdate<A>): Effect.Effect<A, SessionStoreError> =>
     Effect.suspend(() => {
       if (closed) return Effect.fail(closedError("modify", clientId))
-      const current = sessions.get(clientId)
-      const [result, next] = update(Option.fromUndefinedOr(current))
-      const value = Option.getOrUndefined(next)
-      if (value !== current) {
-        if (value === undefined) sessions.delete(clientId)
-        else sessions.set(clientId, value)
-        dirty.add(clientId)
-        schedule()
-      } else if (!dirty.has(clientId)) {
-        return Effect.succeed(result)
-      }
+      const [result, pending] = apply(clientId, update)
       // a result read from a change not yet committed waits for that commit too
-      return Effect.as(committed, result)
+      return pending ? Effect.as(committed, result) : Effect.succeed(result)
     })
+
+  const modifyDeferred = <A>(clientId: string, update: SessionUpdate<A>): Effect.Effect<A, SessionStoreError> =>
+    Effect.suspend(() => closed ? Effect.fail(closedError("modify", clientId)) : Effect.succeed(apply(clientId, update)[0]))
+
+  /** Waits for the commit of whatever is pending; nothing pending, nothing to wait for. */
+  const barrier: Effect.Effect<void, SessionStoreError> = Effect.suspend(() =>
+    dirty.size > 0 || dirtyRetained.size > 0 ? committed : Effect.void
+  )
 
   yield* Effect.addFinalizer(() =>
     Effect.sync(() => {
@@ -343,12 +358,21 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       schedule()
     }
   })
-  return { provider, retained: retainedStore }
+  const groupCommit = GroupCommit.of({ modifyDeferred, committed: barrier })
+  return { provider, retained: retainedStore, groupCommit }
 })
 
-/** The SQLite provider and its retained message store as a Layer; the database closes with the Layer. */
-export const layer = (options: Options): Layer.Layer<SessionStateProvider | RetainedMessageStore, SessionStoreError> =>
+/**
+ * The SQLite provider, its retained message store and its deferred commits (`GroupCommit`, which
+ * `Sessions` uses when present) as a Layer; the database closes with the Layer.
+ */
+export const layer = (
+  options: Options
+): Layer.Layer<SessionStateProvider | RetainedMessageStore | GroupCommit, SessionStoreError> =>
   Layer.effectContext(
-    Effect.map(make(options), ({ provider, retained }) =>
-      Context.make(SessionStateProvider, provider).pipe(Context.add(RetainedMessageStore, retained)))
+    Effect.map(make(options), ({ groupCommit, provider, retained }) =>
+      Context.make(SessionStateProvider, provider).pipe(
+        Context.add(RetainedMessageStore, retained),
+        Context.add(GroupCommit, groupCommit)
+      ))
   )
