@@ -186,7 +186,10 @@ const statements = (db: DatabaseSync) => ({
   upsertRetained: db.prepare(
     "INSERT INTO retained (topic, message) VALUES (?, ?) ON CONFLICT (topic) DO UPDATE SET message = excluded.message"
   ),
-  deleteRetained: db.prepare("DELETE FROM retained WHERE topic = ?")
+  deleteRetained: db.prepare("DELETE FROM retained WHERE topic = ?"),
+  // prepared once: `exec` would parse them again at every commit
+  begin: db.prepare("BEGIN"),
+  commit: db.prepare("COMMIT")
 })
 
 /** A caller waiting for the commit of its change. */
@@ -267,13 +270,13 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     const staged = new Map<string, Written | undefined>()
     let result: Effect.Effect<void, SessionStoreError> = Effect.void
     try {
-      db.exec("BEGIN")
+      sql.begin.run()
       for (const clientId of clients) writeSession(clientId, staged)
       for (const [topic, message] of topics) {
         if (message === undefined) sql.deleteRetained.run(topic)
         else sql.upsertRetained.run(topic, SessionCodec.encodeMessage(message))
       }
-      db.exec("COMMIT")
+      sql.commit.run()
       for (const [clientId, entry] of staged) {
         if (entry === undefined) written.delete(clientId)
         else written.set(clientId, entry)
