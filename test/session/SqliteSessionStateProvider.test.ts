@@ -6,7 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Option } from "effect"
 import * as fc from "fast-check"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
@@ -112,6 +112,34 @@ describe("SqliteSessionStateProvider", () => {
       const db = new DatabaseSync(file)
       expect((db.prepare("SELECT count(*) AS n FROM queue").get() as { n: number }).n).toBe(600)
       db.close()
+    }))
+
+  /** The files as a `kill -9` would leave them right now (database and WAL), opened as a copy: the client ids it holds. */
+  const crashCopy = (file: string): Array<string> => {
+    const copy = `${file}.crash`
+    for (const suffix of ["", "-wal"]) {
+      rmSync(copy + suffix, { force: true })
+      if (existsSync(file + suffix)) copyFileSync(file + suffix, copy + suffix)
+    }
+    const db = new DatabaseSync(copy)
+    const ids = db.prepare("SELECT client_id FROM sessions ORDER BY client_id").all().map((row) => (row as { client_id: string }).client_id)
+    db.close()
+    return ids
+  }
+
+  it.effect("what modify returned is in the files a kill -9 would leave; a deferred change is there once `committed` completes, not before", () =>
+    Effect.gen(function*() {
+      const file = tempFile()
+      const [state] = fc.sample(sessionStateArb(), { numRuns: 1, seed: 11 })
+      yield* withStore(file, (store) =>
+        Effect.gen(function*() {
+          yield* store.provider.modify("waited", () => [undefined, Option.some({ ...state!, clientId: "waited" })])
+          expect(crashCopy(file)).toEqual(["waited"])
+          yield* store.groupCommit.modifyDeferred("deferred", () => [undefined, Option.some({ ...state!, clientId: "deferred" })])
+          expect(crashCopy(file)).toEqual(["waited"])
+          yield* store.groupCommit.committed
+          expect(crashCopy(file)).toEqual(["deferred", "waited"])
+        }))
     }))
 
   it.effect("retained messages set and deleted are there after reopen", () =>
