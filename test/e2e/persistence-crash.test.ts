@@ -34,8 +34,8 @@ const tempFile = (): string => {
   return join(dir, "broker.db")
 }
 
-const start = async (file: string, extra: ReadonlyArray<string> = []) => {
-  const broker = await startProcess(file, ["--max-queued-messages", String(MESSAGES), ...extra])
+const start = async (file: string, queue = MESSAGES) => {
+  const broker = await startProcess(file, ["--max-queued-messages", String(queue)])
   running.push(broker)
   return broker
 }
@@ -123,6 +123,64 @@ describe("persistence: kill -9 and restart", () => {
     broker.child.kill("SIGTERM")
     expect(await exited(broker.child)).toBe(0)
   }, FULL ? 1_800_000 : 60_000)
+
+  it("killed while QoS 1 PUBLISHes are still arriving, every message acknowledged before the kill reaches every persistent subscriber after the restart", async () => {
+    const file = tempFile()
+    const subscribers = 5
+    const total = 2000
+    let broker = await start(file, total)
+    for (let i = 0; i < subscribers; i++) {
+      const { client } = await tracked(broker.port, { clientId: `midway-${i}`, clean: false, protocolVersion: 4 })
+      await client.subscribeAsync("midway/data", { qos: 1 })
+      await end(client)
+    }
+    const { client: publisher } = await tracked(broker.port, { clientId: "midway-publisher", clean: true, protocolVersion: 4 })
+    const acknowledged: Array<number> = []
+    let killed: Promise<void> | undefined
+    const attempts = Array.from({ length: total }, (_, i) =>
+      publisher.publishAsync("midway/data", String(i), { qos: 1 }).then(
+        () => {
+          // PUBACKs that arrive after the kill was decided are not counted: they may race the signal
+          if (killed !== undefined) return
+          acknowledged.push(i)
+          if (acknowledged.length === total / 4) killed = broker.kill9()
+        },
+        () => {}
+      ))
+    await new Promise<void>((resolve) => {
+      const check = setInterval(() => {
+        if (killed !== undefined) {
+          clearInterval(check)
+          resolve()
+        }
+      }, 5)
+    })
+    await killed
+    log(`killed after ${acknowledged.length} acks`)
+    publisher.end(true)
+    void Promise.allSettled(attempts)
+    expect(acknowledged.length).toBe(total / 4)
+
+    broker = await start(file, total)
+    for (let i = 0; i < subscribers; i++) {
+      const seen = new Set<string>()
+      let done!: () => void
+      const all = new Promise<void>((resolve) => (done = resolve))
+      const check = () => {
+        if (acknowledged.every((n) => seen.has(String(n)))) done()
+      }
+      const { client, sessionPresent } = await tracked(broker.port, { clientId: `midway-${i}`, clean: false, protocolVersion: 4, resubscribe: false }, (_t, payload) => {
+        seen.add(payload.toString())
+        check()
+      })
+      expect(sessionPresent).toBe(true)
+      check()
+      const timer = setTimeout(() => log(`midway-${i}: missing ${acknowledged.filter((n) => !seen.has(String(n))).slice(0, 20).join(",")} of ${acknowledged.length}; seen ${seen.size}`), 5000)
+      await all
+      clearTimeout(timer)
+      await end(client)
+    }
+  }, 60_000)
 
   it("a database file that is not one stops the broker with one line naming it and exit 1, and is left untouched", async () => {
     const file = tempFile()
