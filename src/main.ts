@@ -48,7 +48,7 @@ const command = Command.make(
       Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logDebug("the broker stopped with an error", cause))
     )
 ).pipe(
-  Command.withDescription("An MQTT 5 / 3.1.1 broker on Effect 4 with the in-memory session plugin"),
+  Command.withDescription("An MQTT 5 / 3.1.1 broker on Effect 4, sessions in memory or on disk (--persistence sqlite)"),
   Command.withSubcommands([Passwd.command])
 )
 
