@@ -298,6 +298,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   /** Completes when the transaction holding the changes made so far has committed. */
   const committed: Effect.Effect<void, SessionStoreError> = Effect.callback<void, SessionStoreError>((resume) => {
     waiters.push(resume)
+    // changes left by a failed commit are retried when someone waits for them
+    schedule()
   })
 
   const closedError = (operation: string, clientId: string) =>
