@@ -74,7 +74,7 @@ const apply = (store: Effect.Success<ReturnType<typeof SqliteSessionStateProvide
 }
 
 describe("SqliteSessionStateProvider", () => {
-  it("after close and reopen the store holds exactly the sessions it held, queues included, whatever the changes and however they were grouped into commits", async () => {
+  it("after close and reopen the store holds exactly the sessions it held with an expiry (those with expiry 0 end with their connection), queues included, whatever the changes and however they were grouped into commits", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(fc.array(opArb, { minLength: 1, maxLength: 6 }), { maxLength: 12 }), async (batches) => {
         const file = tempFile()
@@ -86,7 +86,8 @@ describe("SqliteSessionStateProvider", () => {
               return yield* snapshot(store)
             })))
           const after = await Effect.runPromise(withStore(file, snapshot))
-          expect(after).toEqual(before)
+          const kept = Object.fromEntries(Object.entries(before).filter(([, s]) => (s as { expiryInterval: number }).expiryInterval !== 0))
+          expect(after).toEqual(kept)
         } finally {
           rmSync(join(file, ".."), { recursive: true, force: true })
         }
@@ -102,7 +103,7 @@ describe("SqliteSessionStateProvider", () => {
       yield* withStore(file, (store) =>
         Effect.gen(function*() {
           const [first] = fc.sample(sessionStateArb(), { numRuns: 1, seed: 7 })
-          yield* store.provider.store({ ...first!, clientId: "deep" })
+          yield* store.provider.store({ ...first!, clientId: "deep", expiryInterval: 300 })
           for (let i = 0; i < 3000; i++) yield* apply(store, { _tag: "push", clientId: "deep", messages: [message(i)] })
           yield* apply(store, { _tag: "drop", clientId: "deep", count: 2500 + first!.queue.length })
           for (let i = 3000; i < 3100; i++) yield* apply(store, { _tag: "push", clientId: "deep", messages: [message(i)] })
@@ -133,9 +134,10 @@ describe("SqliteSessionStateProvider", () => {
       const [state] = fc.sample(sessionStateArb(), { numRuns: 1, seed: 11 })
       yield* withStore(file, (store) =>
         Effect.gen(function*() {
-          yield* store.provider.modify("waited", () => [undefined, Option.some({ ...state!, clientId: "waited" })])
+          yield* store.provider.modify("ephemeral", () => [undefined, Option.some({ ...state!, clientId: "ephemeral", expiryInterval: 0 })])
+          yield* store.provider.modify("waited", () => [undefined, Option.some({ ...state!, clientId: "waited", expiryInterval: 60 })])
           expect(crashCopy(file)).toEqual(["waited"])
-          yield* store.groupCommit.modifyDeferred("deferred", () => [undefined, Option.some({ ...state!, clientId: "deferred" })])
+          yield* store.groupCommit.modifyDeferred("deferred", () => [undefined, Option.some({ ...state!, clientId: "deferred", expiryInterval: 60 })])
           expect(crashCopy(file)).toEqual(["waited"])
           yield* store.groupCommit.committed
           expect(crashCopy(file)).toEqual(["deferred", "waited"])
@@ -192,7 +194,7 @@ describe("SqliteSessionStateProvider", () => {
     Effect.gen(function*() {
       const file = tempFile()
       yield* withStore(file, (store) =>
-        Effect.forEach(Array.from({ length: 200 }, (_, i) => i), (i) => store.provider.modify(`c${i}`, () => [undefined, Option.some({ ...fc.sample(sessionStateArb(), { numRuns: 1, seed: i })[0]!, clientId: `c${i}` })]), { discard: true }))
+        Effect.forEach(Array.from({ length: 200 }, (_, i) => i), (i) => store.provider.modify(`c${i}`, () => [undefined, Option.some({ ...fc.sample(sessionStateArb(), { numRuns: 1, seed: i })[0]!, clientId: `c${i}`, expiryInterval: 300 })]), { discard: true }))
       const bytes = readFileSync(file)
       // keep the header page, overwrite the rest with noise
       for (let i = 4096; i < bytes.length; i++) bytes[i] = (i * 7919) & 0xff

@@ -11,6 +11,8 @@
  * client's lock is then not held across a commit) and the PUBLISH that caused them is acknowledged
  * after `GroupCommit.committed`.
  *
+ * Sessions with expiry 0 (3.1.1 clean session) end with their connection: they live in memory only.
+ *
  * Only the difference is written: a session's row holds everything but its queue; each queued
  * message has its own row, so enqueueing one message appends one row and draining deletes a range
  * (`MessageQueue.changesSince`), whatever the depth of the queue.
@@ -68,6 +70,12 @@ const sameHeader = (a: SessionState, b: SessionState): boolean =>
   a.awaitingPubrel === b.awaitingPubrel && a.nextPacketId === b.nextPacketId && a.will === b.will &&
   a.willDelayInterval === b.willDelayInterval && a.willAt === b.willAt && a.receiveMaximum === b.receiveMaximum &&
   a.maximumPacketSize === b.maximumPacketSize && a.disconnectedAt === b.disconnectedAt
+
+/**
+ * Whether a session is kept on disk: one with session expiry 0 (3.1.1 clean session) ends with its
+ * connection, so after a crash it would be discarded anyway. Mosquitto does not persist those either.
+ */
+const kept = (state: SessionState | undefined): state is SessionState => state !== undefined && state.expiryInterval !== 0
 
 const encodeHeader = (state: SessionState): string => SessionCodec.encodeSession({ ...state, queue: MessageQueue.empty })
 
@@ -230,7 +238,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
 
   /** Writes what changed for one client (the queue as rows appended and a range deleted). */
   const writeSession = (clientId: string, staged: Map<string, Written | undefined>): void => {
-    const current = sessions.get(clientId)
+    const live = sessions.get(clientId)
+    const current = kept(live) ? live : undefined
     const previous = written.get(clientId)
     if (current === undefined) {
       if (previous !== undefined) {
@@ -313,8 +322,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     if (value !== current) {
       if (value === undefined) sessions.delete(clientId)
       else sessions.set(clientId, value)
-      dirty.add(clientId)
-      schedule()
+      // a session that is not kept on disk, and was not, costs no commit
+      if (kept(value) || written.has(clientId) || dirty.has(clientId)) {
+        dirty.add(clientId)
+        schedule()
+      }
     }
     return [result, dirty.has(clientId)]
   }
