@@ -100,7 +100,9 @@ const open = (options: Options): DatabaseSync => {
     }
     db.exec(`
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS sessions (client_id TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID;
+      -- a rowid table: a session's row (with its in-flight messages, a few KB) stays on its leaf
+      -- page, where WITHOUT ROWID would spill past ~1 KB into overflow pages written at every commit
+      CREATE TABLE IF NOT EXISTS sessions (client_id TEXT PRIMARY KEY, state TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS queue (client_id TEXT NOT NULL, seq INTEGER NOT NULL, message TEXT NOT NULL, PRIMARY KEY (client_id, seq)) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, message TEXT NOT NULL) WITHOUT ROWID;
     `)
