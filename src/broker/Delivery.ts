@@ -93,12 +93,6 @@ export const mayReceive = (
 /** Publishes a message from a client (`publisherId`, for No Local) or a will: retained bookkeeping, then fan-out. */
 export const publish = Effect.fnUntraced(function*(core: Core, message: Message, publisherId?: string) {
   if (message.retain) core.router.retain(message)
-  yield* fanOut(core, message, publisherId)
-  // what the caller acknowledges next (PUBACK, PUBREC) must be on disk with a persistent provider
-  if (message.qos > 0 || message.retain) yield* core.sessions.durable
-})
-
-const fanOut = Effect.fnUntraced(function*(core: Core, message: Message, publisherId: string | undefined) {
   const route = core.router.subscriptions.route(message.topic, publisherId)
   if (route.clients.size === 0 && route.shared.length === 0) return
   const at = variants(message)

@@ -49,11 +49,12 @@ export class Sessions extends Context.Service<Sessions, {
   /** Time passed for an offline session: delayed will due, or the session expired. */
   readonly expire: (clientId: string, now: number) => Effect.Effect<Transitions.Ended, SessionStoreError>
   /**
-   * Completes once every change made so far is durable. `deliver` (QoS 0/1), `puback` and `pubcomp`
-   * may return before theirs is (with a `GroupCommit` provider); what acknowledges their cause
-   * waits for this first. Immediate over a provider that stores each change before returning.
+   * Runs `f` once every change made so far is durable, after every `f` given before it: `deliver`
+   * (QoS 0/1), `puback` and `pubcomp` may return before theirs is (with a `GroupCommit` provider),
+   * so the PUBACK / PUBREC of the PUBLISH that caused them is sent through this. At once over a
+   * provider that stores each change before returning.
    */
-  readonly durable: Effect.Effect<void, SessionStoreError>
+  readonly whenDurable: (f: () => void) => void
   /** The stored session (diagnostics and tests). */
   readonly get: (clientId: string) => Effect.Effect<Option.Option<SessionState>, SessionStoreError>
 }>()("effect-mqtt-broker/session/Sessions") {}
@@ -134,7 +135,7 @@ export const make = Effect.fnUntraced(function*(limits: Transitions.Limits) {
     pubrel: (clientId, packetId) => step(clientId, undefined, (state) => [undefined, Transitions.pubrel(state, packetId)]),
     disconnect: (clientId, options, now) => end(clientId, (state) => Transitions.disconnect(state, options, now)),
     expire: (clientId, now) => end(clientId, (state) => Transitions.expire(state, now)),
-    durable: groupCommit?.committed ?? Effect.void,
+    whenDurable: groupCommit?.afterCommit ?? ((f) => f()),
     get: provider.get
   })
 })

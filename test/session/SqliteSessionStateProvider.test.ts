@@ -144,6 +144,27 @@ describe("SqliteSessionStateProvider", () => {
         }))
     }))
 
+  it.effect("afterCommit runs each callback once everything changed before it is in the files, in call order, even one given when nothing was pending", () =>
+    Effect.gen(function*() {
+      const file = tempFile()
+      const [state] = fc.sample(sessionStateArb(), { numRuns: 1, seed: 5 })
+      yield* withStore(file, (store) =>
+        Effect.gen(function*() {
+          const ran: Array<string> = []
+          store.groupCommit.afterCommit(() => ran.push("nothing pending"))
+          expect(ran).toEqual(["nothing pending"])
+          yield* store.groupCommit.modifyDeferred("a", () => [undefined, Option.some({ ...state!, clientId: "a", expiryInterval: 60 })])
+          store.groupCommit.afterCommit(() => ran.push(`first, stored: ${crashCopy(file).join(",")}`))
+          // nothing new changed, but an earlier callback waits: this one comes after it
+          store.groupCommit.afterCommit(() => ran.push("second"))
+          store.retained.set("r", { topic: "r", payload: Buffer.from("x"), qos: 1, retain: true })
+          store.groupCommit.afterCommit(() => ran.push("third"))
+          expect(ran).toEqual(["nothing pending"])
+          yield* store.groupCommit.committed
+          expect(ran).toEqual(["nothing pending", "first, stored: a", "second", "third"])
+        }))
+    }))
+
   it.effect("retained messages set and deleted are there after reopen", () =>
     Effect.gen(function*() {
       const file = tempFile()

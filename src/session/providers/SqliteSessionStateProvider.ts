@@ -235,6 +235,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   /** Retained changes since the last commit: topic → message, or undefined for a deletion. */
   let dirtyRetained = new Map<string, Message | undefined>()
   let waiters: Array<Waiter> = []
+  /** `afterCommit` callbacks for the next commit, in call order. */
+  let callbacks: Array<() => void> = []
   let scheduled: NodeJS.Immediate | undefined
   let closed = false
 
@@ -274,12 +276,14 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     const clients = dirty
     const topics = dirtyRetained
     const done = waiters
+    const after = callbacks
     dirty = new Set()
     dirtyRetained = new Map()
     waiters = []
+    callbacks = []
     // what the database holds once the transaction commits, applied only if it does
     const staged = new Map<string, Written | undefined>()
-    let result: Effect.Effect<void, SessionStoreError> = Effect.void
+    let failed: SessionStoreError | undefined
     try {
       sql.begin.run()
       for (const clientId of clients) writeSession(clientId, staged)
@@ -297,8 +301,11 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       // still to be written: the next commit tries again
       for (const clientId of clients) dirty.add(clientId)
       for (const [topic, message] of topics) if (!dirtyRetained.has(topic)) dirtyRetained.set(topic, message)
-      result = Effect.fail(new SessionStoreError({ operation: "commit", clientId: Array.from(clients).join(","), cause }))
+      failed = new SessionStoreError({ operation: "commit", clientId: Array.from(clients).join(","), cause })
     }
+    const result = failed === undefined ? Effect.void : Effect.fail(failed)
+    // callbacks first: what a resumed fiber registers must come after them
+    if (failed === undefined) for (const f of after) f()
     for (const waiter of done) waiter(result)
   }
 
@@ -353,7 +360,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     Effect.sync(() => {
       if (closed) return
       if (scheduled !== undefined) clearImmediate(scheduled)
-      if (dirty.size > 0 || dirtyRetained.size > 0 || waiters.length > 0) commit()
+      if (dirty.size > 0 || dirtyRetained.size > 0 || waiters.length > 0 || callbacks.length > 0) commit()
       closed = true
       db.close()
     })
@@ -377,7 +384,14 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       schedule()
     }
   })
-  const groupCommit = GroupCommit.of({ modifyDeferred, committed: barrier })
+  const afterCommit = (f: () => void): void => {
+    if (closed) return
+    if (dirty.size === 0 && dirtyRetained.size === 0 && callbacks.length === 0) return f()
+    callbacks.push(f)
+    schedule()
+  }
+
+  const groupCommit = GroupCommit.of({ modifyDeferred, committed: barrier, afterCommit })
   return { provider, retained: retainedStore, groupCommit }
 })
 
