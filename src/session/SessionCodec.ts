@@ -207,8 +207,18 @@ export const decodeSessionSync = (text: string): SessionState =>
 export const decodeSession = (text: string): Effect.Effect<SessionState, SessionCodecError> =>
   Effect.try({ try: () => decodeSessionSync(text), catch: (error) => error as SessionCodecError })
 
+/** Message texts by identity: a message queued for many sessions is one row text. */
+const messageTexts = new WeakMap<Message, string>()
+
 /** A message as stored text (the current format version). */
-export const encodeMessage = (message: Message): string => JSON.stringify({ v: VERSION, message: toStoredMessage(message) })
+export const encodeMessage = (message: Message): string => {
+  let text = messageTexts.get(message)
+  if (text === undefined) {
+    text = JSON.stringify({ v: VERSION, message: toStoredMessage(message) })
+    messageTexts.set(message, text)
+  }
+  return text
+}
 
 /** A message from stored text; throws `SessionCodecError` for text of no known format. */
 export const decodeMessageSync = (text: string): Message =>
