@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { readFileSync } from "node:fs"
 
 describe("README", () => {
-  for (const example of ["embed.ts", "security.ts"]) {
+  for (const example of ["embed.ts", "security.ts", "persistence.ts"]) {
     it(`embeds examples/${example} verbatim, so the Layer example it shows is the type-checked one`, () => {
       const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8")
       const marker = `<!-- example:examples/${example} -->\n\`\`\`ts\n`

@@ -36,7 +36,16 @@ export interface RunningBroker {
  * "defaults": each broker as shipped, so isolation scenarios measure the
  * slow-consumer and large-packet policies an operator gets out of the box.
  */
-export type BrokerProfile = "bench" | "defaults" | "auth"
+export type BrokerProfile = "bench" | "defaults" | "auth" | "sqlite"
+
+/**
+ * "sqlite": "bench" with sessions and retained messages on disk. Ours runs with
+ * `--persistence sqlite` on a fresh file in a temp dir; Mosquitto with its own
+ * `persistence true` (a snapshot on shutdown and at its autosave interval, not
+ * written through); Aedes has no persistence in this harness and runs in memory.
+ * The sqlite rows exist to compare ours with ours on the "bench" profile.
+ */
+const usesBenchQueues = (profile: BrokerProfile): boolean => profile === "bench" || profile === "sqlite"
 
 /**
  * The one account of the "auth" profile: "defaults" plus authentication on,
@@ -173,7 +182,8 @@ const ours: BrokerSpec = {
     // (15 times Prometheus' default rate), to measure what metrics cost the message path
     const metricsPort = process.env["BENCH_OURS_METRICS"] === "1" ? await freePort() : undefined
     const auth = profile === "auth"
-    const dir = auth ? mkdtempSync(join(tmpdir(), "bench-ours-")) : undefined
+    const sqlite = profile === "sqlite"
+    const dir = auth || sqlite ? mkdtempSync(join(tmpdir(), "bench-ours-")) : undefined
     let passwords: string
     try {
       passwords = dir === undefined ? "" : writePasswordFile(dir)
@@ -193,11 +203,12 @@ const ours: BrokerSpec = {
         "--host",
         "127.0.0.1",
         // the same queue settings as the Mosquitto config
-        ...(profile === "bench"
+        ...(usesBenchQueues(profile)
           ? ["--max-queued-messages", String(MAX_QUEUED_MESSAGES), "--max-inflight-messages", String(MAX_INFLIGHT_MESSAGES)]
           : []),
         ...(auth ? ["--password-file", passwords] : []),
-        ...(metricsPort === undefined ? [] : ["--metrics-port", String(metricsPort)])
+        ...(metricsPort === undefined ? [] : ["--metrics-port", String(metricsPort)]),
+        ...(sqlite && dir !== undefined ? ["--persistence", "sqlite", "--persistence-file", join(dir, "sessions.db")] : [])
       ],
       { ...process.env, NODE_ENV: "production" },
       () => {
@@ -224,14 +235,14 @@ const ours: BrokerSpec = {
 // ---------------------------------------------------------------------------
 
 /** Mosquitto's config file; a password file turns anonymous access off; "defaults" and "auth" leave its queue and in-flight settings at their defaults. */
-export const mosquittoConfig = (port: number, profile: BrokerProfile = "bench", passwordFile?: string): string =>
+export const mosquittoConfig = (port: number, profile: BrokerProfile = "bench", passwordFile?: string, dir?: string): string =>
   [
     `listener ${port} 127.0.0.1`,
     ...(passwordFile !== undefined ? [`password_file ${passwordFile}`, "allow_anonymous false"] : ["allow_anonymous true"]),
-    "persistence false",
+    ...(profile === "sqlite" && dir !== undefined ? ["persistence true", `persistence_location ${dir}/`] : ["persistence false"]),
     // per-client queue above the in-flight window; QoS 0 to online clients is
     // dropped too once a client has this many packets waiting, so keep it huge
-    ...(profile === "bench"
+    ...(usesBenchQueues(profile)
       ? [`max_queued_messages ${MAX_QUEUED_MESSAGES}`, "max_queued_bytes 0", `max_inflight_messages ${MAX_INFLIGHT_MESSAGES}`]
       : []),
     "set_tcp_nodelay true",
@@ -287,7 +298,8 @@ const mosquitto: BrokerSpec = {
       "mosquitto",
       mosquittoBin,
       (port) => {
-        writeFileSync(conf, mosquittoConfig(port, profile, passwords))
+        if (profile === "sqlite") chmodSync(dir, 0o777)
+        writeFileSync(conf, mosquittoConfig(port, profile, passwords, dir))
         return ["-c", conf]
       },
       process.env,

@@ -3,20 +3,22 @@ import { authFlood } from "./auth-flood.ts"
 import { idle } from "./idle.ts"
 import { largePackets } from "./large-packets.ts"
 import { latency } from "./latency.ts"
-import { sessions } from "./sessions.ts"
+import { sessions, sessionsSqlite } from "./sessions.ts"
 import { slowConsumer } from "./slow-consumer.ts"
-import { fanInQos0, fanInQos0High, fanInQos1, fanOutQos0, fanOutQos1 } from "./throughput.ts"
+import { fanInQos0, fanInQos0High, fanInQos1, fanInQos1Sqlite, fanOutQos0, fanOutQos1 } from "./throughput.ts"
 
 /** Every scenario, in the order they run. */
 export const SCENARIOS: ReadonlyArray<Scenario> = [
   fanInQos0,
   fanInQos1,
+  fanInQos1Sqlite,
   fanInQos0High,
   fanOutQos0,
   fanOutQos1,
   latency,
   idle,
   sessions,
+  sessionsSqlite,
   largePackets,
   slowConsumer,
   authFlood

@@ -146,3 +146,13 @@ export const sessions: Scenario = {
   timeoutMs: 180_000,
   run
 }
+
+/** The same drain with ours' sessions on disk (`--persistence sqlite`): compare with the memory row. */
+export const sessionsSqlite: Scenario = {
+  ...sessions,
+  id: "persistent-sessions-sqlite",
+  title: "sessions drain, sqlite",
+  description: `${sessions.description}; sessions on disk (ours: --persistence sqlite)`,
+  metrics: [{ key: "drainMs", label: "sessions drain, sqlite", unit: "ms", better: "lower" }],
+  brokerProfile: "sqlite"
+}

@@ -44,6 +44,8 @@ interface Topology {
   readonly publishers: number
   readonly subscribers: number
   readonly qos: 0 | 1
+  /** Subscribers connect with clean session 0: their sessions outlive them (and are what a persistent broker writes). */
+  readonly persistentSubscribers?: boolean
 }
 
 const topicOf = (t: Topology, p: number): string => (t.kind === "fan-in" ? `bench/in/${p}` : "bench/out")
@@ -59,7 +61,7 @@ export const runThroughput = async (ctx: RunContext, topo: Topology): Promise<Ru
   const subs: Array<RawClient> = []
   let kick = (): void => {}
   await inWaves(topo.subscribers, 25, async (i) => {
-    const { client } = await connectClient(ctx, { clientId: `${tag}s${i}`, clean: true, keepalive: 0 })
+    const { client } = await connectClient(ctx, { clientId: `${tag}s${i}`, clean: topo.persistentSubscribers !== true, keepalive: 0 })
     const rcv = new Receiver(topo.publishers)
     client.publishHook = (buf, ps, pe) => {
       if (pe - ps < PAYLOAD_HEADER) rcv.foreign++
@@ -257,6 +259,22 @@ export const fanInQos1 = throughputScenario(
   1,
   (p) => ({ kind: "fan-in", publishers: p.fanInPublishers, subscribers: 1, qos: 1 })
 )
+
+/**
+ * fan-in QoS 1 with ours' sessions on disk (`--persistence sqlite`) and a persistent subscriber
+ * (clean session 0: a clean one is never written): compare with fan-in QoS 1 on memory.
+ */
+export const fanInQos1Sqlite: Scenario = {
+  ...throughputScenario(
+    "fanin-q1-sqlite",
+    "QoS 1 fan-in, sqlite",
+    `${fanInQos1.description}, the subscriber with clean session 0; sessions on disk (ours: --persistence sqlite, write-through with group commit)`,
+    "msg/s",
+    1,
+    (p) => ({ kind: "fan-in", publishers: p.fanInPublishers, subscribers: 1, qos: 1, persistentSubscribers: true })
+  ),
+  brokerProfile: "sqlite"
+}
 
 /** 32 publishers → 1 subscriber, QoS 0, publishers unpaced (issue 10: loss at full speed). */
 export const fanInQos0High = throughputScenario(

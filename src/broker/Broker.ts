@@ -16,6 +16,7 @@ import * as Plugin from "../plugin/Plugin.ts"
 import { SessionPlugin } from "../plugin/SessionPlugin.ts"
 import { Router } from "../routing/Router.ts"
 import type { Message } from "../session/Message.ts"
+import { RetainedMessageStore } from "../session/providers/RetainedMessageStore.ts"
 import { nextDeadline } from "../session/SessionState.ts"
 import { SessionStateProvider, type SessionStoreError } from "../session/SessionStateProvider.ts"
 import * as Sessions from "../session/Sessions.ts"
@@ -69,6 +70,14 @@ const restoreRouter = Effect.fnUntraced(function*(core: Core) {
   }
 })
 
+/** With a durable retained store (a persistent provider's Layer): its messages back in the router, later changes written through. */
+const restoreRetained = Effect.fnUntraced(function*(core: Core) {
+  const store = yield* Effect.serviceOption(RetainedMessageStore)
+  if (Option.isNone(store)) return
+  for (const message of store.value.stored) core.router.retained.set(message.topic, message)
+  core.router.retained.writeThrough(store.value)
+})
+
 /** Starts a broker in the current scope. */
 export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.BrokerConfig> = {}) {
   const config = BrokerConfig.make(overrides)
@@ -95,6 +104,7 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
     stats: new Stats()
   }
   yield* restoreRouter(core)
+  yield* restoreRetained(core)
 
   const plugin = yield* Effect.serviceOption(SessionPlugin)
   yield* Option.match(plugin, {

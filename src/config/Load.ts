@@ -154,6 +154,21 @@ export const authorization = Effect.fnUntraced(function*(
   )
 })
 
+/** Where sessions and retained messages live, from the `persistence` and `persistenceFile` keys. */
+export type Persistence =
+  | { readonly _tag: "memory" }
+  | { readonly _tag: "sqlite"; readonly file: string }
+
+/** The persistence the sources describe (`Settings.decode` has checked that sqlite comes with its file). */
+export const persistence = Effect.fnUntraced(function*(
+  sources: ReadonlyArray<Settings.Source>
+): Effect.fn.Return<Persistence, ConfigError> {
+  const { values } = yield* Effect.fromResult(Settings.decode(sources))
+  return values.persistence === "sqlite" && values.persistenceFile !== undefined
+    ? { _tag: "sqlite", file: values.persistenceFile }
+    : { _tag: "memory" }
+})
+
 /** Whether `host` only listens on this machine (loopback), where open access reaches nobody else. */
 export const isLoopback = (host: string): boolean =>
   host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)

@@ -146,7 +146,9 @@ export const settings = {
   metricsPort: setting("metrics-port", "MQTT_METRICS_PORT", port, undefined, "HTTP port serving /metrics (Prometheus), /health and /ready (0 or unset: off)"),
   metricsHost: setting("metrics-host", "MQTT_METRICS_HOST", text("a host name or address", "HOST"), "127.0.0.1", "address of the metrics HTTP endpoint"),
   otlpEndpoint: setting("otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", httpUrl, undefined, "OpenTelemetry collector base URL: metrics are posted to <URL>/v1/metrics (OTLP/HTTP JSON)"),
-  otlpIntervalMs: setting("otlp-interval-ms", "OTEL_METRIC_EXPORT_INTERVAL", millis(1), 60_000, "milliseconds between OTLP metric exports")
+  otlpIntervalMs: setting("otlp-interval-ms", "OTEL_METRIC_EXPORT_INTERVAL", millis(1), 60_000, "milliseconds between OTLP metric exports"),
+  persistence: setting("persistence", "MQTT_PERSISTENCE", choice(["memory", "sqlite"], "KIND"), "memory", "where sessions and retained messages live: memory (lost at exit), or sqlite (on disk, kept across restarts; needs --persistence-file)"),
+  persistenceFile: setting("persistence-file", "MQTT_PERSISTENCE_FILE", text("a file name", "FILE"), undefined, "SQLite database of --persistence sqlite, created if absent; a file that is not one stops the broker")
 } as const
 
 /** The keys of the table. */
@@ -319,6 +321,22 @@ const relations: ReadonlyArray<(decoded: Decoded) => ConfigError | undefined> = 
           message: `${decoded.given[key]?.shown ?? origin(decoded, key)} is the port of ${origin(decoded, other)} too: each listener needs its own`
         })
       }
+    }
+    return undefined
+  },
+  (decoded) => {
+    const { given, values } = decoded
+    if (values.persistence === "sqlite" && values.persistenceFile === undefined) {
+      return new ConfigError({
+        keys: ["persistence", "persistenceFile"],
+        message: `${origin(decoded, "persistence")} sqlite needs ${name("persistenceFile")}: the database file to keep sessions in`
+      })
+    }
+    if (given.persistenceFile !== undefined && values.persistence !== "sqlite") {
+      return new ConfigError({
+        keys: ["persistenceFile", "persistence"],
+        message: `${origin(decoded, "persistenceFile")} is set but ${name("persistence")} is not sqlite: sessions would not be kept in it`
+      })
     }
     return undefined
   },

@@ -44,7 +44,8 @@ export const outcome = (exit: Exit.Exit<unknown, unknown>): { readonly code: num
     case "PasswdError":
       return { code: ExitCode.startupFailed, line: line(messageOf(error)) }
     case "SessionStoreError":
-      return { code: ExitCode.startupFailed, line: line(`session store: ${messageOf(error)}`) }
+      // a provider that cannot open its store says why (and which file) in the error's cause
+      return { code: ExitCode.startupFailed, line: line(`session store: ${messageOf(error) || messageOf((error as { cause?: unknown }).cause)}`) }
     default:
       return {
         code: ExitCode.startupFailed,

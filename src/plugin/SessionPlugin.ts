@@ -5,7 +5,10 @@
  */
 import { Context, Layer } from "effect"
 import * as MemorySessionStateProvider from "../session/MemorySessionStateProvider.ts"
-import type { SessionStateProvider } from "../session/SessionStateProvider.ts"
+import type { GroupCommit } from "../session/providers/GroupCommit.ts"
+import type { RetainedMessageStore } from "../session/providers/RetainedMessageStore.ts"
+import * as SqliteSessionStateProvider from "../session/providers/SqliteSessionStateProvider.ts"
+import type { SessionStateProvider, SessionStoreError } from "../session/SessionStateProvider.ts"
 import type { PluginDescriptor } from "./Plugin.ts"
 
 /** The descriptor of the session plugin the broker runs with. */
@@ -21,6 +24,16 @@ export class SessionPlugin extends Context.Service<SessionPlugin, PluginDescript
     provider: Layer.Layer<SessionStateProvider, E, R>
   ): Layer.Layer<SessionPlugin | SessionStateProvider, E, R> {
     return Layer.merge(Layer.succeed(SessionPlugin, descriptor), provider)
+  }
+
+  /** Sessions and retained messages on disk in SQLite (`SqliteSessionStateProvider`). */
+  static readonly sqlite: PluginDescriptor = { name: "sqlite-session", version: "0.1.0", vendor: "effect-mqtt-broker" }
+
+  /** The SQLite session plugin as a Layer (`--persistence sqlite`); fails if the file cannot be used. */
+  static layerSqlite(
+    options: SqliteSessionStateProvider.Options
+  ): Layer.Layer<SessionPlugin | SessionStateProvider | RetainedMessageStore | GroupCommit, SessionStoreError> {
+    return Layer.merge(Layer.succeed(SessionPlugin, SessionPlugin.sqlite), SqliteSessionStateProvider.layer(options))
   }
 
   /** The memory session plugin as a Layer: what the node entrypoint provides by default. */

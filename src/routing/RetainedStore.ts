@@ -11,12 +11,24 @@ import { matches } from "../protocol/Topic.ts"
 /** Whether a (valid) filter contains a `+` or `#` wildcard. */
 const hasWildcard = (filter: string): boolean => filter.includes("+") || filter.includes("#")
 
+/** Where a `RetainedStore` writes its changes through to (a durable store). */
+export interface RetainedSink<M> {
+  readonly set: (topic: string, message: M) => void
+  readonly delete: (topic: string) => void
+}
+
 /**
  * Mutable store of the last retained message per topic name, generic over the
  * message representation `M`.
  */
 export class RetainedStore<M> {
   readonly #messages = new Map<string, M>()
+  #sink: RetainedSink<M> | undefined
+
+  /** From now on every change is also written to `sink` (what is already held is not). */
+  writeThrough(sink: RetainedSink<M>): void {
+    this.#sink = sink
+  }
 
   /** Number of retained messages. */
   get size(): number {
@@ -26,11 +38,14 @@ export class RetainedStore<M> {
   /** Retains `message` for `topic`, replacing any previous one. */
   set(topic: string, message: M): void {
     this.#messages.set(topic, message)
+    this.#sink?.set(topic, message)
   }
 
   /** Drops the retained message for `topic`. Returns whether there was one. */
   delete(topic: string): boolean {
-    return this.#messages.delete(topic)
+    const had = this.#messages.delete(topic)
+    if (had) this.#sink?.delete(topic)
+    return had
   }
 
   /** The retained message for `topic`, if any. */

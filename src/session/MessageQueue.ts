@@ -66,6 +66,20 @@ export class MessageQueue implements Iterable<Message> {
     return new MessageQueue(this.items, start, this.end)
   }
 
+  /**
+   * How this queue was derived from `older` by pushes and drops, so a store can write only the
+   * difference: the number of `older`'s oldest messages gone, and the messages added (newest last).
+   * Undefined when that cannot be told cheaply (the two do not share a backing array, e.g. after a
+   * compaction): compare the whole queues then. O(number appended).
+   */
+  changesSince(older: MessageQueue): { readonly dropped: number; readonly appended: ReadonlyArray<Message> } | undefined {
+    if (older === this) return { dropped: 0, appended: [] }
+    // positions of a backing array are written once and never change, so windows over the same
+    // array that only moved forward differ exactly by what left the front and what was appended
+    if (older.items !== this.items || this.start < older.start || this.end < older.end) return undefined
+    return { dropped: this.start - older.start, appended: this.items.slice(Math.max(older.end, this.start), this.end) }
+  }
+
   /** The messages, oldest first, as a new array. */
   toArray(): Array<Message> {
     return this.items.slice(this.start, this.end)

@@ -5,6 +5,7 @@
  */
 import { Clock, Context, Effect, Layer, Option } from "effect"
 import type { Message } from "./Message.ts"
+import { GroupCommit } from "./providers/GroupCommit.ts"
 import type { ConnectRequest, SessionState, Subscription } from "./SessionState.ts"
 import { SessionStateProvider, type SessionStoreError } from "./SessionStateProvider.ts"
 import * as Transitions from "./Transitions.ts"
@@ -47,6 +48,13 @@ export class Sessions extends Context.Service<Sessions, {
   ) => Effect.Effect<Transitions.Ended, SessionStoreError>
   /** Time passed for an offline session: delayed will due, or the session expired. */
   readonly expire: (clientId: string, now: number) => Effect.Effect<Transitions.Ended, SessionStoreError>
+  /**
+   * Runs `f` once every change made so far is durable, after every `f` given before it: `deliver`
+   * (QoS 0/1), `puback` and `pubcomp` may return before theirs is (with a `GroupCommit` provider),
+   * so the PUBACK / PUBREC of the PUBLISH that caused them is sent through this. At once over a
+   * provider that stores each change before returning.
+   */
+  readonly whenDurable: (f: () => void) => void
   /** The stored session (diagnostics and tests). */
   readonly get: (clientId: string) => Effect.Effect<Option.Option<SessionState>, SessionStoreError>
 }>()("effect-mqtt-broker/session/Sessions") {}
@@ -54,22 +62,34 @@ export class Sessions extends Context.Service<Sessions, {
 /** Builds the session operations for the given limits over the current provider. */
 export const make = Effect.fnUntraced(function*(limits: Transitions.Limits) {
   const provider = yield* SessionStateProvider
+  const groupCommit = Option.getOrUndefined(yield* Effect.serviceOption(GroupCommit))
+  /** For changes nothing acknowledges by itself: not waiting for their commit (see `durable`). */
+  const modifyDeferred = groupCommit?.modifyDeferred ?? provider.modify
 
   /** Applies a step to an existing session; without one there is nothing to do. */
-  const step = <A>(clientId: string, empty: A, f: (state: SessionState) => readonly [A, SessionState]) =>
-    provider.modify(clientId, (current) => {
+  const step = <A>(
+    clientId: string,
+    empty: A,
+    f: (state: SessionState) => readonly [A, SessionState],
+    modify: typeof provider.modify = provider.modify
+  ) =>
+    modify(clientId, (current) => {
       if (Option.isNone(current)) return [empty, current] as const
       const [result, next] = f(current.value)
       return [result, next === current.value ? current : Option.some(next)] as const
     })
 
   /** Applies a transition that needs the time (message expiry) and returns what to send. */
-  const outgoingOf = (clientId: string, f: (state: SessionState, now: number) => Transitions.Step) =>
+  const outgoingOf = (
+    clientId: string,
+    f: (state: SessionState, now: number) => Transitions.Step,
+    modify: typeof provider.modify = provider.modify
+  ) =>
     Effect.flatMap(Clock.currentTimeMillis, (now) =>
       step(clientId, noOutgoing, (state) => {
         const { outgoing, state: next } = f(state, now)
         return [outgoing, next]
-      }))
+      }, modify))
 
   /** Applies an end-of-connection or end-of-time transition that may remove the session. */
   const end = (clientId: string, f: (state: SessionState) => Transitions.Ended) =>
@@ -95,11 +115,18 @@ export const make = Effect.fnUntraced(function*(limits: Transitions.Limits) {
         filters.map(() => false),
         (state) => [filters.map((filter) => state.subscriptions.has(filter)), Transitions.unsubscribe(state, filters)]
       ),
+    // a QoS 2 delivery is stored before it is sent: exactly once must hold across a crash too
     deliver: (clientId, message, online) =>
-      outgoingOf(clientId, (state, now) => Transitions.deliver(state, message, online, limits, now)),
-    puback: (clientId, packetId) => outgoingOf(clientId, (state, now) => Transitions.puback(state, packetId, now)),
+      outgoingOf(
+        clientId,
+        (state, now) => Transitions.deliver(state, message, online, limits, now),
+        message.qos === 2 ? provider.modify : modifyDeferred
+      ),
+    // a release lost in a crash only means a resend with DUP
+    puback: (clientId, packetId) => outgoingOf(clientId, (state, now) => Transitions.puback(state, packetId, now), modifyDeferred),
     pubrec: (clientId, packetId) => outgoingOf(clientId, (state) => Transitions.pubrec(state, packetId)),
-    pubcomp: (clientId, packetId) => outgoingOf(clientId, (state, now) => Transitions.pubcomp(state, packetId, now)),
+    pubcomp: (clientId, packetId) =>
+      outgoingOf(clientId, (state, now) => Transitions.pubcomp(state, packetId, now), modifyDeferred),
     receiveQos2: (clientId, packetId) =>
       step(clientId, false, (state) => {
         const received = Transitions.receiveQos2(state, packetId)
@@ -108,6 +135,7 @@ export const make = Effect.fnUntraced(function*(limits: Transitions.Limits) {
     pubrel: (clientId, packetId) => step(clientId, undefined, (state) => [undefined, Transitions.pubrel(state, packetId)]),
     disconnect: (clientId, options, now) => end(clientId, (state) => Transitions.disconnect(state, options, now)),
     expire: (clientId, now) => end(clientId, (state) => Transitions.expire(state, now)),
+    whenDurable: groupCommit?.afterCommit ?? ((f) => f()),
     get: provider.get
   })
 })

@@ -62,7 +62,9 @@ describe("Settings: one bad value, one line naming where it came from", () => {
     [{}, { MQTT_METRICS_PORT: "65536" }, "MQTT_METRICS_PORT=65536 is not a port (0-65535)"],
     [{ metricsHost: "" }, {}, "--metrics-host \"\" is not a host name or address"],
     [{}, { OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318" }, "OTEL_EXPORTER_OTLP_ENDPOINT=collector:4318 is not an http:// or https:// URL"],
-    [{ otlpIntervalMs: "0" }, {}, "--otlp-interval-ms 0 is not a number of milliseconds (1-2147483647)"]
+    [{ otlpIntervalMs: "0" }, {}, "--otlp-interval-ms 0 is not a number of milliseconds (1-2147483647)"],
+    [{ persistence: "redis" }, {}, "--persistence redis is not one of memory, sqlite"],
+    [{ persistenceFile: "" }, {}, "--persistence-file \"\" is not a file name"]
   ]
   for (const [flags, env, message] of refused) {
     it(message, () => {

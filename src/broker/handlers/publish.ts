@@ -68,11 +68,15 @@ export const toMessage = (fields: PublishFields, now = 0): Message => {
   }
 }
 
+// once what the PUBLISH changed is durable (a persistent provider), in the order PUBLISHes came;
+// the connection meanwhile goes on reading, so one commit covers many PUBLISHes
 const ack = (context: ConnectionContext, type: "puback" | "pubrec", packetId: number, reasonCode: number) =>
-  context.outbox.send(
-    reasonCode === ReasonCode.Success || context.protocolVersion !== 5
-      ? Codec.encodeAck(type, packetId)
-      : Codec.encode({ cmd: type, messageId: packetId, reasonCode }, 5)
+  context.core.sessions.whenDurable(() =>
+    context.outbox.send(
+      reasonCode === ReasonCode.Success || context.protocolVersion !== 5
+        ? Codec.encodeAck(type, packetId)
+        : Codec.encode({ cmd: type, messageId: packetId, reasonCode }, 5)
+    )
   )
 
 /** Resolves an MQTT 5 topic alias: records it with a topic, or looks the topic up without one. */
