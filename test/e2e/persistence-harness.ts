@@ -40,7 +40,7 @@ export const startProcess = async (file: string, extra: ReadonlyArray<string> = 
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no "listening on" within ${timeoutMs} ms\n${output()}`)), timeoutMs)
     const look = () => {
-      const match = /listening on tcp:\/\/[^\s]+:(\d+)/.exec(output())
+      const match = /listening on tcp:\/\/[^\s":]+:(\d+)/.exec(output())
       if (match !== null) {
         clearTimeout(timer)
         resolve(Number(match[1]))
