@@ -23,7 +23,7 @@ import { tuneGarbageCollector } from "./entry/GcTuning.ts"
 import * as OneLinePresenter from "./entry/OneLinePresenter.ts"
 import * as Passwd from "./entry/Passwd.ts"
 import * as Shutdown from "./entry/Shutdown.ts"
-import { packageVersion } from "./entry/Version.ts"
+import { VERSION } from "./observability/Version.ts"
 import { SessionPlugin } from "./plugin/SessionPlugin.ts"
 
 /** Warns about open access, then runs the broker until it is stopped. */
@@ -77,7 +77,7 @@ tuneGarbageCollector()
 Shutdown.install({ program: ExitCode.PROGRAM })
 
 command.pipe(
-  Command.run({ version: packageVersion() }),
+  Command.run({ version: VERSION }),
   Effect.provide(Layer.merge(NodeServices.layer, OneLinePresenter.layer)),
   NodeRuntime.runMain({
     disableErrorReporting: true,
