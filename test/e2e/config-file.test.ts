@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import * as Yaml from "effect/encoding/Yaml"
 import mqtt from "mqtt"
+import { accepts } from "../support/Entrypoint.ts"
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url))
 const ENTRY = "src/launch.js"
@@ -58,15 +59,6 @@ const start = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
 
 const nonEmptyLines = (text: string) => text.split("\n").filter((line) => line.trim() !== "")
 
-const accepts = (port: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const socket = net.connect({ port, host: "127.0.0.1" })
-    socket.once("connect", () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once("error", () => resolve(false))
-  })
 
 /** The bound listeners the broker logged (`listening on tcp://127.0.0.1:40123`), once `count` are up. */
 const listening = async (out: { readonly stdout: string; readonly stderr: string }, count: number) => {

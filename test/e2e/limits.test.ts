@@ -5,9 +5,9 @@
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import type { IConnackPacket, Packet } from "mqtt-packet"
 import { Effect, Layer } from "effect"
-import mqtt from "mqtt"
 import * as Authenticator from "../../src/auth/Authenticator.ts"
 import type { BrokerConfig } from "../../src/config/BrokerConfig.ts"
+import { connackCodeAt } from "../support/Connack.ts"
 import { startTestBroker, type TestBroker } from "../support/TestBroker.ts"
 import { RawClient, uniqueId } from "./harness.ts"
 
@@ -173,20 +173,7 @@ describe("per-address limits over WebSocket", () => {
   it("--max-connect-rate counts WebSocket connections by their peer address: past it, MQTT 5 gets CONNACK 0x9F", async () => {
     const broker = await start({ maxConnectsPerSecond: 2, webSocket: { port: 0, host: "127.0.0.1" } })
     const ws = broker.addresses.find((address) => address.transport === "ws")!
-    const attempt = () =>
-      new Promise<number>((resolve, reject) => {
-        const client = mqtt.connect(`ws://127.0.0.1:${ws.port}`, { protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5_000 })
-        client.once("connect", () => {
-          client.end(true)
-          resolve(0)
-        })
-        client.once("error", (error) => {
-          client.end(true)
-          const code = (error as { code?: unknown }).code
-          if (typeof code === "number") resolve(code)
-          else reject(error)
-        })
-      })
+    const attempt = () => connackCodeAt(`ws://127.0.0.1:${ws.port}`, { protocolVersion: 5 })
     expect([await attempt(), await attempt(), await attempt()]).toEqual([0, 0, 0x9f])
     expect(broker.logs.some((line) => line.includes("CONNECT from 127.0.0.1 refused: over --max-connect-rate 2"))).toBe(true)
   })

@@ -6,27 +6,18 @@
  * still there. Small by default; `CRASH_FULL=1` (`npm run test:crash`) runs 100 clients × 10,000
  * messages and prints its timings.
  */
-import { afterEach, describe, expect, it } from "@effect/vitest"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { describe, expect, it } from "@effect/vitest"
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import type { MqttClient } from "mqtt"
-import { type BrokerProcess, connect, end, exited, type OnMessage, spawnBroker, startProcess } from "./persistence-harness.ts"
+import { connect, end, exited, type OnMessage, spawnBroker, startProcess, useCleanup } from "./persistence-harness.ts"
 
 const FULL = process.env["CRASH_FULL"] === "1"
 const CLIENTS = FULL ? 100 : 10
 const MESSAGES = FULL ? 10_000 : 200
 const RETAINED = 3
 
-const running: Array<BrokerProcess> = []
-const clients: Array<MqttClient> = []
-const dirs: Array<string> = []
-
-afterEach(async () => {
-  for (const client of clients.splice(0)) client.end(true)
-  for (const broker of running.splice(0)) await broker.kill9()
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
-})
+const { running, clients, dirs } = useCleanup()
 
 const tempFile = (): string => {
   const dir = mkdtempSync(join(tmpdir(), "mqtt-crash-"))

@@ -2,23 +2,14 @@
  * Session expiry across a restart: an offline session's expiry is counted from the disconnect time
  * stored with it, not from when the broker came back. Real entrypoint, `--persistence sqlite`, `kill -9`.
  */
-import { afterEach, describe, expect, it } from "@effect/vitest"
-import { mkdtempSync, rmSync } from "node:fs"
+import { describe, expect, it } from "@effect/vitest"
+import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
-import type { MqttClient } from "mqtt"
-import { type BrokerProcess, connect, end, exited, startProcess } from "./persistence-harness.ts"
+import { connect, end, exited, startProcess, useCleanup } from "./persistence-harness.ts"
 
-const running: Array<BrokerProcess> = []
-const clients: Array<MqttClient> = []
-const dirs: Array<string> = []
-
-afterEach(async () => {
-  for (const client of clients.splice(0)) client.end(true)
-  for (const broker of running.splice(0)) await broker.kill9()
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
-})
+const { running, clients, dirs } = useCleanup()
 
 const sleepUntil = (at: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, at - Date.now())))
 

@@ -3,7 +3,9 @@
  * persistence, for tests that kill it with SIGKILL and start it again on the same file. It listens
  * on port 0; the port is read from its "listening on tcp://…" log line.
  */
+import { afterEach } from "@effect/vitest"
 import { type ChildProcess, spawn } from "node:child_process"
+import { rmSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt"
 
@@ -89,3 +91,16 @@ export const connect = (
 
 /** Ends a client gracefully (DISCONNECT) and waits for it. */
 export const end = (client: MqttClient): Promise<void> => new Promise((resolve) => client.end(false, {}, () => resolve()))
+
+/** Broker processes, clients and temp folders of one test file, ended (kill -9) and removed after each test. */
+export const useCleanup = () => {
+  const running: Array<BrokerProcess> = []
+  const clients: Array<MqttClient> = []
+  const dirs: Array<string> = []
+  afterEach(async () => {
+    for (const client of clients.splice(0)) client.end(true)
+    for (const broker of running.splice(0)) await broker.kill9()
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
+  })
+  return { running, clients, dirs }
+}

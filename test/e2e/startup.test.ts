@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import mqtt from "mqtt"
 import * as Settings from "../../src/config/Settings.ts"
+import { accepts } from "../support/Entrypoint.ts"
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url))
 const ENTRY = "src/launch.js"
@@ -86,15 +87,6 @@ const freePort = async (): Promise<number> => {
   return port
 }
 
-const accepts = (port: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const socket = net.connect({ port, host: "127.0.0.1" })
-    socket.once("connect", () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once("error", () => resolve(false))
-  })
 
 const waitFor = async (condition: () => Promise<boolean>, timeoutMs: number): Promise<boolean> => {
   const deadline = Date.now() + timeoutMs

@@ -6,8 +6,12 @@ import mqtt from "mqtt"
 
 /** Connects once (no reconnects) with `options` and resolves with the CONNACK code. */
 export const connackCode = (port: number, options: mqtt.IClientOptions): Promise<number> =>
+  connackCodeAt(`mqtt://127.0.0.1:${port}`, options)
+
+/** `connackCode` for any broker URL (`ws://…` included). */
+export const connackCodeAt = (url: string, options: mqtt.IClientOptions): Promise<number> =>
   new Promise((resolve, reject) => {
-    const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, connectTimeout: 5_000, ...options })
+    const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5_000, ...options })
     client.once("connect", () => {
       client.end(true)
       resolve(0)

@@ -50,3 +50,14 @@ export const eventually = async (condition: () => boolean, timeoutMs = 5_000): P
   }
   return true
 }
+
+/** Whether a TCP connection to `port` on loopback succeeds now. */
+export const accepts = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const socket = net.connect({ port, host: "127.0.0.1" })
+    socket.once("connect", () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once("error", () => resolve(false))
+  })
