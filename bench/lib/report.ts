@@ -119,18 +119,22 @@ export const buildTable = (reports: ReadonlyArray<ScenarioReport>, brokers: Read
       }
       push(m.label, m.unit, m.better, values, m.ratio !== false)
     }
-    if (r.id === "fanin-q0-32") {
-      const base = reports.find((x) => x.id === "fanin-q0")
-      if (base !== undefined) {
-        const values: Partial<Record<BrokerName, number>> = {}
-        for (const b of brokers) {
-          const hi = r.summary[b]?.medians["rate"]
-          const lo = base.summary[b]?.medians["rate"]
-          if (hi !== undefined && lo !== undefined) values[b] = hi / lo
-        }
-        push("fan-in scaling 32/8 pubs", "x", "higher", values)
+    // a row relating this scenario to another one of the same broker (each broker against itself)
+    const relative = (baseId: string, key: string, label: string, of: (value: number, base: number) => number): void => {
+      const base = reports.find((x) => x.id === baseId)
+      if (base === undefined) return
+      const values: Partial<Record<BrokerName, number>> = {}
+      for (const b of brokers) {
+        const value = r.summary[b]?.medians[key]
+        const baseValue = base.summary[b]?.medians[key]
+        if (value !== undefined && baseValue !== undefined) values[b] = of(value, baseValue)
       }
+      push(label, "x", "higher", values)
     }
+    if (r.id === "fanin-q0-32") relative("fanin-q0", "rate", "fan-in scaling 32/8 pubs", (hi, lo) => hi / lo)
+    // issue 14: on disk against in memory, as a share of the in-memory speed (Aedes stays in memory)
+    if (r.id === "fanin-q1-sqlite") relative("fanin-q1", "rate", "QoS 1 fan-in sqlite/memory", (disk, memory) => disk / memory)
+    if (r.id === "persistent-sessions-sqlite") relative("persistent-sessions", "drainMs", "sessions drain sqlite/memory", (disk, memory) => memory / disk)
   }
   return rows
 }
