@@ -25,7 +25,7 @@
  * An update that returns the session it was given (or none for none) writes nothing: the read was
  * a consistent snapshot, so it is the point where that `modify` took effect.
  */
-import { Data, Effect, Layer, Option, Schedule, Semaphore } from "effect"
+import { Data, Effect, Layer, Option, Semaphore } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { NodeRedis } from "@effect/platform-node"
 import * as SessionCodec from "../SessionCodec.ts"
@@ -133,7 +133,9 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
 
   const modify = <A>(clientId: string, update: SessionUpdate<A>): Effect.Effect<A, SessionStoreError> =>
     attempt(clientId, update).pipe(
-      Effect.retry({ while: (error) => error._tag === "RedisSessionConflict", schedule: Schedule.spaced("1 millis") }),
+      // at once, no backoff: a conflict means another writer's update went in, so every round
+      // makes progress; and no sleep, which would also depend on the clock
+      Effect.retry({ while: (error) => error._tag === "RedisSessionConflict" }),
       locks[stripeOf(clientId)]!.withPermits(1),
       Effect.mapError(storeError("modify", clientId))
     )
