@@ -3,7 +3,7 @@
  * clients (as two broker processes have) sharing sessions, the key layout, and its typed errors.
  * Against a real redis-server started for this file (`test/support/RedisServer.ts`).
  */
-import { NodeRedis } from "@effect/platform-node"
+import * as NodeRedis from "@effect/platform-node/NodeRedis"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Option } from "effect"
 import * as Redis from "effect/persistence/Redis"

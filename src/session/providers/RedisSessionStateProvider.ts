@@ -27,7 +27,7 @@
  */
 import { Data, Effect, Layer, Option, Semaphore } from "effect"
 import * as Redis from "effect/persistence/Redis"
-import { NodeRedis } from "@effect/platform-node"
+import * as NodeRedis from "@effect/platform-node/NodeRedis"
 import * as SessionCodec from "../SessionCodec.ts"
 import type { SessionState } from "../SessionState.ts"
 import { SessionStateProvider, SessionStoreError, type SessionUpdate } from "../SessionStateProvider.ts"
