@@ -153,13 +153,51 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
 export const layerRedis = (options: Options = {}): Layer.Layer<SessionStateProvider, never, Redis.Redis> =>
   Layer.effect(SessionStateProvider, make(options))
 
+/** Redis could not be reached when the provider started; names the server (without its password). */
+export class RedisConnectError extends Error {
+  override readonly name = "RedisConnectError"
+  /** The server's URL, any password replaced by `***`. */
+  readonly url: string
+  constructor(url: string, cause: unknown) {
+    const shown = redact(url)
+    const reason = describe(cause)
+    super(`cannot reach Redis at ${shown}${reason === "" ? "" : `: ${reason}`}`)
+    this.url = shown
+  }
+}
+
+const redact = (url: string): string => {
+  try {
+    const parsed = new URL(url)
+    if (parsed.password !== "") parsed.password = "***"
+    return parsed.toString()
+  } catch {
+    return url.replace(/\/\/[^@/]*@/, "//***@")
+  }
+}
+
+/** The innermost message of an error chain (RedisError wraps node-redis' error in `cause`). */
+const describe = (error: unknown): string => {
+  let current: unknown = error
+  for (let depth = 0; depth < 5; depth++) {
+    const message = current instanceof Error ? current.message : ""
+    const inner = typeof current === "object" && current !== null ? (current as { cause?: unknown }).cause : undefined
+    if (message !== "" && (inner === undefined || inner === null)) return message.replace(/\s+/g, " ").trim()
+    if (inner === undefined || inner === null) return message || String(current)
+    current = inner
+  }
+  return String(current)
+}
+
 /**
  * The provider with its own node-redis client connected to `url`, closed with the Layer; a Redis
- * that cannot be reached fails the Layer with a `SessionStoreError` (operation `connect`).
+ * that cannot be reached fails the Layer with a `SessionStoreError` (operation `connect`) whose
+ * cause is a `RedisConnectError` naming the server.
  */
 export const layer = (options: LayerOptions): Layer.Layer<SessionStateProvider, SessionStoreError> =>
   layerRedis(options).pipe(
     Layer.provide(NodeRedis.layer({ url: options.url })),
     Layer.catchTag("RedisError", (cause) =>
-      Layer.effect(SessionStateProvider, Effect.fail(new SessionStoreError({ operation: "connect", clientId: "", cause }))))
+      Layer.effect(SessionStateProvider, Effect.fail(new SessionStoreError({ operation: "connect", clientId: "", cause: new RedisConnectError(options.url, cause) }))
+      ))
   )
