@@ -19,8 +19,9 @@
  * one shared, pipelined connection; and the script makes the session and the index set change
  * together. Versions come from one counter that never goes back, so a session removed and created
  * again between a read and a write never shows the version that was read (no ABA).
- * Within one process, updates of one client id are serialized first (striped semaphores), so
- * concurrent fibers do not race each other into retries; only other processes cause retries.
+ * Within one process, updates of one client id are serialized first (a semaphore per client id
+ * with an update in progress), so concurrent fibers do not race each other into retries; only
+ * other processes cause retries, and updates of different clients run side by side.
  *
  * An update that returns the session it was given (or none for none) writes nothing: the read was
  * a consistent snapshot, so it is the point where that `modify` took effect.
@@ -79,15 +80,6 @@ return 1
   }
 ).withReturnType<number>()
 
-/** Semaphores serializing this process's updates; a client id always maps to the same one. */
-const STRIPES = 64
-
-const stripeOf = (clientId: string): number => {
-  let hash = 0
-  for (let i = 0; i < clientId.length; i++) hash = (hash * 31 + clientId.charCodeAt(i)) | 0
-  return (hash >>> 0) % STRIPES
-}
-
 /** Builds the provider over a `Redis` service. */
 export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const redis = yield* Redis.Redis
@@ -95,7 +87,24 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
   const indexKey = `${prefix}sessions`
   const counterKey = `${prefix}version`
   const sessionKey = (clientId: string) => `${prefix}session:${clientId}`
-  const locks = yield* Effect.forEach(Array.from({ length: STRIPES }), () => Semaphore.make(1))
+  /** A semaphore per client id with an update running or waiting; removed when the last one ends. */
+  const locks = new Map<string, { readonly semaphore: Semaphore.Semaphore; users: number }>()
+  const serialized = <A, E>(clientId: string, effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.suspend(() => {
+      let entry = locks.get(clientId)
+      if (entry === undefined) {
+        entry = { semaphore: Semaphore.makeUnsafe(1), users: 0 }
+        locks.set(clientId, entry)
+      }
+      entry.users++
+      const held = entry
+      return held.semaphore.withPermits(1)(effect).pipe(
+        Effect.ensuring(Effect.sync(() => {
+          if (--held.users === 0) locks.delete(clientId)
+        }))
+      )
+    })
+
   const cas = redis.eval(compareAndSet)
 
   const storeError = (operation: string, clientId: string) => (cause: unknown) =>
@@ -132,13 +141,14 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
     })
 
   const modify = <A>(clientId: string, update: SessionUpdate<A>): Effect.Effect<A, SessionStoreError> =>
-    attempt(clientId, update).pipe(
-      // at once, no backoff: a conflict means another writer's update went in, so every round
-      // makes progress; and no sleep, which would also depend on the clock
-      Effect.retry({ while: (error) => error._tag === "RedisSessionConflict" }),
-      locks[stripeOf(clientId)]!.withPermits(1),
-      Effect.mapError(storeError("modify", clientId))
-    )
+    serialized(
+      clientId,
+      attempt(clientId, update).pipe(
+        // at once, no backoff: a conflict means another writer's update went in, so every round
+        // makes progress; and no sleep, which would also depend on the clock
+        Effect.retry({ while: (error) => error._tag === "RedisSessionConflict" })
+      )
+    ).pipe(Effect.mapError(storeError("modify", clientId)))
 
   return SessionStateProvider.of({
     get: (clientId) => read(clientId).pipe(Effect.map(({ current }) => current), Effect.mapError(storeError("get", clientId))),
