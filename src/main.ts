@@ -40,7 +40,11 @@ const run = (config: BrokerConfig.BrokerConfig, sources: ReadonlyArray<Settings.
     // --acl-file: read (and checked) when the broker Layer is built, before anything listens
     const authorization = yield* Load.authorization(sources)
     const persistence = yield* Load.persistence(sources)
-    const sessionPlugin = persistence._tag === "sqlite" ? SessionPlugin.layerSqlite({ file: persistence.file }) : SessionPlugin.layer
+    const sessionPlugin = persistence._tag === "sqlite"
+      ? SessionPlugin.layerSqlite({ file: persistence.file })
+      : persistence._tag === "redis"
+      ? SessionPlugin.layerRedis({ url: persistence.url })
+      : SessionPlugin.layer
     const broker = Broker.layer(config).pipe(Layer.provide(sessionPlugin))
     const authenticated = authentication.layer === undefined ? broker : broker.pipe(Layer.provide(authentication.layer))
     return yield* Layer.launch(authorization === undefined ? authenticated : authenticated.pipe(Layer.provide(authorization)))
@@ -69,7 +73,7 @@ const command = Command.make(
       Effect.tapCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logDebug("the broker stopped with an error", cause))
     )
 ).pipe(
-  Command.withDescription("An MQTT 5 / 3.1.1 broker on Effect 4, sessions in memory or on disk (--persistence sqlite)"),
+  Command.withDescription("An MQTT 5 / 3.1.1 broker on Effect 4, sessions in memory, on disk (--persistence sqlite) or in Redis (--persistence redis)"),
   Command.withSubcommands([Passwd.command])
 )
 

@@ -154,19 +154,20 @@ export const authorization = Effect.fnUntraced(function*(
   )
 })
 
-/** Where sessions and retained messages live, from the `persistence` and `persistenceFile` keys. */
+/** Where sessions and retained messages live, from the `persistence`, `persistenceFile` and `redisUrl` keys. */
 export type Persistence =
   | { readonly _tag: "memory" }
   | { readonly _tag: "sqlite"; readonly file: string }
+  | { readonly _tag: "redis"; readonly url: string }
 
-/** The persistence the sources describe (`Settings.decode` has checked that sqlite comes with its file). */
+/** The persistence the sources describe (`Settings.decode` has checked that sqlite comes with its file, redis with its URL). */
 export const persistence = Effect.fnUntraced(function*(
   sources: ReadonlyArray<Settings.Source>
 ): Effect.fn.Return<Persistence, ConfigError> {
   const { values } = yield* Effect.fromResult(Settings.decode(sources))
-  return values.persistence === "sqlite" && values.persistenceFile !== undefined
-    ? { _tag: "sqlite", file: values.persistenceFile }
-    : { _tag: "memory" }
+  if (values.persistence === "sqlite" && values.persistenceFile !== undefined) return { _tag: "sqlite", file: values.persistenceFile }
+  if (values.persistence === "redis" && values.redisUrl !== undefined) return { _tag: "redis", url: values.redisUrl }
+  return { _tag: "memory" }
 })
 
 /** Whether `host` only listens on this machine (loopback), where open access reaches nobody else. */

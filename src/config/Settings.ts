@@ -80,6 +80,11 @@ const httpUrl: Kind<string> = {
   allowed: "an http:// or https:// URL",
   metavar: "URL"
 }
+const redisUrl: Kind<string> = {
+  schema: Schema.String.check(Schema.isPattern(/^rediss?:\/\/\S+$/)),
+  allowed: "a redis:// or rediss:// URL",
+  metavar: "URL"
+}
 const bytes = (minimum: number) => integer(minimum, Number.MAX_SAFE_INTEGER, "a number of bytes", "BYTES")
 const millis = (minimum: number) => integer(minimum, MAX_TIMER_MS, "a number of milliseconds", "MS")
 const sixteenBit = (minimum: number, what: string) => integer(minimum, 65_535, what, "N")
@@ -147,8 +152,9 @@ export const settings = {
   metricsHost: setting("metrics-host", "MQTT_METRICS_HOST", text("a host name or address", "HOST"), "127.0.0.1", "address of the metrics HTTP endpoint"),
   otlpEndpoint: setting("otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", httpUrl, undefined, "OpenTelemetry collector base URL: metrics are posted to <URL>/v1/metrics (OTLP/HTTP JSON)"),
   otlpIntervalMs: setting("otlp-interval-ms", "OTEL_METRIC_EXPORT_INTERVAL", millis(1), 60_000, "milliseconds between OTLP metric exports"),
-  persistence: setting("persistence", "MQTT_PERSISTENCE", choice(["memory", "sqlite"], "KIND"), "memory", "where sessions and retained messages live: memory (lost at exit), or sqlite (on disk, kept across restarts; needs --persistence-file)"),
-  persistenceFile: setting("persistence-file", "MQTT_PERSISTENCE_FILE", text("a file name", "FILE"), undefined, "SQLite database of --persistence sqlite, created if absent; a file that is not one stops the broker")
+  persistence: setting("persistence", "MQTT_PERSISTENCE", choice(["memory", "sqlite", "redis"], "KIND"), "memory", "where sessions and retained messages live: memory (lost at exit), sqlite (on disk, kept across restarts; needs --persistence-file) or redis (sessions in a Redis server; needs --redis-url)"),
+  persistenceFile: setting("persistence-file", "MQTT_PERSISTENCE_FILE", text("a file name", "FILE"), undefined, "SQLite database of --persistence sqlite, created if absent; a file that is not one stops the broker"),
+  redisUrl: setting("redis-url", "MQTT_REDIS_URL", redisUrl, undefined, "Redis server of --persistence redis, e.g. redis://127.0.0.1:6379; one that cannot be reached stops the broker")
 } as const
 
 /** The keys of the table. */
@@ -330,6 +336,18 @@ const relations: ReadonlyArray<(decoded: Decoded) => ConfigError | undefined> = 
       return new ConfigError({
         keys: ["persistence", "persistenceFile"],
         message: `${origin(decoded, "persistence")} sqlite needs ${name("persistenceFile")}: the database file to keep sessions in`
+      })
+    }
+    if (values.persistence === "redis" && values.redisUrl === undefined) {
+      return new ConfigError({
+        keys: ["persistence", "redisUrl"],
+        message: `${origin(decoded, "persistence")} redis needs ${name("redisUrl")}: the Redis server to keep sessions in`
+      })
+    }
+    if (given.redisUrl !== undefined && values.persistence !== "redis") {
+      return new ConfigError({
+        keys: ["redisUrl", "persistence"],
+        message: `${origin(decoded, "redisUrl")} is set but ${name("persistence")} is not redis: sessions would not be kept there`
       })
     }
     if (given.persistenceFile !== undefined && values.persistence !== "sqlite") {

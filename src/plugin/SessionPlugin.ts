@@ -7,6 +7,7 @@ import { Context, Layer } from "effect"
 import * as MemorySessionStateProvider from "../session/MemorySessionStateProvider.ts"
 import type { GroupCommit } from "../session/providers/GroupCommit.ts"
 import type { RetainedMessageStore } from "../session/providers/RetainedMessageStore.ts"
+import * as RedisSessionStateProvider from "../session/providers/RedisSessionStateProvider.ts"
 import * as SqliteSessionStateProvider from "../session/providers/SqliteSessionStateProvider.ts"
 import type { SessionStateProvider, SessionStoreError } from "../session/SessionStateProvider.ts"
 import type { PluginDescriptor } from "./Plugin.ts"
@@ -34,6 +35,16 @@ export class SessionPlugin extends Context.Service<SessionPlugin, PluginDescript
     options: SqliteSessionStateProvider.Options
   ): Layer.Layer<SessionPlugin | SessionStateProvider | RetainedMessageStore | GroupCommit, SessionStoreError> {
     return Layer.merge(Layer.succeed(SessionPlugin, SessionPlugin.sqlite), SqliteSessionStateProvider.layer(options))
+  }
+
+  /** Sessions in a Redis server (`RedisSessionStateProvider`); retained messages stay in memory. */
+  static readonly redis: PluginDescriptor = { name: "redis-session", version: "0.1.0", vendor: "effect-mqtt-broker" }
+
+  /** The Redis session plugin as a Layer (`--persistence redis`); fails if Redis cannot be reached. */
+  static layerRedis(
+    options: RedisSessionStateProvider.LayerOptions
+  ): Layer.Layer<SessionPlugin | SessionStateProvider, SessionStoreError> {
+    return SessionPlugin.make(SessionPlugin.redis, RedisSessionStateProvider.layer(options))
   }
 
   /** The memory session plugin as a Layer: what the node entrypoint provides by default. */

@@ -1,4 +1,4 @@
-/** `--persistence` and `--persistence-file`: sqlite needs its file, a file needs sqlite. */
+/** `--persistence`, `--persistence-file` and `--redis-url`: sqlite needs its file, redis its URL, and each needs its kind. */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
 import * as Load from "../../src/config/Load.ts"
@@ -33,5 +33,26 @@ describe("Settings: persistence", () => {
     expect(loadConfig({ persistenceFile: "s.db" })).toBe(
       "--persistence-file is set but --persistence (MQTT_PERSISTENCE) is not sqlite: sessions would not be kept in it"
     )
+  })
+
+  it("redis with its URL from flags or environment", () => {
+    expect(persistence({ persistence: "redis", redisUrl: "redis://10.0.0.5:6379" })).toEqual({ _tag: "redis", url: "redis://10.0.0.5:6379" })
+    expect(persistence({}, { MQTT_PERSISTENCE: "redis", MQTT_REDIS_URL: "rediss://r.example:6380/2" })).toEqual({
+      _tag: "redis",
+      url: "rediss://r.example:6380/2"
+    })
+  })
+
+  it("--persistence redis without a URL is refused in one line naming the key", () => {
+    expect(loadConfig({ persistence: "redis" })).toBe(
+      "--persistence redis needs --redis-url (MQTT_REDIS_URL): the Redis server to keep sessions in"
+    )
+  })
+
+  it("a Redis URL without --persistence redis, or one that is not redis:// or rediss://, is refused", () => {
+    expect(loadConfig({ redisUrl: "redis://127.0.0.1:6379" })).toBe(
+      "--redis-url is set but --persistence (MQTT_PERSISTENCE) is not redis: sessions would not be kept there"
+    )
+    expect(loadConfig({ persistence: "redis", redisUrl: "http://127.0.0.1:6379" })).toMatch(/^--redis-url .*redis:\/\/ or rediss:\/\/ URL/)
   })
 })

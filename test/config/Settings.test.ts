@@ -63,8 +63,9 @@ describe("Settings: one bad value, one line naming where it came from", () => {
     [{ metricsHost: "" }, {}, "--metrics-host \"\" is not a host name or address"],
     [{}, { OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318" }, "OTEL_EXPORTER_OTLP_ENDPOINT=collector:4318 is not an http:// or https:// URL"],
     [{ otlpIntervalMs: "0" }, {}, "--otlp-interval-ms 0 is not a number of milliseconds (1-2147483647)"],
-    [{ persistence: "redis" }, {}, "--persistence redis is not one of memory, sqlite"],
-    [{ persistenceFile: "" }, {}, "--persistence-file \"\" is not a file name"]
+    [{ persistence: "mongodb" }, {}, "--persistence mongodb is not one of memory, sqlite, redis"],
+    [{ persistenceFile: "" }, {}, "--persistence-file \"\" is not a file name"],
+    [{ redisUrl: "127.0.0.1:6379" }, {}, "--redis-url 127.0.0.1:6379 is not a redis:// or rediss:// URL"]
   ]
   for (const [flags, env, message] of refused) {
     it(message, () => {
