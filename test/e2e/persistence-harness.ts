@@ -37,8 +37,12 @@ export const spawnBroker = (args: ReadonlyArray<string>): { readonly child: Chil
 }
 
 /** Starts the entrypoint on a free loopback port with SQLite persistence on `file`; resolves once it listens. */
-export const startProcess = async (file: string, extra: ReadonlyArray<string> = [], timeoutMs = 60_000): Promise<BrokerProcess> => {
-  const { child, output } = spawnBroker(["--host", "127.0.0.1", "--port", "0", "--persistence", "sqlite", "--persistence-file", file, ...extra])
+export const startProcess = (file: string, extra: ReadonlyArray<string> = [], timeoutMs = 60_000): Promise<BrokerProcess> =>
+  startBroker(["--persistence", "sqlite", "--persistence-file", file, ...extra], timeoutMs)
+
+/** The entrypoint on a free loopback port with `args`; resolves once it listens. */
+export const startBroker = async (args: ReadonlyArray<string>, timeoutMs = 60_000): Promise<BrokerProcess> => {
+  const { child, output } = spawnBroker(["--host", "127.0.0.1", "--port", "0", ...args])
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no "listening on" within ${timeoutMs} ms\n${output()}`)), timeoutMs)
     const look = () => {

@@ -6,56 +6,25 @@
  * session (sessionPresent) and receives every acknowledged message. A Redis that cannot be reached
  * stops the start with one line naming it.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { randomUUID } from "node:crypto"
 import * as RedisServer from "../support/RedisServer.ts"
-import { type BrokerProcess, connect, end, exited, spawnBroker, useCleanup } from "./persistence-harness.ts"
+import { type BrokerProcess, connect, end, exited, spawnBroker, startBroker, useCleanup } from "./persistence-harness.ts"
 
-let server: RedisServer.RedisServer | undefined
-beforeAll(async () => {
-  server = await RedisServer.start()
-}, 20_000)
-afterAll(async () => {
-  await server?.stop()
-})
+const redisUrl = RedisServer.useRedisServer()
 
 const { running, clients } = useCleanup()
 
 /** The entrypoint with `--persistence redis --redis-url url`; resolves once it listens. */
 const start = async (url: string): Promise<BrokerProcess> => {
-  const { child, output } = spawnBroker(["--host", "127.0.0.1", "--port", "0", "--persistence", "redis", "--redis-url", url])
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "listening on" within 30 s\n${output()}`)), 30_000)
-    const look = () => {
-      const match = /listening on tcp:\/\/[^\s":]+:(\d+)/.exec(output())
-      if (match !== null) {
-        clearTimeout(timer)
-        resolve(Number(match[1]))
-      }
-    }
-    child.stdout?.on("data", look)
-    child.stderr?.on("data", look)
-    child.once("exit", (code) => {
-      clearTimeout(timer)
-      reject(new Error(`broker exited with ${code} before listening\n${output()}`))
-    })
-  })
-  const broker: BrokerProcess = {
-    child,
-    port,
-    output,
-    kill9: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
-      await exited(child)
-    }
-  }
+  const broker = await startBroker(["--persistence", "redis", "--redis-url", url], 30_000)
   running.push(broker)
   return broker
 }
 
 describe("persistence: redis", () => {
   it("a persistent subscriber gets every acknowledged QoS 1 message from a new broker on the same Redis after kill -9, with its session present", async () => {
-    const url = server!.url
+    const url = redisUrl()
     const clientId = `redis-e2e-${randomUUID()}`
     let broker = await start(url)
     const first = await connect(broker.port, { clientId, clean: false, protocolVersion: 4 })

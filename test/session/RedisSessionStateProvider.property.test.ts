@@ -6,7 +6,6 @@
  * runs 4 scenarios per property (about 4 s; the SQLite suite runs 10, the memory one 200 over the
  * same properties); `PROPS_RUNS` sets it, e.g. `PROPS_RUNS=200` for a long run.
  */
-import { afterAll, beforeAll } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { randomUUID } from "node:crypto"
 import * as RedisSessionStateProvider from "../../src/session/providers/RedisSessionStateProvider.ts"
@@ -17,19 +16,12 @@ process.env["PROPS_RUNS"] ??= "4"
 // imported after PROPS_RUNS is set: Props.ts reads it when it loads
 const { providerConformance } = await import("./SessionModel.ts")
 
-let server: RedisServer.RedisServer | undefined
-beforeAll(async () => {
-  server = await RedisServer.start()
-}, 20_000)
-afterAll(async () => {
-  await server?.stop()
-})
+const redisUrl = RedisServer.useRedisServer()
 
 /** A provider with its own client and key prefix on the test server. */
 const fresh: Layer.Layer<SessionStateProvider> = Layer.unwrap(
   Effect.sync(() => {
-    if (server === undefined) throw new Error("redis-server was not started (see the beforeAll failure)")
-    return RedisSessionStateProvider.layer({ url: server.url, prefix: `test:${randomUUID()}:` })
+    return RedisSessionStateProvider.layer({ url: redisUrl(), prefix: `test:${randomUUID()}:` })
   })
 ).pipe(Layer.orDie)
 

@@ -4,7 +4,7 @@
  * Against a real redis-server started for this file (`test/support/RedisServer.ts`).
  */
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Option } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { randomUUID } from "node:crypto"
@@ -13,18 +13,7 @@ import { make } from "../../src/session/SessionState.ts"
 import { SessionStateProvider, SessionStoreError } from "../../src/session/SessionStateProvider.ts"
 import * as RedisServer from "../support/RedisServer.ts"
 
-let server: RedisServer.RedisServer | undefined
-beforeAll(async () => {
-  server = await RedisServer.start()
-}, 20_000)
-afterAll(async () => {
-  await server?.stop()
-})
-
-const url = () => {
-  if (server === undefined) throw new Error("redis-server was not started (see the beforeAll failure)")
-  return server.url
-}
+const url = RedisServer.useRedisServer()
 
 /** A provider with a client of its own, closed with the enclosing scope. */
 const provider = (prefix: string) =>

@@ -4,6 +4,7 @@
  * be found or does not answer, `start` rejects with a message saying how to install it: the Redis
  * tests fail rather than skip (`.ci/run` installs it).
  */
+import { afterAll, beforeAll } from "@effect/vitest"
 import { type ChildProcess, spawn } from "node:child_process"
 import { accessSync, constants, mkdtempSync, rmSync } from "node:fs"
 import { createConnection, createServer } from "node:net"
@@ -125,4 +126,22 @@ export const start = async (): Promise<RedisServer> => {
     }
   }
   throw new Error(`${last instanceof Error ? last.message : String(last)}; ${INSTALL_HINT}`)
+}
+
+/**
+ * One redis-server for the calling test file: started before its tests, stopped after them.
+ * Returns its URL; asking before it started (its start failed) throws, saying so.
+ */
+export const useRedisServer = (): (() => string) => {
+  let server: RedisServer | undefined
+  beforeAll(async () => {
+    server = await start()
+  }, 20_000)
+  afterAll(async () => {
+    await server?.stop()
+  })
+  return () => {
+    if (server === undefined) throw new Error("redis-server was not started (see the beforeAll failure)")
+    return server.url
+  }
 }
