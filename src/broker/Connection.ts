@@ -169,24 +169,22 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
   Effect.scoped(
     Effect.gen(function*() {
       const net = yield* Effect.serviceOption(NodeSocket.NetSocket)
+      // the TCP peer: the socket itself, or for a WebSocket its upgrade request's (a reverse proxy's, behind one)
+      const peer = Option.isSome(net)
+        ? net.value
+        : Option.getOrUndefined(yield* Effect.serviceOption(NodeSocketServer.IncomingMessage))?.socket
       let remote = "websocket"
       let certificate: ConnectionContext["certificate"] = undefined
-      if (Option.isSome(net)) {
+      if (peer !== undefined) {
         // gone before it was served (no address any more), or from an address guessing passwords:
         // closed before this connection costs anything more
-        if (net.value.remoteAddress === undefined || (yield* shutOut(core, net.value.remoteAddress))) return net.value.destroy()
+        if (peer.remoteAddress === undefined || (yield* shutOut(core, peer.remoteAddress))) return peer.destroy()
+        remote = `${peer.remoteAddress}:${peer.remotePort}`
+      }
+      if (Option.isSome(net)) {
         net.value.setNoDelay(true)
-        remote = `${net.value.remoteAddress}:${net.value.remotePort}`
         // the TLS listener hands over the socket once its handshake has completed
         if (net.value instanceof Tls.TLSSocket) certificate = { commonName: commonNameOf(net.value) }
-      } else {
-        // a WebSocket: its address is the upgrade request's TCP peer (a reverse proxy's, behind one)
-        const upgrade = yield* Effect.serviceOption(NodeSocketServer.IncomingMessage)
-        const peer = Option.isSome(upgrade) ? upgrade.value.socket : undefined
-        if (peer !== undefined) {
-          if (peer.remoteAddress === undefined || (yield* shutOut(core, peer.remoteAddress))) return peer.destroy()
-          remote = `${peer.remoteAddress}:${peer.remotePort}`
-        }
       }
       const { stats } = core
       stats.socketsAccepted++
@@ -240,10 +238,7 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
           },
           send: (outgoing: ReadonlyArray<Outgoing>) => {
             for (const out of outgoing) {
-              if (out._tag === "Publish") {
-                stats.publishSent++
-                stats.publishBytesSent += out.message.payload.length
-              }
+              if (out._tag === "Publish") stats.countPublishSent(out.message.payload.length)
               outbox.send(Codec.encodeOutgoing(out, version, out._tag === "Publish" ? options(out.message) : undefined))
             }
           },
@@ -254,8 +249,7 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
             maximumPacketSize,
             // called once per message actually sent
             encode: (message) => {
-              stats.publishSent++
-              stats.publishBytesSent += message.payload.length
+              stats.countPublishSent(message.payload.length)
               return Codec.encodePublish(message, undefined, false, version, options(message))
             }
           }),

@@ -13,8 +13,8 @@ const READY_TIMEOUT = Duration.seconds(1)
 /** A client id no client can have (MQTT strings may not hold U+0000): looking it up touches no session. */
 const PROBE_CLIENT_ID = "\u0000ready"
 
-/** A running broker as its reports see it. */
-export interface BrokerProbe {
+/** The parts of a probe the broker reads itself; sessions and readiness come from the provider. */
+export interface Readers {
   readonly stats: Stats
   /** When the broker started (ms since the epoch, Effect's Clock). */
   readonly startedAt: number
@@ -26,26 +26,18 @@ export interface BrokerProbe {
   readonly outboxBytes: () => number
   /** QoS 0 messages dropped by the slow-consumer policy. */
   readonly dropped: () => number
+  /** Whether the MQTT listeners are bound (not yet during start, no longer during shutdown). */
+  readonly listening: () => boolean
+}
+
+/** A running broker as its reports see it. */
+export interface BrokerProbe extends Readers {
   /** Sessions in the provider when `countSessions` last asked (0 before). */
   readonly sessions: () => number
   /** Asks the provider how many sessions it holds; keeps the last answer when it fails. */
   readonly countSessions: Effect.Effect<void>
   /** Whether the provider answers a lookup within a second. */
   readonly providerAnswers: Effect.Effect<boolean>
-  /** Whether the MQTT listeners are bound (not yet during start, no longer during shutdown). */
-  readonly listening: () => boolean
-}
-
-/** The parts of a probe the broker reads itself; sessions and readiness come from the provider. */
-export interface Readers {
-  readonly stats: Stats
-  readonly startedAt: number
-  readonly clientsConnected: () => number
-  readonly subscriptions: () => number
-  readonly retained: () => number
-  readonly outboxBytes: () => number
-  readonly dropped: () => number
-  readonly listening: () => boolean
 }
 
 /** A probe over `readers` and the session provider. */

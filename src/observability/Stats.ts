@@ -85,6 +85,12 @@ export class Stats implements Traffic {
   /** Seconds from a CONNECT's arrival to its answer (accepted or refused). */
   readonly connectDuration = new Histogram(CONNECT_DURATION_BOUNDS)
 
+  /** Counts a PUBLISH sent to a client, with its payload bytes. */
+  countPublishSent(payloadBytes: number): void {
+    this.publishSent++
+    this.publishBytesSent += payloadBytes
+  }
+
   /** Whether the message being routed now is one whose latency is sampled. */
   sampleLatency(): boolean {
     return this.#routed++ % LATENCY_SAMPLE_EVERY === 0
