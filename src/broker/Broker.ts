@@ -6,6 +6,7 @@
 import { Clock, Context, Effect, Layer, Option } from "effect"
 import * as Authenticator from "../auth/Authenticator.ts"
 import * as Authorizer from "../auth/Authorizer.ts"
+import * as AuthFailureGate from "../auth/AuthFailureGate.ts"
 import { ConnectRate } from "../auth/ConnectRate.ts"
 import * as BrokerConfig from "../config/BrokerConfig.ts"
 import * as BrokerProbe from "../observability/BrokerProbe.ts"
@@ -152,12 +153,13 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
   }
 
   const handler = Connection.serve(core)
+  const admit = yield* admission(core)
   for (const listener of BrokerConfig.listenersOf(config)) {
     addresses.push(
       yield* listener.transport === "tcp"
-        ? TcpListener.listen(listener, handler)
+        ? TcpListener.listen(listener, handler, admit)
         : listener.transport === "tls"
-        ? TlsListener.listen(listener, handler)
+        ? TlsListener.listen(listener, handler, admit)
         : WebSocketListener.listen(listener, handler)
     )
   }
@@ -184,6 +186,24 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
     publish: (message) => Delivery.publish(core, message)
   })
 })
+
+/**
+ * What the TCP and TLS listeners ask before serving a connection: `--max-auth-failure-rate`'s
+ * shut-out, checked where Node accepts it (the WebSocket listener's peer is checked when served).
+ */
+const admission = (core: Core) =>
+  Effect.gen(function*() {
+    const failures = core.authFailures
+    if (failures === undefined) return undefined
+    const clock = yield* Clock.Clock
+    const context = yield* Effect.context<never>()
+    return AuthFailureGate.gate(
+      failures,
+      core.config.maxAuthFailuresPerSecond,
+      () => clock.currentTimeMillisUnsafe(),
+      (line) => Effect.runForkWith(context)(Effect.logWarning(line))
+    )
+  })
 
 /**
  * The broker as a Layer; needs a `SessionStateProvider` (e.g. `SessionPlugin.layer`). A listener

@@ -5,6 +5,7 @@ import type * as Socket from "effect/socket/Socket"
 import * as Crypto from "node:crypto"
 import * as Tls from "node:tls"
 import type { TlsListenerConfig } from "../config/BrokerConfig.ts"
+import { type Admit, serverOptions } from "./Admission.ts"
 import { type BoundAddress, serve } from "./Listener.ts"
 import { InvalidTlsMaterial, ListenerError } from "./ListenerError.ts"
 
@@ -50,10 +51,14 @@ export const caProblem = (ca: string | Uint8Array): string | undefined => {
   }
 }
 
-/** Listens with TLS until the scope closes. */
+/**
+ * Listens with TLS until the scope closes; connections `admit` refuses are closed as they are
+ * accepted, before their handshake.
+ */
 export const listen = (
   options: TlsListenerConfig,
-  handler: (socket: Socket.Socket) => Effect.Effect<void>
+  handler: (socket: Socket.Socket) => Effect.Effect<void>,
+  admit?: Admit
 ): Effect.Effect<BoundAddress, ListenerError, Scope.Scope> =>
   Effect.suspend(() => {
     const endpoint = { transport: "tls", host: options.host ?? "0.0.0.0", port: options.port } as const
@@ -74,7 +79,8 @@ export const listen = (
         // as Mosquitto: a certificate is asked for only when it is required, and then a missing
         // or unverifiable one ends the handshake before any MQTT byte is read
         requestCert: options.requireCertificate === true,
-        rejectUnauthorized: options.requireCertificate === true
+        rejectUnauthorized: options.requireCertificate === true,
+        ...serverOptions(admit)
       }),
       handler
     )
