@@ -11,6 +11,7 @@ import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Cause, Console, Effect, Layer, Option } from "effect"
 import { Command } from "effect/cli"
 import * as Broker from "./broker/Broker.ts"
+import * as Workers from "./cluster/Workers.ts"
 import * as BrokerConfig from "./config/BrokerConfig.ts"
 import * as ConfigFile from "./config/ConfigFile.ts"
 import * as Flags from "./config/Flags.ts"
@@ -30,12 +31,19 @@ import { SessionPlugin } from "./plugin/SessionPlugin.ts"
 const run = (config: BrokerConfig.BrokerConfig, sources: ReadonlyArray<Settings.Source>, authentication: Load.Authentication) =>
   Effect.gen(function*() {
     const exposed = BrokerConfig.listenersOf(config).map((listener) => listener.host ?? config.host).filter((host) => !Load.isLoopback(host))
-    if (authentication.anonymous && exposed.length > 0) {
+    // said once: by the supervisor of --workers, not again by each worker
+    if (authentication.anonymous && exposed.length > 0 && !Workers.isWorker()) {
       yield* Effect.logWarning(
         `anonymous clients may connect from other machines (listening on ${exposed[0]}): ${
           authentication.layer === undefined ? "set --password-file" : "drop --allow-anonymous"
         } (README "Security"), or listen on --host 127.0.0.1`
       )
+    }
+    // --workers N: this process only supervises N copies of itself, each of which runs the broker
+    const workers = yield* Load.workers(sources)
+    if (workers > 1 && !Workers.isWorker()) {
+      yield* Effect.logInfo(`starting ${workers} worker processes sharing the listeners' ports`)
+      return yield* Workers.supervise(workers)
     }
     // --acl-file: read (and checked) when the broker Layer is built, before anything listens
     const authorization = yield* Load.authorization(sources)
@@ -47,7 +55,9 @@ const run = (config: BrokerConfig.BrokerConfig, sources: ReadonlyArray<Settings.
       : SessionPlugin.layer
     const broker = Broker.layer(config).pipe(Layer.provide(sessionPlugin))
     const authenticated = authentication.layer === undefined ? broker : broker.pipe(Layer.provide(authentication.layer))
-    return yield* Layer.launch(authorization === undefined ? authenticated : authenticated.pipe(Layer.provide(authorization)))
+    const authorized = authorization === undefined ? authenticated : authenticated.pipe(Layer.provide(authorization))
+    // a worker tells its supervisor once it listens
+    return yield* Layer.launch(Workers.isWorker() ? authorized.pipe(Layer.tap(() => Workers.announceReady)) : authorized)
   })
 
 const command = Command.make(
@@ -66,7 +76,12 @@ const command = Command.make(
       }
       // from here on, log lines in the chosen format (the lines before are one-line refusals)
       const logFormat = LogFormat.resolve(yield* Load.logFormat(sources), process.stdout.isTTY === true)
-      return yield* run(config, sources, authentication).pipe(Effect.provide(LogFormat.layer(logFormat)))
+      const worker = process.env[Workers.WORKER_ENV]
+      return yield* run(config, sources, authentication).pipe(
+        // a worker's lines say which worker wrote them
+        worker === undefined || !Workers.isWorker() ? (program) => program : Effect.annotateLogs({ worker }),
+        Effect.provide(LogFormat.layer(logFormat))
+      )
     }).pipe(
       // the operator gets one line (ExitCode.teardown); the whole cause only when asked for.
       // An interruption is SIGTERM / SIGINT: a normal stop, nothing to explain.

@@ -170,6 +170,10 @@ export const persistence = Effect.fnUntraced(function*(
   return { _tag: "memory" }
 })
 
+/** How many broker processes to run (`--workers`; more than one only with Redis, checked by `Settings.decode`). */
+export const workers = (sources: ReadonlyArray<Settings.Source>): Effect.Effect<number, ConfigError> =>
+  Effect.map(Effect.fromResult(Settings.decode(sources)), ({ values }) => values.workers)
+
 /** Whether `host` only listens on this machine (loopback), where open access reaches nobody else. */
 export const isLoopback = (host: string): boolean =>
   host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)

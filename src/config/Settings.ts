@@ -154,7 +154,8 @@ export const settings = {
   otlpIntervalMs: setting("otlp-interval-ms", "OTEL_METRIC_EXPORT_INTERVAL", millis(1), 60_000, "milliseconds between OTLP metric exports"),
   persistence: setting("persistence", "MQTT_PERSISTENCE", choice(["memory", "sqlite", "redis"], "KIND"), "memory", "where sessions and retained messages live: memory (lost at exit), sqlite (on disk, kept across restarts; needs --persistence-file) or redis (sessions in a Redis server; needs --redis-url)"),
   persistenceFile: setting("persistence-file", "MQTT_PERSISTENCE_FILE", text("a file name", "FILE"), undefined, "SQLite database of --persistence sqlite, created if absent; a file that is not one stops the broker"),
-  redisUrl: setting("redis-url", "MQTT_REDIS_URL", redisUrl, undefined, "Redis server of --persistence redis, e.g. redis://127.0.0.1:6379; one that cannot be reached stops the broker")
+  redisUrl: setting("redis-url", "MQTT_REDIS_URL", redisUrl, undefined, "Redis server of --persistence redis, e.g. redis://127.0.0.1:6379; one that cannot be reached stops the broker"),
+  workers: setting("workers", "MQTT_WORKERS", integer(1, 1024, "a number of processes", "N"), 1, "broker processes sharing the listeners' ports, one core each; more than 1 needs --persistence redis")
 } as const
 
 /** The keys of the table. */
@@ -348,6 +349,12 @@ const relations: ReadonlyArray<(decoded: Decoded) => ConfigError | undefined> = 
       return new ConfigError({
         keys: ["redisUrl", "persistence"],
         message: `${origin(decoded, "redisUrl")} is set but ${name("persistence")} is not redis: sessions would not be kept there`
+      })
+    }
+    if (values.workers > 1 && values.persistence !== "redis") {
+      return new ConfigError({
+        keys: ["workers", "persistence"],
+        message: `${origin(decoded, "workers")} ${values.workers} needs ${name("persistence")} redis: each worker is a process of its own, and only Redis shares sessions and messages between them`
       })
     }
     if (given.persistenceFile !== undefined && values.persistence !== "sqlite") {

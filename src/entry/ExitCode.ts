@@ -40,6 +40,9 @@ export const outcome = (exit: Exit.Exit<unknown, unknown>): { readonly code: num
       return { code: ExitCode.badConfiguration, line: undefined }
     case "ListenerError":
       return { code: ExitCode.startupFailed, line: line(messageOf(error)) }
+    // --workers: a worker stopped before it listened (it wrote its own line before this one)
+    case "WorkerStartFailed":
+      return { code: ExitCode.startupFailed, line: line(messageOf(error)) }
     // `passwd` did nothing: a missing file, passwords that differ, an unknown user
     case "PasswdError":
       return { code: ExitCode.startupFailed, line: line(messageOf(error)) }

@@ -65,7 +65,9 @@ describe("Settings: one bad value, one line naming where it came from", () => {
     [{ otlpIntervalMs: "0" }, {}, "--otlp-interval-ms 0 is not a number of milliseconds (1-2147483647)"],
     [{ persistence: "mongodb" }, {}, "--persistence mongodb is not one of memory, sqlite, redis"],
     [{ persistenceFile: "" }, {}, "--persistence-file \"\" is not a file name"],
-    [{ redisUrl: "127.0.0.1:6379" }, {}, "--redis-url 127.0.0.1:6379 is not a redis:// or rediss:// URL"]
+    [{ redisUrl: "127.0.0.1:6379" }, {}, "--redis-url 127.0.0.1:6379 is not a redis:// or rediss:// URL"],
+    [{ workers: "0" }, {}, "--workers 0 is not a number of processes (1-1024)"],
+    [{}, { MQTT_WORKERS: "4" }, "MQTT_WORKERS 4 needs --persistence (MQTT_PERSISTENCE) redis: each worker is a process of its own, and only Redis shares sessions and messages between them"]
   ]
   for (const [flags, env, message] of refused) {
     it(message, () => {
