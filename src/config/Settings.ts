@@ -154,7 +154,9 @@ export const settings = {
   otlpIntervalMs: setting("otlp-interval-ms", "OTEL_METRIC_EXPORT_INTERVAL", millis(1), 60_000, "milliseconds between OTLP metric exports"),
   persistence: setting("persistence", "MQTT_PERSISTENCE", choice(["memory", "sqlite", "redis"], "KIND"), "memory", "where sessions and retained messages live: memory (lost at exit), sqlite (on disk, kept across restarts; needs --persistence-file) or redis (sessions in a Redis server; needs --redis-url)"),
   persistenceFile: setting("persistence-file", "MQTT_PERSISTENCE_FILE", text("a file name", "FILE"), undefined, "SQLite database of --persistence sqlite, created if absent; a file that is not one stops the broker"),
-  redisUrl: setting("redis-url", "MQTT_REDIS_URL", redisUrl, undefined, "Redis server of --persistence redis, e.g. redis://127.0.0.1:6379; one that cannot be reached stops the broker")
+  redisUrl: setting("redis-url", "MQTT_REDIS_URL", redisUrl, undefined, "Redis server of --persistence redis, e.g. redis://127.0.0.1:6379; one that cannot be reached stops the broker"),
+  cluster: setting("cluster", "MQTT_CLUSTER", boolean, false, "act as one broker with the others on --redis-url: messages published here reach their subscribers there, retained messages are shared (needs --persistence redis)"),
+  clusterHeartbeatMs: setting("cluster-heartbeat-ms", "MQTT_CLUSTER_HEARTBEAT_MS", integer(50, MAX_TIMER_MS, "a number of milliseconds", "MS"), 1000, "how often a cluster node says it is alive; one silent for three heartbeats no longer gets messages")
 } as const
 
 /** The keys of the table. */
@@ -348,6 +350,18 @@ const relations: ReadonlyArray<(decoded: Decoded) => ConfigError | undefined> = 
       return new ConfigError({
         keys: ["redisUrl", "persistence"],
         message: `${origin(decoded, "redisUrl")} is set but ${name("persistence")} is not redis: sessions would not be kept there`
+      })
+    }
+    if (values.cluster && values.persistence !== "redis") {
+      return new ConfigError({
+        keys: ["cluster", "persistence"],
+        message: `${origin(decoded, "cluster")} needs ${name("persistence")} redis: the nodes meet in the Redis server that keeps their sessions`
+      })
+    }
+    if (given.clusterHeartbeatMs !== undefined && !values.cluster) {
+      return new ConfigError({
+        keys: ["clusterHeartbeatMs", "cluster"],
+        message: `${origin(decoded, "clusterHeartbeatMs")} is set but ${name("cluster")} is not: there is no cluster to beat for`
       })
     }
     if (given.persistenceFile !== undefined && values.persistence !== "sqlite") {
