@@ -352,16 +352,11 @@ const relations: ReadonlyArray<(decoded: Decoded) => ConfigError | undefined> = 
         message: `${origin(decoded, "redisUrl")} is set but ${name("persistence")} is not redis: sessions would not be kept there`
       })
     }
+    // a heartbeat without --cluster is harmless, and --print-config writes every key: not refused
     if (values.cluster && values.persistence !== "redis") {
       return new ConfigError({
         keys: ["cluster", "persistence"],
         message: `${origin(decoded, "cluster")} needs ${name("persistence")} redis: the nodes meet in the Redis server that keeps their sessions`
-      })
-    }
-    if (given.clusterHeartbeatMs !== undefined && !values.cluster) {
-      return new ConfigError({
-        keys: ["clusterHeartbeatMs", "cluster"],
-        message: `${origin(decoded, "clusterHeartbeatMs")} is set but ${name("cluster")} is not: there is no cluster to beat for`
       })
     }
     if (given.persistenceFile !== undefined && values.persistence !== "sqlite") {

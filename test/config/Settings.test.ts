@@ -65,7 +65,9 @@ describe("Settings: one bad value, one line naming where it came from", () => {
     [{ otlpIntervalMs: "0" }, {}, "--otlp-interval-ms 0 is not a number of milliseconds (1-2147483647)"],
     [{ persistence: "mongodb" }, {}, "--persistence mongodb is not one of memory, sqlite, redis"],
     [{ persistenceFile: "" }, {}, "--persistence-file \"\" is not a file name"],
-    [{ redisUrl: "127.0.0.1:6379" }, {}, "--redis-url 127.0.0.1:6379 is not a redis:// or rediss:// URL"]
+    [{ redisUrl: "127.0.0.1:6379" }, {}, "--redis-url 127.0.0.1:6379 is not a redis:// or rediss:// URL"],
+    [{}, { MQTT_CLUSTER: "maybe" }, "MQTT_CLUSTER=maybe is not a boolean (true/false, yes/no, on/off, 1/0)"],
+    [{ clusterHeartbeatMs: "10" }, {}, "--cluster-heartbeat-ms 10 is not a number of milliseconds (50-2147483647)"]
   ]
   for (const [flags, env, message] of refused) {
     it(message, () => {
