@@ -99,6 +99,22 @@ const keys = (prefix: string) => ({
   retained: `${prefix}retained`
 })
 
+/** A hash as HGETALL answers it: node-redis gives an object (RESP3 map), or field/value pairs in a flat array (RESP2). */
+const fieldsOf = (reply: unknown): Array<[string, string]> => {
+  if (Array.isArray(reply)) {
+    const pairs: Array<[string, string]> = []
+    for (let i = 0; i + 1 < reply.length; i += 2) pairs.push([String(reply[i]), String(reply[i + 1])])
+    return pairs
+  }
+  if (reply instanceof Map) return Array.from(reply, ([field, value]) => [String(field), String(value)])
+  if (typeof reply === "object" && reply !== null) return Object.entries(reply).map(([field, value]) => [field, String(value)])
+  return []
+}
+
+/** A set as SMEMBERS answers it (an array, or a Set from a RESP3 client). */
+const membersOf = (reply: unknown): Array<string> =>
+  Array.isArray(reply) || reply instanceof Set ? Array.from(reply as Iterable<unknown>, String) : []
+
 const send = <A>(client: Client, args: ReadonlyArray<string>): Promise<A> => client.sendCommand([...args]) as Promise<A>
 
 const joinAs = Effect.fnUntraced(function*(
@@ -133,8 +149,8 @@ const joinAs = Effect.fnUntraced(function*(
 
   /** Reads `node`'s filter set (a snapshot; the control events heard since apply on top). */
   const load = (node: string) =>
-    Effect.map(attempt("read filters", () => send<Array<string>>(client, ["SMEMBERS", key.filters(node)])), (filters) => {
-      peers.replace(node, filters)
+    Effect.map(attempt("read filters", () => send<unknown>(client, ["SMEMBERS", key.filters(node)])), (filters) => {
+      peers.replace(node, membersOf(filters))
       loaded.add(node)
     })
 
@@ -214,7 +230,7 @@ const joinAs = Effect.fnUntraced(function*(
     yield* attempt("heartbeat", () => send(client, ["SET", key.alive(self), "1", "PX", ttl]))
     const added = yield* attempt("heartbeat", () => send<number>(client, ["SADD", key.nodes, self]))
     if (added === 1 && held.size > 0) yield* attempt("write filters", resetFilters)
-    const members = yield* attempt("read nodes", () => send<Array<string>>(client, ["SMEMBERS", key.nodes]))
+    const members = membersOf(yield* attempt("read nodes", () => send<unknown>(client, ["SMEMBERS", key.nodes])))
     const others = members.filter((node) => node !== self)
     const alive = yield* attempt("read nodes", () => Promise.all(others.map((node) => send<number>(client, ["EXISTS", key.alive(node)]))))
     const living = new Set<string>()
@@ -239,12 +255,12 @@ const joinAs = Effect.fnUntraced(function*(
 
   // join: alive, the retained messages, the peers' filters; then this node's own filters follow the router
   const peersAtStart = yield* serial.withPermits(1)(Effect.gen(function*() {
-    const retained = yield* attempt("read retained", () => send<Array<string>>(client, ["HGETALL", key.retained]))
-    for (let i = 0; i + 1 < retained.length; i += 2) {
+    const retained = yield* attempt("read retained", () => send<unknown>(client, ["HGETALL", key.retained]))
+    for (const [topic, text] of fieldsOf(retained)) {
       try {
-        router.retained.load(retained[i]!, SessionCodec.decodeMessageSync(retained[i + 1]!))
+        router.retained.load(topic, SessionCodec.decodeMessageSync(text))
       } catch {
-        yield* Effect.logWarning(`cluster: retained message of ${retained[i]} is unreadable, ignored`)
+        yield* Effect.logWarning(`cluster: retained message of ${topic} is unreadable, ignored`)
       }
     }
     return yield* heartbeat

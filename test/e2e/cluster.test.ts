@@ -201,6 +201,20 @@ describe("cluster: two brokers on one Redis", () => {
     expect(on(subscriber, topic)[0]).toMatchObject({ payload: "gone", qos: 1 })
   }, 30_000)
 
+  it("an offline persistent session held by B queues what is published on A, and gets it when its client comes back to B", async () => {
+    const topic = `c/offline/${randomUUID()}`
+    const clientId = `cluster-offline-${randomUUID().slice(0, 8)}`
+    const first = await client(b, { clientId, clean: false, protocolVersion: 4 })
+    await first.mqtt.subscribeAsync(topic, { qos: 1 })
+    const publisher = await client(a)
+    await routed(publisher, first)
+    await new Promise<void>((resolve) => first.mqtt.end(false, {}, () => resolve()))
+    for (let i = 0; i < 5; i++) await publisher.mqtt.publishAsync(topic, String(i), { qos: 1 })
+    const back = await client(b, { clientId, clean: false, protocolVersion: 4 })
+    await until("the five queued messages", () => on(back, topic).length === 5)
+    expect(on(back, topic).map((m) => m.payload)).toEqual(["0", "1", "2", "3", "4"])
+  }, 30_000)
+
   it("a shared subscription with members on A and B gets each message once, some on each node", async () => {
     const topic = `c/shared/${randomUUID()}`
     const group = `$share/g${randomUUID().slice(0, 6)}/${topic}`
@@ -248,15 +262,28 @@ describe("cluster: two brokers on one Redis", () => {
     }
   }, 30_000)
 
-  it("a node killed with -9 stops attracting messages once its heartbeat expires", async () => {
+  it("a node joining later has the retained messages and the others' filters at once; killed with -9, it stops attracting messages once its heartbeat expires", async () => {
     const watch = await channelWatch(redisUrl())
+    const marker = randomUUID()
+    const publisher = await client(a)
+    await publisher.mqtt.publishAsync(`c/joined/${marker}`, "before", { qos: 1, retain: true })
+    const early = await client(a)
+    await early.mqtt.subscribeAsync(`c/early/${marker}`, { qos: 1 })
+    await sleep(100)
     const doomed = await startNode(redisUrl())
     try {
-      const marker = randomUUID()
+      // A's filters were read from Redis when it joined: a publish there reaches A's earlier subscriber
+      const there = await client(doomed)
+      await there.mqtt.publishAsync(`c/early/${marker}`, "from-new", { qos: 1 })
+      await until("the new node's message on A", () => on(early, `c/early/${marker}`).length === 1)
+
       const topic = `c/dead/${marker}`
       const subscriber = await client(doomed)
+      // read from Redis when it joined: no announcement needed
+      await subscriber.mqtt.subscribeAsync(`c/joined/${marker}`, { qos: 1 })
+      await until("the retained message on the new node", () => on(subscriber, `c/joined/${marker}`).length === 1)
+      expect(on(subscriber, `c/joined/${marker}`)[0]).toMatchObject({ payload: "before", retain: true })
       await subscriber.mqtt.subscribeAsync(topic, { qos: 0 })
-      const publisher = await client(a)
       await routed(publisher, subscriber)
       await publisher.mqtt.publishAsync(topic, "alive", { qos: 1 })
       await until("the message on the doomed node", () => on(subscriber, topic).length === 1)
