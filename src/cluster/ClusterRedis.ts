@@ -24,8 +24,7 @@
  */
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
 import { Effect, Layer, Queue, Semaphore } from "effect"
-import type * as Redis from "effect/persistence/Redis"
-import * as RedisService from "effect/persistence/Redis"
+import * as Redis from "effect/persistence/Redis"
 import { randomUUID } from "node:crypto"
 import { isSystemTopic } from "../protocol/Topic.ts"
 import type { Router } from "../routing/Router.ts"
@@ -77,7 +76,7 @@ type Client = NodeRedis.NodeRedis["Service"]["client"]
 
 /** Builds the service over a connected node-redis client (`NodeRedis`) and the `Redis` service (for its subscriptions). */
 export const make = Effect.fnUntraced(function*(options: Options = {}) {
-  const redis = yield* RedisService.Redis
+  const redis = yield* Redis.Redis
   const { client } = yield* NodeRedis.NodeRedis
   const prefix = `${options.prefix ?? "mqtt:"}cluster:`
   const heartbeatMs = Math.max(50, options.heartbeatMs ?? 1000)
@@ -126,7 +125,6 @@ const joinAs = Effect.fnUntraced(function*(
   const { self, heartbeatMs } = options
   const key = keys(options.prefix)
   const ttl = String(heartbeatMs * 3)
-  const runSync = Effect.runSyncWith(yield* Effect.context<never>())
   const attempt = <A>(operation: string, run: () => Promise<A>) =>
     Effect.tryPromise({ try: run, catch: (cause) => new ClusterError({ operation, cause }) })
 
@@ -347,7 +345,7 @@ const joinAs = Effect.fnUntraced(function*(
 })
 
 /** The service over `Redis` and `NodeRedis` provided elsewhere. */
-export const layerRedis = (options: Options = {}): Layer.Layer<Cluster, never, RedisService.Redis | NodeRedis.NodeRedis> =>
+export const layerRedis = (options: Options = {}): Layer.Layer<Cluster, never, Redis.Redis | NodeRedis.NodeRedis> =>
   Layer.effect(Cluster, make(options))
 
 /** The service with its own node-redis client connected to `url`, closed with the Layer; Redis unreachable fails it with a `ClusterError`. */
