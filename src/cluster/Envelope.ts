@@ -1,6 +1,6 @@
 /**
- * What broker nodes say to each other over Redis pub/sub, as text: a forwarded message (on the
- * receiving node's channel) and the control events every node hears (filter set changes, retained
+ * What broker nodes say to each other over Redis pub/sub, as text: forwarded messages (batched,
+ * on the receiving node's channel) and the control events every node hears (filter set changes, retained
  * message changes, a node leaving). Messages are carried in `SessionCodec`'s stored form, so a
  * message crosses nodes exactly as it is stored (payload, properties, expiry).
  * Decoding never throws: text of no known shape is `undefined`, and the caller logs it.
@@ -34,9 +34,14 @@ export type Control =
 
 const isString = (value: unknown): value is string => typeof value === "string"
 
-/** A forwarded message as text. */
-export const encodeForwarded = (forwarded: Forwarded): string =>
-  JSON.stringify([forwarded.publisherId ?? null, forwarded.shared, SessionCodec.encodeMessage(forwarded.message)])
+const forwardedEntry = (forwarded: Forwarded): [string | null, ReadonlyArray<string>, string] => [
+  forwarded.publisherId ?? null,
+  forwarded.shared,
+  SessionCodec.encodeMessage(forwarded.message)
+]
+
+/** Forwarded messages, in order, as one text: what one PUBLISH to a node's channel carries. */
+export const encodeBatch = (batch: ReadonlyArray<Forwarded>): string => JSON.stringify(batch.map(forwardedEntry))
 
 const decodeMessage = (text: unknown): Message | undefined => {
   if (!isString(text)) return undefined
@@ -55,15 +60,28 @@ const parse = (text: string): unknown => {
   }
 }
 
-/** A forwarded message from text; `undefined` when it is not one. */
-export const decodeForwarded = (text: string): Forwarded | undefined => {
-  const value = parse(text)
+const decodeEntry = (value: unknown): Forwarded | undefined => {
   if (!Array.isArray(value) || value.length !== 3) return undefined
   const [publisherId, shared, messageText] = value as [unknown, unknown, unknown]
   if (publisherId !== null && !isString(publisherId)) return undefined
   if (!Array.isArray(shared) || !shared.every(isString)) return undefined
   const message = decodeMessage(messageText)
   return message === undefined ? undefined : { message, publisherId: publisherId ?? undefined, shared }
+}
+
+/**
+ * Forwarded messages from text, in order; `undefined` when the text is not a batch. An entry of
+ * no known shape is left out (and counted in `skipped`), the others still delivered.
+ */
+export const decodeBatch = (text: string): { readonly forwarded: Array<Forwarded>; readonly skipped: number } | undefined => {
+  const value = parse(text)
+  if (!Array.isArray(value)) return undefined
+  const forwarded: Array<Forwarded> = []
+  for (const entry of value) {
+    const decoded = decodeEntry(entry)
+    if (decoded !== undefined) forwarded.push(decoded)
+  }
+  return { forwarded, skipped: value.length - forwarded.length }
 }
 
 /** A control event as text. */

@@ -14,38 +14,56 @@ const messageArb: fc.Arbitrary<Message> = fc.record({
 const plain = (message: Message) => ({ ...message, payload: Array.from(message.payload) })
 
 describe("cluster Envelope", () => {
-  it("a forwarded message decodes to what was encoded (message, publisher, shared subscriptions)", () => {
-    fc.assert(fc.property(messageArb, fc.option(fc.string(), { nil: undefined }), fc.array(fc.string(), { maxLength: 3 }), (message, publisherId, shared) => {
-        const decoded = Envelope.decodeForwarded(Envelope.encodeForwarded({ message, publisherId, shared }))
-        expect(decoded).toBeDefined()
-        expect(plain(decoded!.message)).toMatchObject(plain(message))
-        expect(decoded!.publisherId).toBe(publisherId)
-        expect(decoded!.shared).toEqual(shared)
-      }))
+  it("a batch of forwarded messages decodes to what was encoded, in order (message, publisher, shared subscriptions)", () => {
+    const forwardedArb = fc.record({
+      message: messageArb,
+      publisherId: fc.option(fc.string(), { nil: undefined }),
+      shared: fc.array(fc.string(), { maxLength: 3 })
+    })
+    fc.assert(fc.property(fc.array(forwardedArb, { maxLength: 5 }), (batch) => {
+      const decoded = Envelope.decodeBatch(Envelope.encodeBatch(batch))
+      expect(decoded?.skipped).toBe(0)
+      expect(decoded!.forwarded.map((f) => ({ ...f, message: plain(f.message) }))).toMatchObject(
+        batch.map((f) => ({ ...f, message: plain(f.message) }))
+      )
+    }))
+  })
+
+  it("an unreadable entry is left out of its batch, the others kept in order", () => {
+    const ok = (payload: string) => ({ message: { topic: "t", payload: new TextEncoder().encode(payload), qos: 0 as const, retain: false }, publisherId: undefined, shared: [] })
+    const text = Envelope.encodeBatch([ok("1"), ok("2")])
+    const tampered = text.replace(/^\[/, "[[null,[],\"garbage\"],")
+    const decoded = Envelope.decodeBatch(tampered)
+    expect(decoded?.skipped).toBe(1)
+    expect(decoded!.forwarded.map((f) => new TextDecoder().decode(f.message.payload))).toEqual(["1", "2"])
   })
 
   it("a control event decodes to what was encoded", () => {
-    fc.assert(fc.property(fc.oneof(
+    const controlArb = fc.oneof(
       fc.record({ _tag: fc.constant("FilterAdded" as const), node: fc.string(), filter: fc.string() }),
       fc.record({ _tag: fc.constant("FilterRemoved" as const), node: fc.string(), filter: fc.string() }),
       fc.record({ _tag: fc.constant("FiltersReset" as const), node: fc.string() }),
       fc.record({ _tag: fc.constant("NodeLeft" as const), node: fc.string() }),
       fc.record({ _tag: fc.constant("Retained" as const), node: fc.string(), topic: fc.string(), message: fc.option(messageArb, { nil: undefined }) })
-    ), (event) => {
-    const decoded = Envelope.decodeControl(Envelope.encodeControl(event))
-    expect(decoded).toBeDefined()
-    if (event._tag === "Retained" && decoded?._tag === "Retained") {
-      expect({ ...decoded, message: decoded.message && plain(decoded.message) }).toMatchObject({ ...event, message: event.message && plain(event.message) })
-    } else {
-      expect(decoded).toEqual(event)
-    }
-  }))
+    )
+    fc.assert(fc.property(controlArb, (event) => {
+      const decoded = Envelope.decodeControl(Envelope.encodeControl(event))
+      expect(decoded).toBeDefined()
+      if (event._tag === "Retained" && decoded?._tag === "Retained") {
+        expect({ ...decoded, message: decoded.message && plain(decoded.message) }).toMatchObject({ ...event, message: event.message && plain(event.message) })
+      } else {
+        expect(decoded).toEqual(event)
+      }
+    }))
   })
 
-  it.each(["", "not json", "[]", "[1,2,3]", "[null,[1],\"x\"]", "[\"+\",\"n\"]", "[\"r\",\"n\",\"t\",\"garbage\"]", "[\"?\",\"n\",\"f\"]"])(
-    "text of no known shape %j decodes to undefined, without throwing",
+  it.each(["", "not json", "{}", "1", "\"x\""])("text %j is no batch: undefined, without throwing", (text) => {
+    expect(Envelope.decodeBatch(text)).toBeUndefined()
+  })
+
+  it.each(["", "not json", "[]", "[1,2,3]", "[\"+\",\"n\"]", "[\"r\",\"n\",\"t\",\"garbage\"]", "[\"?\",\"n\",\"f\"]"])(
+    "text of no known shape %j is no control event: undefined, without throwing",
     (text) => {
-      expect(Envelope.decodeForwarded(text)).toBeUndefined()
       expect(Envelope.decodeControl(text)).toBeUndefined()
     }
   )
