@@ -215,6 +215,29 @@ describe("cluster: two brokers on one Redis", () => {
     expect(on(back, topic).map((m) => m.payload)).toEqual(["0", "1", "2", "3", "4"])
   }, 30_000)
 
+  it("a node joining live peers leaves the stored sessions to them: an offline session gets each message once, not once per node", async () => {
+    const topic = `c/once/${randomUUID()}`
+    const clientId = `cluster-once-${randomUUID().slice(0, 8)}`
+    const first = await client(b, { clientId, clean: false, protocolVersion: 4 })
+    await first.mqtt.subscribeAsync(topic, { qos: 1 })
+    const publisher = await client(a)
+    await routed(publisher, first)
+    await new Promise<void>((resolve) => first.mqtt.end(false, {}, () => resolve()))
+    // a third node starts while the session is stored in Redis, offline
+    const late = await startNode(redisUrl())
+    try {
+      expect(late.broker.output()).toMatch(/other nodes are alive, so the stored sessions' subscriptions stay with them/)
+      await sleep(HEARTBEAT_MS * 2)
+      for (let i = 0; i < 5; i++) await publisher.mqtt.publishAsync(topic, String(i), { qos: 1 })
+      const back = await client(b, { clientId, clean: false, protocolVersion: 4 })
+      await until("the five queued messages", () => on(back, topic).length >= 5)
+      await sleep(300)
+      expect(on(back, topic).map((m) => m.payload)).toEqual(["0", "1", "2", "3", "4"])
+    } finally {
+      await late.broker.kill9()
+    }
+  }, 40_000)
+
   it("a shared subscription with members on A and B gets each message once, some on each node", async () => {
     const topic = `c/shared/${randomUUID()}`
     const group = `$share/g${randomUUID().slice(0, 6)}/${topic}`
