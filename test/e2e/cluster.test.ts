@@ -325,6 +325,31 @@ describe("cluster: two brokers on one Redis", () => {
     }
   }, 40_000)
 
+  it("a node stopped with SIGTERM leaves at once: its id, heartbeat and filters are gone from Redis when it has exited", async () => {
+    const leaving = await startNode(redisUrl())
+    try {
+      const subscriber = await client(leaving)
+      await subscriber.mqtt.subscribeAsync(`c/leaving/${randomUUID()}`, { qos: 0 })
+      const inspect = createClient({ url: redisUrl() })
+      await inspect.connect()
+      try {
+        const deadline = Date.now() + 5000
+        while ((await inspect.sCard(`mqtt:cluster:node:${leaving.id}:filters`)) === 0 && Date.now() < deadline) await sleep(20)
+        expect(await inspect.sIsMember("mqtt:cluster:nodes", leaving.id)).toBeTruthy()
+        expect(await inspect.sCard(`mqtt:cluster:node:${leaving.id}:filters`)).toBe(1)
+        subscriber.mqtt.end(true)
+        leaving.broker.child.kill("SIGTERM")
+        expect(await exited(leaving.broker.child)).toBe(0)
+        expect(await inspect.sIsMember("mqtt:cluster:nodes", leaving.id)).toBeFalsy()
+        expect(await inspect.exists([`mqtt:cluster:node:${leaving.id}:alive`, `mqtt:cluster:node:${leaving.id}:filters`])).toBe(0)
+      } finally {
+        await inspect.close()
+      }
+    } finally {
+      await leaving.broker.kill9()
+    }
+  }, 30_000)
+
   it("--cluster without --persistence redis is refused: exit 2, one line naming the key, nothing started", async () => {
     const { child, output } = spawnBroker(["--host", "127.0.0.1", "--port", "0", "--cluster"])
     expect(await exited(child)).toBe(2)
