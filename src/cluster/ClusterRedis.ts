@@ -271,8 +271,10 @@ const joinAs = Effect.fnUntraced(function*(
     return living.size
   })
 
-  // join: alive, the retained messages, the peers' filters; then this node's own filters follow the router
+  // join: an empty filter set (what a node of the same id left behind attracts nothing), the
+  // retained messages, alive, the peers' filters; then this node's own filters follow the router
   const peersAtStart = yield* serial.withPermits(1)(Effect.gen(function*() {
+    yield* attempt("write filters", resetFilters)
     const retained = yield* attempt("read retained", () => send<unknown>(client, ["HGETALL", key.retained]))
     for (const [topic, text] of fieldsOf(retained)) {
       try {

@@ -120,4 +120,18 @@ describe("ClusterRedis", () => {
       yield* two.node.forward(message("late/x", "y"), undefined, [])
       yield* until("the message on node one", () => one.received.length === 1)
     }))), 30_000)
+
+  it("a node joining under an id that left filters behind (killed) starts with none: they attract nothing", () =>
+    Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const prefix = `t${randomUUID().slice(0, 6)}:`
+      yield* Effect.gen(function*() {
+        const redis = yield* Redis.Redis
+        yield* redis.send("SADD", `${prefix}cluster:node:ghost:filters`, "stale/#")
+      }).pipe(Effect.provide(NodeRedis.layer({ url: redisUrl() })))
+      const ghost = yield* join(redisUrl(), prefix, "ghost")
+      const two = yield* join(redisUrl(), prefix, "two")
+      yield* two.node.forward(message("stale/x", "y"), undefined, [])
+      yield* Effect.sleep(200)
+      expect(ghost.received).toEqual([])
+    }))), 30_000)
 })
