@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import type { MqttClient } from "mqtt"
 import { randomUUID } from "node:crypto"
 import { createClient } from "redis"
+import * as Envelope from "../../src/cluster/Envelope.ts"
 import * as RedisServer from "../support/RedisServer.ts"
 import { type BrokerProcess, connect, exited, type OnMessage, spawnBroker, startBroker } from "./persistence-harness.ts"
 
@@ -99,8 +100,11 @@ const channelWatch = async (url: string) => {
     counts.set(channel, list)
   })
   return {
-    /** The forwarded messages on `node`'s channel whose text mentions `marker`. */
-    to: (node: Node, marker: string) => (counts.get(`mqtt:cluster:node:${node.id}`) ?? []).filter((text) => text.includes(marker)).length,
+    /** The messages forwarded on `node`'s channel (in batches) whose topic contains `marker`. */
+    to: (node: Node, marker: string) =>
+      (counts.get(`mqtt:cluster:node:${node.id}`) ?? [])
+        .flatMap((text) => Envelope.decodeBatch(text)?.forwarded ?? [])
+        .filter((forwarded) => forwarded.message.topic.includes(marker)).length,
     close: () => watcher.close()
   }
 }
