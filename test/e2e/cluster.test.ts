@@ -139,6 +139,21 @@ describe("cluster: two brokers on one Redis", () => {
     expect(on(subscriber, `${topic}/1`).map((m) => [m.payload, m.qos])).toEqual([["at1-0", 0], ["at1-1", 1], ["at1-2", 1]])
   }, 30_000)
 
+  it("MQTT 5 properties cross nodes (user properties, content type) and B adds its subscriber's Subscription Identifier", async () => {
+    const topic = `c/v5/${randomUUID()}`
+    const subscriber = await client(b)
+    const packets: Array<{ properties?: Record<string, unknown> | undefined }> = []
+    subscriber.mqtt.on("message", (t, _payload, packet) => {
+      if (t === topic) packets.push(packet as { properties?: Record<string, unknown> })
+    })
+    await subscriber.mqtt.subscribeAsync(topic, { qos: 1, properties: { subscriptionIdentifier: 7 } })
+    const publisher = await client(a)
+    await routed(publisher, subscriber)
+    await publisher.mqtt.publishAsync(topic, "p", { qos: 1, properties: { userProperties: { k: "v" }, contentType: "text/plain" } })
+    await until("the message on B", () => packets.length === 1)
+    expect(packets[0]!.properties).toMatchObject({ userProperties: { k: "v" }, contentType: "text/plain", subscriptionIdentifier: 7 })
+  }, 30_000)
+
   it("messages from one publisher on one topic arrive on the other node in the order they were published, once each, for overlapping filters too", async () => {
     const topic = `c/order/${randomUUID()}`
     const subscriber = await client(b)
