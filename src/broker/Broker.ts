@@ -8,6 +8,7 @@ import * as Authenticator from "../auth/Authenticator.ts"
 import * as Authorizer from "../auth/Authorizer.ts"
 import * as AuthFailureGate from "../auth/AuthFailureGate.ts"
 import { ConnectRate } from "../auth/ConnectRate.ts"
+import { Cluster, type ClusterError, layerSingle as singleNode } from "../cluster/Cluster.ts"
 import * as BrokerConfig from "../config/BrokerConfig.ts"
 import * as BrokerProbe from "../observability/BrokerProbe.ts"
 import * as Metrics from "../observability/Metrics.ts"
@@ -86,10 +87,16 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
   const sessions = yield* Sessions.make({ maxQueuedMessages: config.maxQueuedMessages, queueQos0: config.queueQos0 })
   // no Authenticator provided: everyone may connect, as before there was one
   const authenticator = Option.getOrElse(yield* Effect.serviceOption(Authenticator.Authenticator), () => Authenticator.allowAll)
+  const router = new Router()
+  // with a cluster: this node's filters go to Redis from here on, the peers' and the retained messages come from it
+  const cluster = yield* Option.match(yield* Effect.serviceOption(Cluster), {
+    onNone: () => Effect.succeed(undefined),
+    onSome: (service) => service.join(router)
+  })
   const core: Core = {
     config,
     sessions,
-    router: new Router(),
+    router,
     registry: new ConnectionRegistry(),
     locks: new KeyedLock(),
     watchdog: new Watchdog(),
@@ -102,10 +109,17 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
       .pipe(Option.getOrUndefined),
     connectRate: config.maxConnectsPerSecond > 0 ? new ConnectRate(config.maxConnectsPerSecond) : undefined,
     authFailures: config.maxAuthFailuresPerSecond > 0 ? new ConnectRate(config.maxAuthFailuresPerSecond) : undefined,
-    stats: new Stats()
+    stats: new Stats(),
+    cluster
   }
-  yield* restoreRouter(core)
+  // in a cluster, the stored sessions are restored by the first node only: two nodes holding one
+  // offline session's subscriptions would each queue every message for it
+  if (cluster === undefined || cluster.peersAtStart === 0) yield* restoreRouter(core)
+  else yield* Effect.logInfo("cluster: other nodes are alive, so the stored sessions' subscriptions stay with them")
   yield* restoreRetained(core)
+  if (cluster !== undefined) {
+    yield* cluster.listen((forwarded) => Delivery.publishForwarded(core, forwarded.message, forwarded.publisherId, new Set(forwarded.shared)))
+  }
 
   const plugin = yield* Effect.serviceOption(SessionPlugin)
   yield* Option.match(plugin, {
@@ -208,9 +222,19 @@ const admission = (core: Core) =>
 /**
  * The broker as a Layer; needs a `SessionStateProvider` (e.g. `SessionPlugin.layer`). A listener
  * that cannot start fails it with a `ListenerError`, and the listeners already started are closed
- * with the Layer's scope: nothing stays half-started.
+ * with the Layer's scope: nothing stays half-started. With `config.cluster`, it joins the other
+ * brokers on that Redis server (`ClusterRedis`, loaded only then); without, it is on its own.
  */
 export const layer = (
   config: Partial<BrokerConfig.BrokerConfig> = {}
-): Layer.Layer<Broker, ListenerError | SessionStoreError, SessionStateProvider> =>
-  Layer.effect(Broker, make(config))
+): Layer.Layer<Broker, ListenerError | SessionStoreError | ClusterError, SessionStateProvider> => {
+  const cluster = config.cluster
+  return Layer.effect(Broker, make(config)).pipe(Layer.provide(
+    cluster === undefined
+      ? singleNode
+      : Layer.unwrap(Effect.map(
+        Effect.promise(() => import("../cluster/ClusterRedis.ts")),
+        (redis) => redis.layer({ url: cluster.url, heartbeatMs: cluster.heartbeatMs })
+      ))
+  ))
+}

@@ -5,6 +5,7 @@
 import type { Authenticator } from "../auth/Authenticator.ts"
 import type { Authorizer } from "../auth/Authorizer.ts"
 import type { ConnectRate } from "../auth/ConnectRate.ts"
+import type { ClusterNode } from "../cluster/Cluster.ts"
 import type { BrokerConfig } from "../config/BrokerConfig.ts"
 import type { Stats } from "../observability/Stats.ts"
 import type { Router } from "../routing/Router.ts"
@@ -39,4 +40,6 @@ export interface Core {
   readonly authFailures: ConnectRate | undefined
   /** What the broker counts for `$SYS` and the metrics: plain increments on the message path. */
   readonly stats: Stats
+  /** This broker as a node of a cluster (`--cluster`); `undefined`: on its own, and the message path skips it. */
+  readonly cluster: ClusterNode | undefined
 }

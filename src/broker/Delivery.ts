@@ -9,7 +9,7 @@
  */
 import { Effect } from "effect"
 import type { Authorizer } from "../auth/Authorizer.ts"
-import type { Matched, SharedGroup } from "../routing/SubscriptionIndex.ts"
+import type { Matched, Route, SharedGroup } from "../routing/SubscriptionIndex.ts"
 import { type Message, minQos, type QoS } from "../session/Message.ts"
 import type { SessionStoreError } from "../session/SessionStateProvider.ts"
 import type { Core } from "./Core.ts"
@@ -90,13 +90,51 @@ export const mayReceive = (
 ): Effect.Effect<boolean> =>
   authorizer.authorize({ username: core.registry.usernameOf(clientId), clientId, action: "receive", topic })
 
-/** Publishes a message from a client (`publisherId`, for No Local) or a will: retained bookkeeping, then fan-out. */
+/** Publishes a message from a client (`publisherId`, for No Local) or a will: retained bookkeeping, then fan-out (and to other cluster nodes). */
 export const publish = Effect.fnUntraced(function*(core: Core, message: Message, publisherId?: string) {
   // the clock is read for a sample of the messages only: two reads would cost more than the rest of the counting
   const started = core.stats.sampleLatency() ? performance.now() : -1
   if (message.retain) core.router.retain(message)
   const route = core.router.subscriptions.route(message.topic, publisherId)
-  if (route.clients.size === 0 && route.shared.length === 0) return
+  const cluster = core.cluster
+  if (cluster === undefined) {
+    if (route.clients.size === 0 && route.shared.length === 0) return
+    yield* fanOut(core, route, message, publisherId, undefined)
+  } else {
+    // the peers first: then a QoS 1/2 message is with Redis before any local subscriber sees it
+    const serve = yield* cluster.forward(message, publisherId, route.shared)
+    yield* fanOut(core, route, message, publisherId, serve)
+  }
+  if (started >= 0) core.stats.deliveryLatency.observe((performance.now() - started) / 1000)
+})
+
+/**
+ * Delivers a message another cluster node forwarded: to this node's matching subscribers and the
+ * shared subscriptions it was asked to serve. Its retained bookkeeping happened where it was published.
+ */
+export const publishForwarded = (
+  core: Core,
+  message: Message,
+  publisherId: string | undefined,
+  shared: ReadonlySet<string>
+): Effect.Effect<void, SessionStoreError> => {
+  const route = core.router.subscriptions.route(message.topic, publisherId)
+  if (route.clients.size === 0 && route.shared.length === 0) return Effect.void
+  return Effect.gen(() => fanOut(core, route, message, publisherId, shared))
+}
+
+/**
+ * One copy to each client of `route`, one member for each of its shared subscriptions (only those
+ * in `serve`, by `SharedGroup.key`, when given: the others are served on another cluster node).
+ * A plain generator, run inside the caller's (`yield*`): no Effect of its own per message.
+ */
+function* fanOut(
+  core: Core,
+  route: Route,
+  message: Message,
+  publisherId: string | undefined,
+  serve: ReadonlySet<string> | undefined
+): Generator<Effect.Effect<unknown, SessionStoreError>, void, any> {
   const at = variants(message)
   const forClient = (matched: Matched): Message => {
     const qos = minQos(message.qos, matched.qos)
@@ -111,11 +149,11 @@ export const publish = Effect.fnUntraced(function*(core: Core, message: Message,
     yield* deliverOne(core, clientId, forClient(matched), publisherId)
   }
   for (const group of route.shared) {
+    if (serve !== undefined && !serve.has(group.key)) continue
     const member = pickMember(core, group)
     if (member === undefined) continue
     // a member that may not read the topic does not get it, and no other member gets it instead
     if (authorizer !== undefined && !(yield* mayReceive(core, authorizer, member[0], message.topic))) continue
     yield* deliverOne(core, member[0], forClient(member[1]), publisherId)
   }
-  if (started >= 0) core.stats.deliveryLatency.observe((performance.now() - started) / 1000)
-})
+}

@@ -164,6 +164,11 @@ export interface BrokerConfig {
   readonly metrics: { readonly port: number; readonly host: string } | undefined
   /** OTLP/HTTP metrics export to a collector's base URL every `exportIntervalMs`; undefined: off. */
   readonly otlp: { readonly endpoint: string; readonly exportIntervalMs: number } | undefined
+  /**
+   * Route to the other brokers on this Redis server (`url`), each saying it is alive every
+   * `heartbeatMs` (README "Cluster"); undefined: this broker on its own.
+   */
+  readonly cluster: { readonly url: string; readonly heartbeatMs: number } | undefined
 }
 
 /** The defaults. */
@@ -199,7 +204,8 @@ export const defaults: BrokerConfig = {
   outboundTopicAliases: 10,
   sysInterval: 10,
   metrics: undefined,
-  otlp: undefined
+  otlp: undefined,
+  cluster: undefined
 }
 
 /** The listeners the broker starts: `listeners` if set, else TCP, then TLS and WebSocket when configured. */

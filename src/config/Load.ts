@@ -91,7 +91,10 @@ export const load = Effect.fnUntraced(function*(
     topicAliasMaximum: values.topicAliasMaximum,
     sysInterval: values.sysInterval,
     metrics: values.metricsPort === undefined || values.metricsPort === 0 ? undefined : { port: values.metricsPort, host: values.metricsHost },
-    otlp: values.otlpEndpoint === undefined ? undefined : { endpoint: values.otlpEndpoint, exportIntervalMs: values.otlpIntervalMs }
+    otlp: values.otlpEndpoint === undefined ? undefined : { endpoint: values.otlpEndpoint, exportIntervalMs: values.otlpIntervalMs },
+    // Settings.decode has checked that a cluster comes with redis persistence, hence its URL;
+    // --workers N are a cluster of their own whether or not --cluster says so
+    cluster: (values.cluster || values.workers > 1) && values.redisUrl !== undefined ? { url: values.redisUrl, heartbeatMs: values.clusterHeartbeatMs } : undefined
   })
 })
 

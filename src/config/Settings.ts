@@ -155,7 +155,9 @@ export const settings = {
   persistence: setting("persistence", "MQTT_PERSISTENCE", choice(["memory", "sqlite", "redis"], "KIND"), "memory", "where sessions and retained messages live: memory (lost at exit), sqlite (on disk, kept across restarts; needs --persistence-file) or redis (sessions in a Redis server; needs --redis-url)"),
   persistenceFile: setting("persistence-file", "MQTT_PERSISTENCE_FILE", text("a file name", "FILE"), undefined, "SQLite database of --persistence sqlite, created if absent; a file that is not one stops the broker"),
   redisUrl: setting("redis-url", "MQTT_REDIS_URL", redisUrl, undefined, "Redis server of --persistence redis, e.g. redis://127.0.0.1:6379; one that cannot be reached stops the broker"),
-  workers: setting("workers", "MQTT_WORKERS", integer(1, 1024, "a number of processes", "N"), 1, "broker processes sharing the listeners' ports, one core each; more than 1 needs --persistence redis")
+  workers: setting("workers", "MQTT_WORKERS", integer(1, 1024, "a number of processes", "N"), 1, "broker processes sharing the listeners' ports, one core each; more than 1 needs --persistence redis and makes them a --cluster"),
+  cluster: setting("cluster", "MQTT_CLUSTER", boolean, false, "act as one broker with the others on --redis-url: messages published here reach their subscribers there, retained messages are shared (needs --persistence redis)"),
+  clusterHeartbeatMs: setting("cluster-heartbeat-ms", "MQTT_CLUSTER_HEARTBEAT_MS", integer(50, MAX_TIMER_MS, "a number of milliseconds", "MS"), 1000, "how often a cluster node says it is alive; one silent for three heartbeats no longer gets messages")
 } as const
 
 /** The keys of the table. */
@@ -355,6 +357,13 @@ const relations: ReadonlyArray<(decoded: Decoded) => ConfigError | undefined> = 
       return new ConfigError({
         keys: ["workers", "persistence"],
         message: `${origin(decoded, "workers")} ${values.workers} needs ${name("persistence")} redis: each worker is a process of its own, and only Redis shares sessions and messages between them`
+      })
+    }
+    // a heartbeat without --cluster is harmless, and --print-config writes every key: not refused
+    if (values.cluster && values.persistence !== "redis") {
+      return new ConfigError({
+        keys: ["cluster", "persistence"],
+        message: `${origin(decoded, "cluster")} needs ${name("persistence")} redis: the nodes meet in the Redis server that keeps their sessions`
       })
     }
     if (given.persistenceFile !== undefined && values.persistence !== "sqlite") {

@@ -48,6 +48,15 @@ export class RetainedStore<M> {
     return had
   }
 
+  /**
+   * Sets (a message) or clears (`undefined`) the retained message of `topic` without writing
+   * through: for changes that come from where the sink writes (another broker node's, through Redis).
+   */
+  load(topic: string, message: M | undefined): void {
+    if (message === undefined) this.#messages.delete(topic)
+    else this.#messages.set(topic, message)
+  }
+
   /** The retained message for `topic`, if any. */
   get(topic: string): M | undefined {
     return this.#messages.get(topic)

@@ -28,11 +28,23 @@ export interface Matched {
  */
 export class SharedGroup {
   readonly name: string
+  /** The whole filter, `$share/{group}/{filter}`: names the group across broker nodes. */
+  readonly key: string
   readonly members = new Map<string, Subscription>()
   cursor = 0
-  constructor(name: string) {
+  constructor(name: string, key: string) {
     this.name = name
+    this.key = key
   }
+}
+
+/**
+ * Told when a (client, filter) pair enters or leaves the index, with the filter as subscribed
+ * (`$share/...` included): how the cluster keeps this node's filter set in Redis.
+ */
+export interface FilterObserver {
+  readonly added: (filter: string) => void
+  readonly removed: (filter: string) => void
 }
 
 /** Who a published message goes to. */
@@ -148,6 +160,12 @@ export class SubscriptionIndex {
   // tens of thousands of levels and a deep filter could exhaust the JS stack.
   readonly #stackNodes: Array<Node | undefined> = []
   readonly #stackDepths: Array<number> = []
+  #observer: FilterObserver | undefined = undefined
+
+  /** From now on `observer` is told of every pair added or removed (what is already held is not). */
+  observe(observer: FilterObserver | undefined): void {
+    this.#observer = observer
+  }
 
   /** Number of (client, filter) pairs in the index. */
   get size(): number {
@@ -171,13 +189,17 @@ export class SubscriptionIndex {
       const groups = (node.shared ??= new Map())
       let group = groups.get(shared.group)
       if (group === undefined) {
-        group = new SharedGroup(shared.group)
+        group = new SharedGroup(shared.group, filter)
         groups.set(shared.group, group)
       }
       subs = group.members
     }
-    if (!subs.has(clientId)) this.#size++
+    const isNew = !subs.has(clientId)
     subs.set(clientId, sub)
+    if (isNew) {
+      this.#size++
+      this.#observer?.added(filter)
+    }
   }
 
   /**
@@ -207,6 +229,7 @@ export class SubscriptionIndex {
       if (node.shared!.size === 0) node.shared = undefined
     }
     this.#size--
+    this.#observer?.removed(filter)
     // Prune bottom-up, stopping at the first node still in use.
     for (let i = levels.length - 1; i >= 0 && node.isEmpty(); i--) {
       const parent: Node = path[i]!

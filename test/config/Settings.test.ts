@@ -67,7 +67,9 @@ describe("Settings: one bad value, one line naming where it came from", () => {
     [{ persistenceFile: "" }, {}, "--persistence-file \"\" is not a file name"],
     [{ redisUrl: "127.0.0.1:6379" }, {}, "--redis-url 127.0.0.1:6379 is not a redis:// or rediss:// URL"],
     [{ workers: "0" }, {}, "--workers 0 is not a number of processes (1-1024)"],
-    [{}, { MQTT_WORKERS: "4" }, "MQTT_WORKERS 4 needs --persistence (MQTT_PERSISTENCE) redis: each worker is a process of its own, and only Redis shares sessions and messages between them"]
+    [{}, { MQTT_WORKERS: "4" }, "MQTT_WORKERS 4 needs --persistence (MQTT_PERSISTENCE) redis: each worker is a process of its own, and only Redis shares sessions and messages between them"],
+    [{}, { MQTT_CLUSTER: "maybe" }, "MQTT_CLUSTER=maybe is not a boolean (true/false, yes/no, on/off, 1/0)"],
+    [{ clusterHeartbeatMs: "10" }, {}, "--cluster-heartbeat-ms 10 is not a number of milliseconds (50-2147483647)"]
   ]
   for (const [flags, env, message] of refused) {
     it(message, () => {

@@ -72,6 +72,32 @@ describe("--workers", () => {
     for (const client of clients.splice(0)) await end(client)
   }, 90_000)
 
+  it("the workers are one broker: a QoS 1 message published through one worker reaches a subscriber on the other", async () => {
+    const broker = await startWorkers()
+    const received = new Promise<string>((resolve) => {
+      void connect(broker.port, { clientId: "worker-sub", clean: true, protocolVersion: 5 }, (_topic, payload) => resolve(payload.toString()))
+        .then(async ({ client }) => {
+          clients.push(client)
+          await client.subscribeAsync("across/workers", { qos: 1 })
+          const { client: publisher } = await connect(broker.port, { clientId: "worker-pub", clean: true, protocolVersion: 5 })
+          clients.push(publisher)
+          // the peer learns the subscriber's filter through Redis: publish until it arrives
+          for (let i = 0; i < 100 && !done; i++) {
+            await publisher.publishAsync("across/workers", "hello", { qos: 1 })
+            await new Promise((resolve) => setTimeout(resolve, 50))
+          }
+        })
+    })
+    let done = false
+    expect(await received).toBe("hello")
+    done = true
+    const connected = linesWith(broker.output(), "client connected")
+    const workerOf = (clientId: string) => connected.find((line) => line.annotations["clientId"] === clientId)?.annotations["worker"]
+    expect(workerOf("worker-sub")).toBeDefined()
+    expect(workerOf("worker-pub")).toBeDefined()
+    expect(workerOf("worker-sub")).not.toBe(workerOf("worker-pub"))
+  }, 90_000)
+
   it("a worker killed with kill -9 is replaced and the port keeps serving; SIGTERM then stops every worker and the supervisor exits 0", async () => {
     const broker = await startWorkers()
     const [victim, survivor] = childrenOf(broker.child.pid!)

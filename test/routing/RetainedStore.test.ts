@@ -89,3 +89,17 @@ describe("RetainedStore", () => {
     )
   })
 })
+
+describe("RetainedStore.load", () => {
+  it("sets and clears without writing through: a change that came from the sink's side is not sent back", () => {
+    const store = new RetainedStore<string>()
+    const written: Array<string> = []
+    store.writeThrough({ set: (topic, message) => written.push(`${topic}=${message}`), delete: (topic) => written.push(`-${topic}`) })
+    store.load("a", "from-peer")
+    expect(store.get("a")).toBe("from-peer")
+    store.load("a", undefined)
+    expect(store.get("a")).toBeUndefined()
+    store.set("b", "own")
+    expect(written).toEqual(["b=own"])
+  })
+})

@@ -228,3 +228,28 @@ describe("SubscriptionIndex", () => {
     })
   })
 })
+
+describe("SubscriptionIndex observer", () => {
+  it("is told of each (client, filter) pair once when it enters and once when it leaves; a replaced subscription or a missing one tells nothing", () => {
+    const index = new SubscriptionIndex()
+    const events: Array<string> = []
+    index.observe({ added: (filter) => events.push(`+${filter}`), removed: (filter) => events.push(`-${filter}`) })
+    index.add("c1", "a/+", 1)
+    index.add("c1", "a/+", 2)
+    index.add("c2", "a/+", 0)
+    index.add("c1", "$share/g/a/#", 1)
+    expect(index.remove("c3", "a/+")).toBe(false)
+    index.remove("c1", "a/+")
+    index.removeClient("c1", ["$share/g/a/#", "b"])
+    expect(events).toEqual(["+a/+", "+a/+", "+$share/g/a/#", "-a/+", "-$share/g/a/#"])
+    index.observe(undefined)
+    index.add("c4", "x", 0)
+    expect(events).toHaveLength(5)
+  })
+
+  it("a shared group is named by its whole filter, the same on every broker node", () => {
+    const index = new SubscriptionIndex()
+    index.add("c1", "$share/g/a/+", 1)
+    expect(index.route("a/b").shared.map((group) => [group.name, group.key])).toEqual([["g", "$share/g/a/+"]])
+  })
+})

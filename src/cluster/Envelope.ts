@@ -1,0 +1,127 @@
+/**
+ * What broker nodes say to each other over Redis pub/sub, as text: forwarded messages (batched,
+ * on the receiving node's channel) and the control events every node hears (filter set changes, retained
+ * message changes, a node leaving). Messages are carried in `SessionCodec`'s stored form, so a
+ * message crosses nodes exactly as it is stored (payload, properties, expiry).
+ * Decoding never throws: text of no known shape is `undefined`, and the caller logs it.
+ *
+ * @module
+ */
+import type { Message } from "../session/Message.ts"
+import * as SessionCodec from "../session/SessionCodec.ts"
+
+/** A message forwarded to one node. */
+export interface Forwarded {
+  readonly message: Message
+  /** The publishing client, for No Local on the receiving node; none for a will or the broker's own. */
+  readonly publisherId: string | undefined
+  /** The shared subscriptions (`$share/group/filter`) the receiving node serves with this message. */
+  readonly shared: ReadonlyArray<string>
+}
+
+/** An event every node hears on the control channel. */
+export type Control =
+  /** `node` now holds `filter` (its first local subscriber to it). */
+  | { readonly _tag: "FilterAdded"; readonly node: string; readonly filter: string }
+  /** `node` no longer holds `filter` (its last local subscriber left). */
+  | { readonly _tag: "FilterRemoved"; readonly node: string; readonly filter: string }
+  /** `node` wrote its whole filter set again (after Redis lost it): read it anew. */
+  | { readonly _tag: "FiltersReset"; readonly node: string }
+  /** `node` stopped: forget its filters. */
+  | { readonly _tag: "NodeLeft"; readonly node: string }
+  /** `node` made `message` the retained message of `topic` (none: cleared it). */
+  | { readonly _tag: "Retained"; readonly node: string; readonly topic: string; readonly message: Message | undefined }
+
+const isString = (value: unknown): value is string => typeof value === "string"
+
+const forwardedEntry = (forwarded: Forwarded): [string | null, ReadonlyArray<string>, string] => [
+  forwarded.publisherId ?? null,
+  forwarded.shared,
+  SessionCodec.encodeMessage(forwarded.message)
+]
+
+/** Forwarded messages, in order, as one text: what one PUBLISH to a node's channel carries. */
+export const encodeBatch = (batch: ReadonlyArray<Forwarded>): string => JSON.stringify(batch.map(forwardedEntry))
+
+const decodeMessage = (text: unknown): Message | undefined => {
+  if (!isString(text)) return undefined
+  try {
+    return SessionCodec.decodeMessageSync(text)
+  } catch {
+    return undefined
+  }
+}
+
+const parse = (text: string): unknown => {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+const decodeEntry = (value: unknown): Forwarded | undefined => {
+  if (!Array.isArray(value) || value.length !== 3) return undefined
+  const [publisherId, shared, messageText] = value as [unknown, unknown, unknown]
+  if (publisherId !== null && !isString(publisherId)) return undefined
+  if (!Array.isArray(shared) || !shared.every(isString)) return undefined
+  const message = decodeMessage(messageText)
+  return message === undefined ? undefined : { message, publisherId: publisherId ?? undefined, shared }
+}
+
+/**
+ * Forwarded messages from text, in order; `undefined` when the text is not a batch. An entry of
+ * no known shape is left out (and counted in `skipped`), the others still delivered.
+ */
+export const decodeBatch = (text: string): { readonly forwarded: Array<Forwarded>; readonly skipped: number } | undefined => {
+  const value = parse(text)
+  if (!Array.isArray(value)) return undefined
+  const forwarded: Array<Forwarded> = []
+  for (const entry of value) {
+    const decoded = decodeEntry(entry)
+    if (decoded !== undefined) forwarded.push(decoded)
+  }
+  return { forwarded, skipped: value.length - forwarded.length }
+}
+
+/** A control event as text. */
+export const encodeControl = (control: Control): string => {
+  switch (control._tag) {
+    case "FilterAdded":
+      return JSON.stringify(["+", control.node, control.filter])
+    case "FilterRemoved":
+      return JSON.stringify(["-", control.node, control.filter])
+    case "FiltersReset":
+      return JSON.stringify(["reset", control.node])
+    case "NodeLeft":
+      return JSON.stringify(["bye", control.node])
+    case "Retained":
+      return JSON.stringify(["r", control.node, control.topic, control.message === undefined ? null : SessionCodec.encodeMessage(control.message)])
+  }
+}
+
+/** A control event from text; `undefined` when it is not one. */
+export const decodeControl = (text: string): Control | undefined => {
+  const value = parse(text)
+  if (!Array.isArray(value) || !isString(value[0]) || !isString(value[1])) return undefined
+  const [kind, first, second] = value as [string, string, unknown]
+  switch (kind) {
+    case "+":
+      return value.length === 3 && isString(second) ? { _tag: "FilterAdded", node: first, filter: second } : undefined
+    case "-":
+      return value.length === 3 && isString(second) ? { _tag: "FilterRemoved", node: first, filter: second } : undefined
+    case "reset":
+      return value.length === 2 ? { _tag: "FiltersReset", node: first } : undefined
+    case "bye":
+      return value.length === 2 ? { _tag: "NodeLeft", node: first } : undefined
+    case "r": {
+      const text: unknown = value[3]
+      if (value.length !== 4 || !isString(second)) return undefined
+      if (text === null) return { _tag: "Retained", node: first, topic: second, message: undefined }
+      const message = decodeMessage(text)
+      return message === undefined ? undefined : { _tag: "Retained", node: first, topic: second, message }
+    }
+    default:
+      return undefined
+  }
+}

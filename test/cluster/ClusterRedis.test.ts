@@ -1,0 +1,137 @@
+/**
+ * Two cluster nodes in one process (two `ClusterRedis` services, each with its own node-redis
+ * client and its own `Router`) on a real redis-server: what one node's router holds reaches the
+ * other through Redis alone.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Effect, Layer } from "effect"
+import * as Redis from "effect/persistence/Redis"
+import * as NodeRedis from "@effect/platform-node/NodeRedis"
+import { randomUUID } from "node:crypto"
+import { Cluster, type ClusterNode } from "../../src/cluster/Cluster.ts"
+import * as ClusterRedis from "../../src/cluster/ClusterRedis.ts"
+import type { Forwarded } from "../../src/cluster/Envelope.ts"
+import { Router } from "../../src/routing/Router.ts"
+import type { Message } from "../../src/session/Message.ts"
+import * as SessionCodec from "../../src/session/SessionCodec.ts"
+import * as RedisServer from "../support/RedisServer.ts"
+
+const redisUrl = RedisServer.useRedisServer()
+
+/** A node: its router, its cluster membership and what peers forwarded to it. */
+interface TestNode {
+  readonly router: Router
+  readonly node: ClusterNode
+  readonly received: Array<Forwarded>
+}
+
+const join = (url: string, prefix: string, nodeId: string) =>
+  Effect.gen(function*() {
+    // built in the test's scope: the node stays joined until the test ends
+    const context = yield* Layer.build(ClusterRedis.layer({ url, prefix, nodeId, heartbeatMs: 100 }))
+    const cluster = Context.get(context, Cluster)
+    const router = new Router()
+    const node = (yield* cluster.join(router))!
+    const received: Array<Forwarded> = []
+    yield* node.listen((forwarded) => Effect.sync(() => received.push(forwarded)))
+    return { router, node, received } satisfies TestNode
+  })
+
+const until = (what: string, check: () => boolean) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 500; i++) {
+      if (check()) return
+      yield* Effect.sleep(10)
+    }
+    return yield* Effect.die(new Error(`timed out waiting for ${what}`))
+  })
+
+const message = (topic: string, payload: string, retain = false): Message => ({ topic, payload: new TextEncoder().encode(payload), qos: 1, retain })
+
+const text = (m: Message | undefined) => (m === undefined ? undefined : new TextDecoder().decode(m.payload))
+
+/** What Redis holds as the cluster's retained messages, by topic. */
+const redisRetained = (url: string, prefix: string) =>
+  Effect.gen(function*() {
+    const redis = yield* Redis.Redis
+    const reply = yield* redis.send<Record<string, string>>("HGETALL", `${prefix}cluster:retained`)
+    return new Map(Object.entries(reply).map(([topic, stored]) => [topic, text(SessionCodec.decodeMessageSync(stored))]))
+  }).pipe(Effect.provide(NodeRedis.layer({ url })))
+
+describe("ClusterRedis", () => {
+  it("a filter subscribed on one node attracts the other's messages on matching topics only, and no longer once unsubscribed", () =>
+    Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const prefix = `t${randomUUID().slice(0, 6)}:`
+      const one = yield* join(redisUrl(), prefix, "one")
+      const two = yield* join(redisUrl(), prefix, "two")
+      one.router.subscriptions.add("c1", "a/+", 1)
+      // a second client on the same filter: still one entry for the node
+      one.router.subscriptions.add("c2", "a/+", 0)
+      yield* until("the filter on node two", () => {
+        Effect.runFork(two.node.forward(message("a/probe", "p"), undefined, []))
+        return one.received.length > 0
+      })
+      const probed = (f: Forwarded) => f.message.topic === "a/probe"
+      yield* two.node.forward(message("a/x", "match"), "pub", [])
+      yield* two.node.forward(message("b/x", "other"), "pub", [])
+      yield* until("the matching message", () => one.received.some((f) => !probed(f)))
+      yield* Effect.sleep(100)
+      const got = one.received.filter((f) => !probed(f))
+      expect(got.map((f) => [f.message.topic, text(f.message), f.publisherId])).toEqual([["a/x", "match", "pub"]])
+      one.router.subscriptions.remove("c1", "a/+")
+      one.router.subscriptions.remove("c2", "a/+")
+      yield* Effect.sleep(200)
+      yield* two.node.forward(message("a/x", "after"), "pub", [])
+      yield* Effect.sleep(200)
+      expect(one.received.filter((f) => !probed(f)).map((f) => text(f.message))).toEqual(["match"])
+    }))), 30_000)
+
+  it("after retained writes from both nodes on the same topics, interleaved, both nodes' stores hold what Redis holds", () =>
+    Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const prefix = `t${randomUUID().slice(0, 6)}:`
+      const one = yield* join(redisUrl(), prefix, "one")
+      const two = yield* join(redisUrl(), prefix, "two")
+      const topics = ["r/1", "r/2", "r/3"]
+      for (let i = 0; i < 60; i++) {
+        const writer = i % 2 === 0 ? one : two
+        const topic = topics[(i * 7) % topics.length]!
+        // every fifth write clears
+        writer.router.retain(message(topic, i % 5 === 4 ? "" : `v${i}`, true))
+      }
+      yield* Effect.sleep(500)
+      const stored = yield* redisRetained(redisUrl(), prefix)
+      for (const topic of topics) {
+        expect(text(one.router.retained.get(topic))).toBe(stored.get(topic))
+        expect(text(two.router.retained.get(topic))).toBe(stored.get(topic))
+      }
+      expect(stored.size).toBeGreaterThan(0)
+    }))), 30_000)
+
+  it("a node that joins later reads the retained messages and the filters already there", () =>
+    Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const prefix = `t${randomUUID().slice(0, 6)}:`
+      const one = yield* join(redisUrl(), prefix, "one")
+      one.router.retain(message("late/r", "kept", true))
+      one.router.subscriptions.add("c1", "late/#", 1)
+      yield* Effect.sleep(200)
+      const two = yield* join(redisUrl(), prefix, "two")
+      expect(two.node.peersAtStart).toBe(1)
+      expect(text(two.router.retained.get("late/r"))).toBe("kept")
+      yield* two.node.forward(message("late/x", "y"), undefined, [])
+      yield* until("the message on node one", () => one.received.length === 1)
+    }))), 30_000)
+
+  it("a node joining under an id that left filters behind (killed) starts with none: they attract nothing", () =>
+    Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const prefix = `t${randomUUID().slice(0, 6)}:`
+      yield* Effect.gen(function*() {
+        const redis = yield* Redis.Redis
+        yield* redis.send("SADD", `${prefix}cluster:node:ghost:filters`, "stale/#")
+      }).pipe(Effect.provide(NodeRedis.layer({ url: redisUrl() })))
+      const ghost = yield* join(redisUrl(), prefix, "ghost")
+      const two = yield* join(redisUrl(), prefix, "two")
+      yield* two.node.forward(message("stale/x", "y"), undefined, [])
+      yield* Effect.sleep(200)
+      expect(ghost.received).toEqual([])
+    }))), 30_000)
+})
