@@ -43,6 +43,19 @@ export interface ClusterNode {
   ) => Effect.Effect<ReadonlySet<string> | undefined>
   /** Starts delivering what peers forward to this node, one message after the other (in their order). */
   readonly listen: (deliver: (forwarded: Forwarded) => Effect.Effect<void, unknown>) => Effect.Effect<void, never, Scope.Scope>
+  /**
+   * Makes this node the owner of `clientId` (the node its connection, and the subscriptions of
+   * its session, live on). The node that owned it before, if alive, ends its connection there
+   * (a takeover) and drops its subscriptions; resolves once it has, or after a timeout when it
+   * does not answer (it is dying). At once when this node or nobody owned it.
+   */
+  readonly claim: (clientId: string) => Effect.Effect<void>
+  /** Whether this node owns `clientId` now: a CONNECT on another node may have claimed it since. */
+  readonly owns: (clientId: string) => Effect.Effect<boolean>
+  /** Gives `clientId` up if this node owns it: its session ended with its connection. */
+  readonly release: (clientId: string) => Effect.Effect<void>
+  /** What this node does when another claims one of its clients: end the connection, drop its subscriptions. */
+  readonly onClaimed: (handler: (clientId: string) => Effect.Effect<void>) => void
 }
 
 /** Joining the other broker nodes. */

@@ -115,8 +115,19 @@ const keys = (prefix: string) => ({
   filters: (node: string) => `${prefix}node:${node}:filters`,
   channel: (node: string) => `${prefix}node:${node}`,
   control: `${prefix}control`,
-  retained: `${prefix}retained`
+  retained: `${prefix}retained`,
+  owner: (clientId: string) => `${prefix}owner:${clientId}`,
+  takeovers: (node: string) => `${prefix}node:${node}:takeover`
 })
+
+/** Deletes KEYS[1] if it holds ARGV[1]: a node gives up a client id only if it still owns it. */
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`
+
+/** How long a claim waits for the previous owner to end the connection (its teardown flushes for up to 2 s). */
+const CLAIM_TIMEOUT_MS = 5_000
 
 /** A hash as HGETALL answers it: node-redis gives an object (RESP3 map), or field/value pairs in a flat array (RESP2). */
 const fieldsOf = (reply: unknown): Array<[string, string]> => {
@@ -164,6 +175,7 @@ const joinAs = Effect.fnUntraced(function*(
   // listen first: what changes after a set is read below is heard
   const control = yield* redis.subscribe(key.control)
   const inbox = yield* redis.subscribe(key.channel(self))
+  const takeovers = yield* redis.subscribe(key.takeovers(self))
 
   /** Reads `node`'s filter set (a snapshot; the control events heard since apply on top). */
   const load = (node: string) =>
@@ -395,7 +407,67 @@ const joinAs = Effect.fnUntraced(function*(
       })
     )))
 
-  const node: ClusterNode = { nodeId: self, peersAtStart, forward, listen }
+  // ownership of client ids: `owner:<clientId>` names the node whose connection (or, offline,
+  // whose router) has the client; a CONNECT elsewhere claims it and has the old owner let go
+  let onClaimed: (clientId: string) => Effect.Effect<void> = () => Effect.void
+  const awaitingRelease = new Map<string, () => void>()
+  const claim = (clientId: string): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      const previous = yield* attempt("claim", () => send<string | null>(client, ["SET", key.owner(clientId), self, "GET"]))
+      if (previous === null || previous === self) return
+      const alive = yield* attempt("claim", () => send<number>(client, ["EXISTS", key.alive(previous)]))
+      if (alive !== 1) return
+      const request = randomUUID()
+      const released = new Promise<void>((resolve) => awaitingRelease.set(request, resolve))
+      yield* attempt("claim", () =>
+        send(client, ["PUBLISH", key.takeovers(previous), Envelope.encodeTakeover({ _tag: "Claim", clientId, from: self, request })]))
+      const answered = yield* Effect.promise(() => released).pipe(Effect.timeoutOption(CLAIM_TIMEOUT_MS))
+      awaitingRelease.delete(request)
+      if (answered._tag === "None") {
+        yield* Effect.logWarning(`cluster: node ${previous} did not let ${clientId} go within ${CLAIM_TIMEOUT_MS} ms; taking it over anyway`)
+      }
+    }).pipe(
+      // without Redis there is no one to ask: the CONNECT goes on as on a single broker
+      Effect.catch((error) => Effect.logWarning(`cluster: ${error.message}`))
+    )
+  const owns = (clientId: string): Effect.Effect<boolean> =>
+    attempt("ownership", () => send<string | null>(client, ["GET", key.owner(clientId)])).pipe(
+      Effect.map((owner) => owner === null || owner === self),
+      Effect.catch(() => Effect.succeed(true))
+    )
+  const release = (clientId: string): Effect.Effect<void> =>
+    Effect.ignore(attempt("release", () => send(client, ["EVAL", RELEASE, "1", key.owner(clientId), self])))
+  // each claim is served on its own fiber: a connection slow to end holds up no other takeover
+  yield* Effect.forkScoped(Effect.forever(
+    Effect.flatMap(Queue.take(takeovers), (received) => {
+      const takeover = Envelope.decodeTakeover(received.message)
+      if (takeover === undefined) return Effect.logWarning("cluster: an unreadable takeover message, ignored")
+      if (takeover._tag === "Released") {
+        awaitingRelease.get(takeover.request)?.()
+        return Effect.void
+      }
+      const answer = Envelope.encodeTakeover({ _tag: "Released", request: takeover.request })
+      return Effect.asVoid(Effect.forkScoped(
+        onClaimed(takeover.clientId).pipe(
+          Effect.andThen(attempt("release", () => send(client, ["PUBLISH", key.takeovers(takeover.from), answer]))),
+          logged(`handing ${takeover.clientId} over to node ${takeover.from}`)
+        )
+      ))
+    })
+  ))
+
+  const node: ClusterNode = {
+    nodeId: self,
+    peersAtStart,
+    forward,
+    listen,
+    claim,
+    owns,
+    release,
+    onClaimed: (handler) => {
+      onClaimed = handler
+    }
+  }
   return node
 })
 

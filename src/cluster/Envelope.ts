@@ -125,3 +125,25 @@ export const decodeControl = (text: string): Control | undefined => {
       return undefined
   }
 }
+
+/** What nodes say about who owns a client id, on the receiving node's takeover channel. */
+export type Takeover =
+  /** `from` took `clientId` over: end its connection here, drop its subscriptions, then answer `request`. */
+  | { readonly _tag: "Claim"; readonly clientId: string; readonly from: string; readonly request: string }
+  /** The claim `request` is done: the client is gone from the node that answers. */
+  | { readonly _tag: "Released"; readonly request: string }
+
+/** A takeover message as text. */
+export const encodeTakeover = (takeover: Takeover): string =>
+  takeover._tag === "Claim"
+    ? JSON.stringify(["claim", takeover.clientId, takeover.from, takeover.request])
+    : JSON.stringify(["released", takeover.request])
+
+/** A takeover message from text; `undefined` when it is not one. */
+export const decodeTakeover = (text: string): Takeover | undefined => {
+  const value = parse(text)
+  if (!Array.isArray(value) || !value.every(isString)) return undefined
+  if (value[0] === "claim" && value.length === 4) return { _tag: "Claim", clientId: value[1], from: value[2], request: value[3] }
+  if (value[0] === "released" && value.length === 2) return { _tag: "Released", request: value[1] }
+  return undefined
+}

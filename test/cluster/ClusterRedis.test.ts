@@ -134,4 +134,29 @@ describe("ClusterRedis", () => {
       yield* Effect.sleep(200)
       expect(ghost.received).toEqual([])
     }))), 30_000)
+
+  it("claiming a client id another node owns has that node let it go first (its handler has run when the claim resolves); then only the claimer owns it, and only the owner's release frees it", () =>
+    Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const prefix = `t${randomUUID().slice(0, 6)}:`
+      const one = yield* join(redisUrl(), prefix, "one")
+      const two = yield* join(redisUrl(), prefix, "two")
+      const letGo: Array<string> = []
+      one.node.onClaimed((clientId) => Effect.andThen(Effect.sleep(100), Effect.sync(() => letGo.push(clientId))))
+      two.node.onClaimed((clientId) => Effect.sync(() => letGo.push(`two:${clientId}`)))
+      // nobody owned it: nobody is asked
+      yield* one.node.claim("dev-1")
+      expect(letGo).toEqual([])
+      expect([yield* one.node.owns("dev-1"), yield* two.node.owns("dev-1")]).toEqual([true, false])
+      yield* two.node.claim("dev-1")
+      expect(letGo).toEqual(["dev-1"])
+      expect([yield* one.node.owns("dev-1"), yield* two.node.owns("dev-1")]).toEqual([false, true])
+      // claiming what it owns asks no one
+      yield* two.node.claim("dev-1")
+      expect(letGo).toEqual(["dev-1"])
+      // a release by a node that no longer owns it changes nothing; the owner's frees it
+      yield* one.node.release("dev-1")
+      expect(yield* one.node.owns("dev-1")).toBe(false)
+      yield* two.node.release("dev-1")
+      expect(yield* one.node.owns("dev-1")).toBe(true)
+    }))), 30_000)
 })

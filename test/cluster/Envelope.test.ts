@@ -67,4 +67,21 @@ describe("cluster Envelope", () => {
       expect(Envelope.decodeControl(text)).toBeUndefined()
     }
   )
+
+  it("any takeover message decodes to itself after encoding", () => {
+    const takeoverArb: fc.Arbitrary<Envelope.Takeover> = fc.oneof(
+      fc.record({ _tag: fc.constant("Claim" as const), clientId: fc.string(), from: fc.string(), request: fc.string() }),
+      fc.record({ _tag: fc.constant("Released" as const), request: fc.string() })
+    )
+    fc.assert(fc.property(takeoverArb, (takeover) => {
+      expect(Envelope.decodeTakeover(Envelope.encodeTakeover(takeover))).toEqual(takeover)
+    }))
+  })
+
+  it.each(["", "not json", "[]", "[\"claim\",\"c\",\"n\"]", "[\"released\",1]", "[\"?\",\"r\"]"])(
+    "text of no known shape %j is no takeover message: undefined, without throwing",
+    (text) => {
+      expect(Envelope.decodeTakeover(text)).toBeUndefined()
+    }
+  )
 })
