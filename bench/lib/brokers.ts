@@ -172,8 +172,8 @@ const ours: BrokerSpec = {
         return { ok: false, version, reason: `build failed (exit ${r.code}):\n${r.output.trim().split("\n").slice(-15).join("\n")}` }
       }
     }
-    if (!existsSync(join(ROOT, "dist/main.js"))) {
-      return { ok: false, version, reason: "dist/main.js does not exist after the build" }
+    if (!existsSync(join(ROOT, "dist/start/main.js"))) {
+      return { ok: false, version, reason: "dist/start/main.js does not exist after the build" }
     }
     return { ok: true, version }
   },
@@ -197,7 +197,7 @@ const ours: BrokerSpec = {
       (port) => [
         // BENCH_OURS_NODE_FLAGS: extra Node flags for profiling ours (e.g. "--trace-gc", "--cpu-prof")
         ...(process.env["BENCH_OURS_NODE_FLAGS"] ?? "").split(" ").filter((flag) => flag !== ""),
-        join(ROOT, "dist/main.js"),
+        join(ROOT, "dist/start/main.js"),
         "--port",
         String(port),
         "--host",
