@@ -73,6 +73,7 @@ const run = async (ctx: RunContext): Promise<RunResult> => {
 
   const rss: Array<number> = []
   const heap: Array<number> = []
+  const heapCommitted: Array<number> = []
   const cyclesPerSecond: Array<number> = []
   let failed = 0
   const cpu = new CpuWindow(pid)
@@ -84,10 +85,16 @@ const run = async (ctx: RunContext): Promise<RunResult> => {
       cyclesPerSecond.push(prm.churnCycles / ((performance.now() - t0) / 1000))
       await sleep(settleMs)
       rss.push(statusKb(pid))
-      heap.push((await readHeap(ctx.broker))?.usedHeapKb ?? Number.NaN)
+      const reading = await readHeap(ctx.broker)
+      heap.push(reading?.usedHeapKb ?? Number.NaN)
+      heapCommitted.push(reading?.totalHeapKb ?? Number.NaN)
       ctx.log(
         `round ${r + 1}: ${Math.round(cyclesPerSecond[r]!)} cycles/s, RSS ${mb(rss[r]!).toFixed(1)} MB` +
-          (Number.isFinite(heap[r]) ? `, heap ${mb(heap[r]!).toFixed(1)} MB (before: ${mb(heapBefore?.usedHeapKb ?? Number.NaN).toFixed(1)})` : "")
+          (Number.isFinite(heap[r])
+            ? `, heap ${mb(heap[r]!).toFixed(1)} MB live of ${mb(heapCommitted[r]!).toFixed(1)} MB committed (before: ${
+              mb(heapBefore?.usedHeapKb ?? Number.NaN).toFixed(1)
+            } of ${mb(heapBefore?.totalHeapKb ?? Number.NaN).toFixed(1)})`
+            : "")
       )
     }
   } finally {
@@ -121,6 +128,7 @@ const run = async (ctx: RunContext): Promise<RunResult> => {
       rssAfterRoundsKb: rss.join(" "),
       heapBeforeKb: heapBefore?.usedHeapKb ?? Number.NaN,
       heapAfterRoundsKb: heap.map((x) => Math.round(x)).join(" "),
+      heapCommittedAfterRoundsKb: heapCommitted.map((x) => Math.round(x)).join(" "),
       rssCurveMb: curve.map((x) => x.toFixed(1)).join(" ")
     }
   }
