@@ -138,6 +138,7 @@ describe("benchmark harness", () => {
       expect(churned.extra["heapBeforeKb"] as number).toBeGreaterThan(0)
       const heapRounds = String(churned.extra["heapAfterRoundsKb"]).split(" ").map(Number)
       expect(heapRounds.every((kb) => kb > 0)).toBe(true)
+      expect(churned.metrics["heapGrowth"]!).toBeCloseTo(heapRounds[2]! / heapRounds[0]!, 2)
       expect(churned.metrics["cyclesPerSecond"]!).toBeGreaterThan(0)
 
       // auth-flood: both phases sampled, the flood ran and every wrong password was refused
