@@ -36,6 +36,8 @@ const FULL: Params = {
   fanOutSubscribers: 50,
   latencyRate: 2_000,
   idleConnections: 2_000,
+  churnCycles: 5_000,
+  churnParallel: 50,
   sessions: 100,
   sessionMessages: 100,
   largeBytes: 16_000_000,
@@ -60,6 +62,7 @@ const QUICK: Params = {
   warmupMs: 100,
   durationMs: 300,
   idleConnections: 200,
+  churnCycles: 300,
   sessions: 10,
   sessionMessages: 10,
   largeBytes: 1_000_000,
@@ -81,6 +84,8 @@ const USAGE = `usage: node bench/run.ts [options]      (npm run bench -- [option
   --warmup S              warm-up seconds before measuring (default 1)
   --payload BYTES         PUBLISH payload size, >= 16 (default 64)
   --idle N                idle connections (default 2000, quick 200)
+  --churn N               churn: connect-subscribe-publish-disconnect cycles per round, 3 rounds
+                          (default 5000, quick 300; issue 16 states 20000)
   --sessions N            persistent-session clients (default 100, quick 10)
   --session-msgs M        QoS 1 messages queued per offline client (default 100, quick 10)
   --backlog N             QoS 1 generator cap on deliveries owed to subscribers (default 20000;
@@ -171,6 +176,10 @@ const parseCli = (argv: ReadonlyArray<string>): Cli => {
         break
       case "--idle":
         p.idleConnections = Math.floor(num(a, v, 1))
+        i++
+        break
+      case "--churn":
+        p.churnCycles = Math.floor(num(a, v, 1))
         i++
         break
       case "--sessions":

@@ -27,6 +27,8 @@ export interface RunningBroker {
   readonly port: number
   readonly pid: number
   readonly proc: ManagedProcess
+  /** "heap" profile, Node brokers: where `bench/peers/heap-probe.mjs` writes the heap on SIGUSR2 (see `readHeap`) */
+  readonly heapFile?: string
   stop(): Promise<void>
 }
 
@@ -36,7 +38,46 @@ export interface RunningBroker {
  * "defaults": each broker as shipped, so isolation scenarios measure the
  * slow-consumer and large-packet policies an operator gets out of the box.
  */
-export type BrokerProfile = "bench" | "defaults" | "auth" | "sqlite"
+export type BrokerProfile = "bench" | "defaults" | "auth" | "sqlite" | "heap"
+
+/**
+ * "heap": "bench" plus, for the Node brokers (ours, Aedes), `bench/peers/heap-probe.mjs`
+ * preloaded with `--expose-gc`, so `readHeap` can ask the process for its live heap after a full
+ * collection. Mosquitto runs as on "bench" (no heap to ask for: RSS only).
+ */
+const HEAP_PROBE = resolve(dirname(fileURLToPath(import.meta.url)), "../peers/heap-probe.mjs")
+
+/** Node flags and environment that install the heap probe, writing to a fresh file in a temp dir. */
+const heapProbe = (): { readonly flags: ReadonlyArray<string>; readonly env: NodeJS.ProcessEnv; readonly file: string; readonly dir: string } => {
+  const dir = mkdtempSync(join(tmpdir(), "bench-heap-"))
+  const file = join(dir, "heap.json")
+  return { flags: ["--expose-gc", "--import", HEAP_PROBE], env: { BENCH_HEAP_FILE: file }, file, dir }
+}
+
+/** What `bench/peers/heap-probe.mjs` reports: the heap after a full GC, KB. */
+export interface HeapReading {
+  readonly usedHeapKb: number
+  readonly totalHeapKb: number
+  readonly externalKb: number
+}
+
+/**
+ * Asks a broker started on the "heap" profile for its live heap (SIGUSR2: a full GC, then the
+ * numbers written to its heap file); undefined for a broker without the probe (Mosquitto) or
+ * when no answer came within `timeoutMs`.
+ */
+export const readHeap = async (broker: RunningBroker, timeoutMs = 10_000): Promise<HeapReading | undefined> => {
+  const file = broker.heapFile
+  if (file === undefined) return undefined
+  rmSync(file, { force: true })
+  process.kill(broker.pid, "SIGUSR2")
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (existsSync(file)) return JSON.parse(readFileSync(file, "utf8")) as HeapReading
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  return undefined
+}
 
 /**
  * "sqlite": "bench" with sessions and retained messages on disk. Ours runs with
@@ -45,7 +86,7 @@ export type BrokerProfile = "bench" | "defaults" | "auth" | "sqlite"
  * written through); Aedes has no persistence in this harness and runs in memory.
  * The sqlite rows exist to compare ours with ours on the "bench" profile.
  */
-const usesBenchQueues = (profile: BrokerProfile): boolean => profile === "bench" || profile === "sqlite"
+const usesBenchQueues = (profile: BrokerProfile): boolean => profile === "bench" || profile === "sqlite" || profile === "heap"
 
 /**
  * The one account of the "auth" profile: "defaults" plus authentication on,
@@ -172,8 +213,8 @@ const ours: BrokerSpec = {
         return { ok: false, version, reason: `build failed (exit ${r.code}):\n${r.output.trim().split("\n").slice(-15).join("\n")}` }
       }
     }
-    if (!existsSync(join(ROOT, "dist/main.js"))) {
-      return { ok: false, version, reason: "dist/main.js does not exist after the build" }
+    if (!existsSync(join(ROOT, "dist/start/main.js"))) {
+      return { ok: false, version, reason: "dist/start/main.js does not exist after the build" }
     }
     return { ok: true, version }
   },
@@ -191,13 +232,15 @@ const ours: BrokerSpec = {
       if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
       return Promise.reject(e)
     }
-    const running = await startProcess(
+    const probe = profile === "heap" ? heapProbe() : undefined
+    const started = await startProcess(
       "ours",
       process.execPath,
       (port) => [
         // BENCH_OURS_NODE_FLAGS: extra Node flags for profiling ours (e.g. "--trace-gc", "--cpu-prof")
         ...(process.env["BENCH_OURS_NODE_FLAGS"] ?? "").split(" ").filter((flag) => flag !== ""),
-        join(ROOT, "dist/main.js"),
+        ...(probe?.flags ?? []),
+        join(ROOT, "dist/start/main.js"),
         "--port",
         String(port),
         "--host",
@@ -210,12 +253,14 @@ const ours: BrokerSpec = {
         ...(metricsPort === undefined ? [] : ["--metrics-port", String(metricsPort)]),
         ...(sqlite && dir !== undefined ? ["--persistence", "sqlite", "--persistence-file", join(dir, "sessions.db")] : [])
       ],
-      { ...process.env, NODE_ENV: "production" },
+      { ...process.env, NODE_ENV: "production", ...probe?.env },
       () => {
         if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
+        if (probe !== undefined) rmSync(probe.dir, { recursive: true, force: true })
       },
       auth
     )
+    const running: RunningBroker = probe === undefined ? started : { ...started, heapFile: probe.file }
     if (metricsPort === undefined) return running
     const scraper = setInterval(() => {
       fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((response) => response.text(), () => "").catch(() => "")
@@ -335,22 +380,27 @@ const aedes: BrokerSpec = {
     )
   },
   // Aedes always runs with its defaults (the bench profile changes nothing there);
-  // "auth" adds an authenticate hook with the same account as the password file
-  start(profile = "bench") {
+  // "auth" adds an authenticate hook with the same account as the password file; "heap" the heap probe
+  async start(profile = "bench") {
     const auth = profile === "auth"
-    return startProcess(
+    const probe = profile === "heap" ? heapProbe() : undefined
+    const started = await startProcess(
       "aedes",
       process.execPath,
       (port) => [
+        ...(probe?.flags ?? []),
         join(ROOT, "bench/peers/aedes-server.ts"),
         "--port",
         String(port),
         ...(auth ? ["--auth", `${AUTH_USER}:${AUTH_PASSWORD}`] : [])
       ],
-      { ...process.env, NODE_ENV: "production" },
-      () => {},
+      { ...process.env, NODE_ENV: "production", ...probe?.env },
+      () => {
+        if (probe !== undefined) rmSync(probe.dir, { recursive: true, force: true })
+      },
       auth
     )
+    return probe === undefined ? started : { ...started, heapFile: probe.file }
   }
 }
 

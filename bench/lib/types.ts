@@ -23,6 +23,10 @@ export interface Params {
   readonly fanOutSubscribers: number
   readonly latencyRate: number
   readonly idleConnections: number
+  /** churn: connect-subscribe-publish-disconnect cycles per round (3 rounds) */
+  readonly churnCycles: number
+  /** churn: cycles in flight at a time */
+  readonly churnParallel: number
   readonly sessions: number
   readonly sessionMessages: number
   /** large-packets: payload of each big QoS 1 PUBLISH, bytes */

@@ -1,5 +1,6 @@
 import type { Scenario } from "../lib/types.ts"
 import { authFlood } from "./auth-flood.ts"
+import { churn } from "./churn.ts"
 import { idle } from "./idle.ts"
 import { largePackets } from "./large-packets.ts"
 import { latency } from "./latency.ts"
@@ -17,6 +18,7 @@ export const SCENARIOS: ReadonlyArray<Scenario> = [
   fanOutQos1,
   latency,
   idle,
+  churn,
   sessions,
   sessionsSqlite,
   largePackets,

@@ -18,6 +18,11 @@
  *
  * Time is only read by the monitor fiber (Effect's Clock), which runs only while the outbox is
  * congested; a delivery that finds no congestion costs one comparison.
+ *
+ * Memory: every connection has one, mostly idle (issue 16: memory per idle connection). So it is
+ * one object whose methods live on the prototype, not ~25 closures over a shared scope, and the
+ * Effects of the slow-consumer machinery (monitor, reports, waiting publishers) are built only
+ * when a congestion needs them.
  */
 import { Clock, Effect, Exit, Scope } from "effect"
 import * as Socket from "effect/socket/Socket"
@@ -74,233 +79,295 @@ export interface Outbox {
   readonly close: () => void
 }
 
+/** `setImmediate` callback: wakes an outbox's writer once per burst of sends. */
+const signalWriter = (outbox: OutboxImpl): void => outbox.signal()
+
+class OutboxImpl implements Outbox {
+  // queued chunks are buffer[head..]; a write takes a prefix (at most MAX_WRITE_BYTES)
+  private buffer: Array<Uint8Array> = []
+  private head = 0
+  private bytes = 0
+  private open = true
+  private wake: (() => void) | undefined = undefined
+  private scheduled = false
+
+  private subscriber: Subscriber | undefined = undefined
+  private highWater = Infinity
+  private lowWater = Infinity
+  // progress: writes completed so far (the monitor compares it across its ticks)
+  private writes = 0
+  private isStalled = false
+  private droppedCount = 0
+  private droppedSinceReport = 0
+  private peakBytes = 0
+  private lastReport = -Infinity
+  // publishers waiting for the drain; created at the first one
+  private waiters: Set<() => void> | undefined = undefined
+  // times waiting publishers were released (the monitor bounds how long one set may wait)
+  private releases = 0
+  // the monitor: forked in `runScope` at the first congestion, then parked between congestions
+  private runScope: Scope.Closeable | undefined = undefined
+  private monitorStarted = false
+  private wakeMonitor: (() => void) | undefined = undefined
+
+  /** Bytes queued or being written; a function of its own, as callers keep it apart from the outbox. */
+  readonly pendingBytes: () => number
+
+  private readonly writer: Socket.Writer
+  private readonly maxBytes: number
+  private readonly traffic: Traffic
+
+  constructor(writer: Socket.Writer, maxBytes: number, traffic: Traffic) {
+    this.writer = writer
+    this.maxBytes = maxBytes
+    this.traffic = traffic
+    this.pendingBytes = () => this.bytes
+  }
+
+  /** Resumes the writer parked in `waitForBytes` (if it is). */
+  signal(): void {
+    this.scheduled = false
+    const resume = this.wake
+    this.wake = undefined
+    resume?.()
+  }
+
+  private releaseWaiters(): void {
+    const waiters = this.waiters
+    if (waiters === undefined || waiters.size === 0) return
+    this.releases++
+    this.waiters = undefined
+    for (const resume of waiters) resume()
+  }
+
+  holdsBack(): boolean {
+    return this.open && !this.isStalled && this.bytes > this.lowWater
+  }
+
+  send(bytes: Uint8Array): void {
+    if (!this.open) return
+    this.bytes += bytes.length
+    this.traffic.packetsSent++
+    this.buffer.push(bytes)
+    // wake the writer once the current burst of handlers is done, not per packet: resuming it
+    // here would write every packet with its own syscall
+    if (!this.scheduled && this.wake !== undefined) {
+      this.scheduled = true
+      setImmediate(signalWriter, this)
+    }
+  }
+
+  configure(next: Subscriber): void {
+    this.subscriber = next
+    this.highWater = Math.min(next.highWaterBytes, this.maxBytes)
+    this.lowWater = Math.floor(this.highWater / 2)
+  }
+
+  congested(): boolean {
+    return this.bytes > this.highWater
+  }
+
+  admit(size: number): boolean {
+    if (this.bytes + size > this.maxBytes) {
+      this.droppedCount++
+      this.droppedSinceReport++
+      return false
+    }
+    if (this.bytes + size > this.peakBytes) this.peakBytes = this.bytes + size
+    return true
+  }
+
+  stalled(): boolean {
+    return this.isStalled
+  }
+
+  dropped(): number {
+    return this.droppedCount
+  }
+
+  close(): void {
+    this.open = false
+    this.releaseWaiters()
+    const resume = this.wakeMonitor
+    this.wakeMonitor = undefined
+    resume?.()
+    this.signal()
+  }
+
+  get drained(): Effect.Effect<void> {
+    return Effect.suspend(() =>
+      this.holdsBack()
+        ? Effect.callback<void>((resume) => {
+          const waiter = () => resume(Effect.void)
+          const waiters = this.waiters ??= new Set()
+          waiters.add(waiter)
+          return Effect.sync(() => {
+            this.waiters?.delete(waiter)
+          })
+        })
+        : Effect.void
+    )
+  }
+
+  get watch(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.wakeMonitor !== undefined) {
+        const resume = this.wakeMonitor
+        this.wakeMonitor = undefined
+        resume()
+        return Effect.void
+      }
+      if (this.monitorStarted || this.runScope === undefined || this.subscriber === undefined || !this.open) return Effect.void
+      this.monitorStarted = true
+      return Effect.asVoid(Effect.forkIn(this.monitor(), this.runScope))
+    })
+  }
+
+  get run(): Effect.Effect<void, Socket.SocketError> {
+    return Effect.flatMap(Scope.make(), (scope) => {
+      this.runScope = scope
+      return Effect.whileLoop({
+        while: () => this.open || this.head < this.buffer.length,
+        body: () => (this.head < this.buffer.length ? this.flush() : this.waitForBytes()),
+        step: () => {}
+      }).pipe(Effect.ensuring(Scope.close(scope, Exit.void)))
+    })
+  }
+
+  private waitForBytes(): Effect.Effect<void> {
+    return Effect.callback<void>((resume) => {
+      this.wake = () => resume(Effect.void)
+      return Effect.sync(() => {
+        this.wake = undefined
+      })
+    })
+  }
+
+  private flush(): Effect.Effect<void, Socket.SocketError> {
+    let end = this.head
+    let size = 0
+    const buffer = this.buffer
+    while (end < buffer.length && size < MAX_WRITE_BYTES) size += buffer[end++]!.length
+    let chunks: Array<Uint8Array>
+    if (this.head === 0 && end === buffer.length) {
+      chunks = buffer
+      this.buffer = []
+    } else {
+      chunks = buffer.slice(this.head, end)
+      this.head = end
+      if (this.head === buffer.length) {
+        this.buffer = []
+        this.head = 0
+      } else if (this.head >= 4096 && this.head * 2 >= buffer.length) {
+        this.buffer = buffer.slice(this.head)
+        this.head = 0
+      }
+    }
+    return Effect.ensuring(
+      this.writer.writeAll(chunks as [Uint8Array, ...Array<Uint8Array>]),
+      Effect.sync(() => {
+        this.bytes -= size
+        this.traffic.bytesSent += size
+        this.writes++
+        // a completed write is progress: a stalled subscriber that reads again is healthy again
+        this.isStalled = false
+        if (this.bytes <= this.lowWater) this.releaseWaiters()
+      })
+    )
+  }
+
+  /** Parks the monitor between congestions (`watch` resumes it). */
+  private park(): Effect.Effect<void> {
+    return Effect.callback<void>((resume) => {
+      this.wakeMonitor = () => resume(Effect.void)
+      return Effect.sync(() => {
+        this.wakeMonitor = undefined
+      })
+    })
+  }
+
+  /** One log line; one that carries drops starts a new rate-limit interval. */
+  private report(reason: string): Effect.Effect<void> {
+    return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const line = `slow consumer ${this.subscriber?.clientId}: ${reason}; ${this.bytes} bytes waiting (peak ${this.peakBytes}, cap ${this.maxBytes}), ` +
+        `${this.droppedSinceReport} QoS 0 message(s) dropped since the last report, ${this.droppedCount} in all`
+      if (this.droppedSinceReport > 0) {
+        this.droppedSinceReport = 0
+        this.lastReport = now
+      }
+      return Effect.logWarning(line)
+    })
+  }
+
+  /** Closes a stalled connection; its teardown keeps the session (and its QoS 1/2 messages) as for any lost connection. */
+  private disconnect(idleMs: number): Effect.Effect<void> {
+    const self = this
+    return Effect.gen(function*() {
+      yield* self.report(`no write completed for ${idleMs} ms, closing the connection`)
+      const packet = self.subscriber?.disconnectPacket
+      // best effort: a client that does not read will not see it, one that just resumed will
+      if (packet !== undefined) yield* Effect.ignore(self.writer.write(packet))
+      yield* Effect.ignore(self.writer.write(new Socket.CloseEvent(1000, "slow consumer")))
+      self.open = false
+      self.releaseWaiters()
+    })
+  }
+
+  /** Watches one congestion: stall detection, drop reports, the disconnect. Returns when drained and reported. */
+  private watchCongestion(): Effect.Effect<void> {
+    const self = this
+    return Effect.gen(function*() {
+      const { slowConsumerMs, disconnectMs } = self.subscriber!
+      // a stall is seen within a quarter of slowConsumerMs of its deadline
+      const tick = Math.max(1, Math.floor(slowConsumerMs / 4))
+      let seen = self.writes
+      let idleMs = 0
+      let seenReleases = self.releases
+      let heldMs = 0
+      while (self.open && (self.bytes > self.lowWater || self.droppedSinceReport > 0)) {
+        yield* Effect.sleep(tick)
+        if (self.writes !== seen || self.bytes === 0) {
+          seen = self.writes
+          idleMs = 0
+        } else {
+          idleMs += tick
+        }
+        if (!self.isStalled && idleMs >= slowConsumerMs) {
+          self.isStalled = true
+          self.releaseWaiters()
+          yield* self.report(`no write completed for ${idleMs} ms, publishers no longer wait for it`)
+        }
+        if (disconnectMs > 0 && idleMs >= disconnectMs) return yield* self.disconnect(idleMs)
+        // a publisher never waits longer than slowConsumerMs, even for a subscriber that progresses
+        // but never gets back to the low-water mark (others keep it full): it sends one more packet
+        if ((self.waiters?.size ?? 0) > 0 && self.releases === seenReleases) heldMs += tick
+        else {
+          seenReleases = self.releases
+          heldMs = 0
+        }
+        if (heldMs >= slowConsumerMs) self.releaseWaiters()
+        if (self.droppedSinceReport > 0 && (yield* Clock.currentTimeMillis) - self.lastReport >= DROP_LOG_INTERVAL_MS) {
+          yield* self.report("dropping QoS 0 beyond the cap")
+        }
+      }
+    })
+  }
+
+  private monitor(): Effect.Effect<void> {
+    const self = this
+    return Effect.gen(function*() {
+      while (self.open) {
+        yield* self.watchCongestion()
+        self.peakBytes = 0
+        if (self.open) yield* self.park()
+      }
+    })
+  }
+}
+
 /**
  * Creates an outbox writing to `writer`; QoS 0 is never queued past `maxBytes`. Packets queued and
  * bytes written are added to `traffic` (the broker's `Stats`).
  */
-export const make = (writer: Socket.Writer, maxBytes: number, traffic: Traffic = { packetsSent: 0, bytesSent: 0 }): Outbox => {
-  // queued chunks are buffer[head..]; a write takes a prefix (at most MAX_WRITE_BYTES)
-  let buffer: Array<Uint8Array> = []
-  let head = 0
-  let pendingBytes = 0
-  let open = true
-  let wake: (() => void) | undefined
-  let scheduled = false
-
-  let subscriber: Subscriber | undefined
-  let highWater = Infinity
-  let lowWater = Infinity
-  // progress: writes completed so far (the monitor compares it across its ticks)
-  let writes = 0
-  let stalled = false
-  let dropped = 0
-  let droppedSinceReport = 0
-  let peakBytes = 0
-  let lastReport = -Infinity
-  let waiters = new Set<() => void>()
-  // the monitor: forked in `runScope` at the first congestion, then parked between congestions
-  let runScope: Scope.Closeable | undefined
-  let monitorStarted = false
-  let wakeMonitor: (() => void) | undefined
-
-  const signal = () => {
-    scheduled = false
-    const resume = wake
-    wake = undefined
-    resume?.()
-  }
-  // times waiting publishers were released (the monitor bounds how long one set may wait)
-  let releases = 0
-  const releaseWaiters = () => {
-    if (waiters.size === 0) return
-    releases++
-    const released = waiters
-    waiters = new Set()
-    for (const resume of released) resume()
-  }
-  const holdsBack = () => open && !stalled && pendingBytes > lowWater
-  const send = (bytes: Uint8Array) => {
-    if (!open) return
-    pendingBytes += bytes.length
-    traffic.packetsSent++
-    buffer.push(bytes)
-    // wake the writer once the current burst of handlers is done, not per packet: resuming it
-    // here would write every packet with its own syscall
-    if (!scheduled && wake !== undefined) {
-      scheduled = true
-      setImmediate(signal)
-    }
-  }
-  const waitForBytes = Effect.callback<void>((resume) => {
-    wake = () => resume(Effect.void)
-    return Effect.sync(() => {
-      wake = undefined
-    })
-  })
-  const flush = Effect.suspend(() => {
-    let end = head
-    let size = 0
-    while (end < buffer.length && size < MAX_WRITE_BYTES) size += buffer[end++]!.length
-    let chunks: Array<Uint8Array>
-    if (head === 0 && end === buffer.length) {
-      chunks = buffer
-      buffer = []
-    } else {
-      chunks = buffer.slice(head, end)
-      head = end
-      if (head === buffer.length) {
-        buffer = []
-        head = 0
-      } else if (head >= 4096 && head * 2 >= buffer.length) {
-        buffer = buffer.slice(head)
-        head = 0
-      }
-    }
-    return Effect.ensuring(
-      writer.writeAll(chunks as [Uint8Array, ...Array<Uint8Array>]),
-      Effect.sync(() => {
-        pendingBytes -= size
-        traffic.bytesSent += size
-        writes++
-        // a completed write is progress: a stalled subscriber that reads again is healthy again
-        stalled = false
-        if (pendingBytes <= lowWater) releaseWaiters()
-      })
-    )
-  })
-  const run = Effect.gen(function*() {
-    const scope = yield* Scope.make()
-    runScope = scope
-    yield* Effect.whileLoop({
-      while: () => open || head < buffer.length,
-      body: () => (head < buffer.length ? flush : waitForBytes),
-      step: () => {}
-    }).pipe(Effect.ensuring(Scope.close(scope, Exit.void)))
-  })
-
-  const park = Effect.callback<void>((resume) => {
-    wakeMonitor = () => resume(Effect.void)
-    return Effect.sync(() => {
-      wakeMonitor = undefined
-    })
-  })
-  /** One log line; one that carries drops starts a new rate-limit interval. */
-  const report = (reason: string) =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const line = `slow consumer ${subscriber?.clientId}: ${reason}; ${pendingBytes} bytes waiting (peak ${peakBytes}, cap ${maxBytes}), ` +
-        `${droppedSinceReport} QoS 0 message(s) dropped since the last report, ${dropped} in all`
-      if (droppedSinceReport > 0) {
-        droppedSinceReport = 0
-        lastReport = now
-      }
-      return Effect.logWarning(line)
-    })
-  /** Closes a stalled connection; its teardown keeps the session (and its QoS 1/2 messages) as for any lost connection. */
-  const disconnect = (idleMs: number) =>
-    Effect.gen(function*() {
-      yield* report(`no write completed for ${idleMs} ms, closing the connection`)
-      const packet = subscriber?.disconnectPacket
-      // best effort: a client that does not read will not see it, one that just resumed will
-      if (packet !== undefined) yield* Effect.ignore(writer.write(packet))
-      yield* Effect.ignore(writer.write(new Socket.CloseEvent(1000, "slow consumer")))
-      open = false
-      releaseWaiters()
-    })
-  /** Watches one congestion: stall detection, drop reports, the disconnect. Returns when drained and reported. */
-  const watchCongestion = Effect.gen(function*() {
-    const { slowConsumerMs, disconnectMs } = subscriber!
-    // a stall is seen within a quarter of slowConsumerMs of its deadline
-    const tick = Math.max(1, Math.floor(slowConsumerMs / 4))
-    let seen = writes
-    let idleMs = 0
-    let seenReleases = releases
-    let heldMs = 0
-    while (open && (pendingBytes > lowWater || droppedSinceReport > 0)) {
-      yield* Effect.sleep(tick)
-      if (writes !== seen || pendingBytes === 0) {
-        seen = writes
-        idleMs = 0
-      } else {
-        idleMs += tick
-      }
-      if (!stalled && idleMs >= slowConsumerMs) {
-        stalled = true
-        releaseWaiters()
-        yield* report(`no write completed for ${idleMs} ms, publishers no longer wait for it`)
-      }
-      if (disconnectMs > 0 && idleMs >= disconnectMs) return yield* disconnect(idleMs)
-      // a publisher never waits longer than slowConsumerMs, even for a subscriber that progresses
-      // but never gets back to the low-water mark (others keep it full): it sends one more packet
-      if (waiters.size > 0 && releases === seenReleases) heldMs += tick
-      else {
-        seenReleases = releases
-        heldMs = 0
-      }
-      if (heldMs >= slowConsumerMs) releaseWaiters()
-      if (droppedSinceReport > 0 && (yield* Clock.currentTimeMillis) - lastReport >= DROP_LOG_INTERVAL_MS) {
-        yield* report("dropping QoS 0 beyond the cap")
-      }
-    }
-  })
-  const monitor = Effect.gen(function*() {
-    while (open) {
-      yield* watchCongestion
-      peakBytes = 0
-      if (open) yield* park
-    }
-  })
-
-  return {
-    send,
-    configure: (next) => {
-      subscriber = next
-      highWater = Math.min(next.highWaterBytes, maxBytes)
-      lowWater = Math.floor(highWater / 2)
-    },
-    congested: () => pendingBytes > highWater,
-    admit: (size) => {
-      if (pendingBytes + size > maxBytes) {
-        dropped++
-        droppedSinceReport++
-        return false
-      }
-      if (pendingBytes + size > peakBytes) peakBytes = pendingBytes + size
-      return true
-    },
-    holdsBack,
-    drained: Effect.suspend(() =>
-      holdsBack()
-        ? Effect.callback<void>((resume) => {
-          const waiter = () => resume(Effect.void)
-          waiters.add(waiter)
-          return Effect.sync(() => {
-            waiters.delete(waiter)
-          })
-        })
-        : Effect.void
-    ),
-    watch: Effect.suspend(() => {
-      if (wakeMonitor !== undefined) {
-        const resume = wakeMonitor
-        wakeMonitor = undefined
-        resume()
-        return Effect.void
-      }
-      if (monitorStarted || runScope === undefined || subscriber === undefined || !open) return Effect.void
-      monitorStarted = true
-      return Effect.asVoid(Effect.forkIn(monitor, runScope))
-    }),
-    stalled: () => stalled,
-    dropped: () => dropped,
-    pendingBytes: () => pendingBytes,
-    run,
-    close: () => {
-      open = false
-      releaseWaiters()
-      const resume = wakeMonitor
-      wakeMonitor = undefined
-      resume?.()
-      signal()
-    }
-  }
-}
+export const make = (writer: Socket.Writer, maxBytes: number, traffic: Traffic = { packetsSent: 0, bytesSent: 0 }): Outbox =>
+  new OutboxImpl(writer, maxBytes, traffic)

@@ -3,12 +3,14 @@
  * Providing the Layer is all the configuration there is: `SessionPlugin.layer` is the
  * in-memory default; `SessionPlugin.make` wraps any other provider Layer.
  */
-import { Context, Layer } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as MemorySessionStateProvider from "../session/MemorySessionStateProvider.ts"
 import type { GroupCommit } from "../session/providers/GroupCommit.ts"
+import type * as RedisSessionStateProvider from "../session/providers/RedisSessionStateProvider.ts"
 import type { RetainedMessageStore } from "../session/providers/RetainedMessageStore.ts"
-import * as RedisSessionStateProvider from "../session/providers/RedisSessionStateProvider.ts"
-import * as SqliteSessionStateProvider from "../session/providers/SqliteSessionStateProvider.ts"
+import type * as SqliteSessionStateProvider from "../session/providers/SqliteSessionStateProvider.ts"
 import type { SessionStateProvider, SessionStoreError } from "../session/SessionStateProvider.ts"
 import type { PluginDescriptor } from "./Plugin.ts"
 
@@ -34,7 +36,11 @@ export class SessionPlugin extends Context.Service<SessionPlugin, PluginDescript
   static layerSqlite(
     options: SqliteSessionStateProvider.Options
   ): Layer.Layer<SessionPlugin | SessionStateProvider | RetainedMessageStore | GroupCommit, SessionStoreError> {
-    return Layer.merge(Layer.succeed(SessionPlugin, SessionPlugin.sqlite), SqliteSessionStateProvider.layer(options))
+    // loaded only when asked for: node:sqlite and the provider stay out of a memory broker's start
+    const provider = Layer.unwrap(
+      Effect.promise(() => import("../session/providers/SqliteSessionStateProvider.ts")).pipe(Effect.map((sqlite) => sqlite.layer(options)))
+    )
+    return Layer.merge(Layer.succeed(SessionPlugin, SessionPlugin.sqlite), provider)
   }
 
   /** Sessions in a Redis server (`RedisSessionStateProvider`); retained messages stay in memory. */
@@ -44,7 +50,11 @@ export class SessionPlugin extends Context.Service<SessionPlugin, PluginDescript
   static layerRedis(
     options: RedisSessionStateProvider.LayerOptions
   ): Layer.Layer<SessionPlugin | SessionStateProvider, SessionStoreError> {
-    return SessionPlugin.make(SessionPlugin.redis, RedisSessionStateProvider.layer(options))
+    // loaded only when asked for: the Redis client is ~30 MB of RSS a memory broker never uses
+    const provider = Layer.unwrap(
+      Effect.promise(() => import("../session/providers/RedisSessionStateProvider.ts")).pipe(Effect.map((redis) => redis.layer(options)))
+    )
+    return SessionPlugin.make(SessionPlugin.redis, provider)
   }
 
   /** The memory session plugin as a Layer: what the node entrypoint provides by default. */

@@ -129,6 +129,18 @@ describe("benchmark harness", () => {
       expect(slow.metrics["healthyLostAlone"]).toBe(0)
       expect(slow.metrics["healthyLostStalled"]).toBe(0)
 
+      // churn: every cycle completed, RSS read after each of the 3 rounds, Aedes' heap read through the probe
+      const churned = run("churn")
+      expect(churned.extra["failed"]).toBe(0)
+      const rssRounds = String(churned.extra["rssAfterRoundsKb"]).split(" ").map(Number)
+      expect(rssRounds).toHaveLength(3)
+      expect(churned.metrics["rssGrowth"]!).toBeCloseTo(rssRounds[2]! / rssRounds[0]!, 6)
+      expect(churned.extra["heapBeforeKb"] as number).toBeGreaterThan(0)
+      const heapRounds = String(churned.extra["heapAfterRoundsKb"]).split(" ").map(Number)
+      expect(heapRounds.every((kb) => kb > 0)).toBe(true)
+      expect(churned.metrics["heapGrowth"]!).toBeCloseTo(heapRounds[2]! / heapRounds[0]!, 2)
+      expect(churned.metrics["cyclesPerSecond"]!).toBeGreaterThan(0)
+
       // auth-flood: both phases sampled, the flood ran and every wrong password was refused
       const auth = run("auth-flood")
       expect(auth.extra["samplesAlone"] as number).toBeGreaterThan(0)
