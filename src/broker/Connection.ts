@@ -8,32 +8,29 @@
  * the end of a connection runs, the will is published if due, the outbox is flushed and the
  * socket closed.
  */
-import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
 import { Clock, Deferred, Effect, Exit, Fiber, Option } from "effect"
 import * as Socket from "effect/socket/Socket"
-import * as Tls from "node:tls"
 import type { Histogram } from "../observability/Histogram.ts"
 import * as Codec from "../protocol/Codec.ts"
 import { DecodeError, type DecodeErrorReason, reasonCodeOf } from "../protocol/DecodeError.ts"
 import type { Packet } from "../protocol/Packet.ts"
 import { ConnackCode } from "../protocol/ReasonCode.ts"
-import type { Message } from "../session/Message.ts"
 import { nextDeadline } from "../session/SessionState.ts"
-import type { Outgoing } from "../session/Transitions.ts"
 import * as CloseReason from "./CloseReason.ts"
 import * as ConnectionContext from "./ConnectionContext.ts"
 import * as ConnectionPhase from "./ConnectionPhase.ts"
-import type { LiveConnection } from "./ConnectionRegistry.ts"
+import type { LiveConnection as Live } from "./ConnectionRegistry.ts"
 import type { Core } from "./Core.ts"
 import * as Delivery from "./Delivery.ts"
-import * as FlowControl from "./FlowControl.ts"
 import { handlePubcomp, handlePuback, handlePubrec } from "./handlers/acknowledge.ts"
 import { type ConnectBinding, handleConnect } from "./handlers/connect.ts"
 import { handleDisconnect } from "./handlers/disconnect.ts"
 import { handlePublish, handlePubrel } from "./handlers/publish.ts"
 import { handleSubscribe } from "./handlers/subscribe.ts"
 import { handleUnsubscribe } from "./handlers/unsubscribe.ts"
+import * as LiveConnection from "./LiveConnection.ts"
 import * as Outbox from "./Outbox.ts"
+import * as Peer from "./Peer.ts"
 import { ProtocolViolation } from "./ProtocolViolation.ts"
 import type { Watched } from "./Watchdog.ts"
 
@@ -93,78 +90,13 @@ const dispatch = (
   }
 }
 
-/**
- * The broker's topic aliases towards one MQTT 5 client (connection-local, as the spec says):
- * the first PUBLISH on a topic carries the topic and a new alias, later ones only the alias.
- */
-const makeAliases = (maximum: number) => {
-  const aliases = new Map<string, number>()
-  return (topic: string): Codec.PublishOptions | undefined => {
-    if (maximum === 0) return undefined
-    const known = aliases.get(topic)
-    if (known !== undefined) return { topicAlias: known, aliasOnly: true }
-    if (aliases.size >= maximum) return undefined
-    const alias = aliases.size + 1
-    aliases.set(topic, alias)
-    return { topicAlias: alias }
-  }
-}
-
-/**
- * The subject CN of the client certificate the handshake verified; undefined when there is none.
- * An unverified certificate (the listener did not require one) names nobody.
- */
-const commonNameOf = (socket: Tls.TLSSocket): string | undefined => {
-  if (!socket.authorized) return undefined
-  const cn: unknown = socket.getPeerCertificate().subject?.CN
-  // a subject with several CNs comes back as an array: the first one names the client
-  const first = Array.isArray(cn) ? cn[0] : cn
-  return typeof first === "string" && first !== "" ? first : undefined
-}
-
-/**
- * Whether connections from `address` are refused unread: it failed authentication more often
- * than `maxAuthFailuresPerSecond` allows (one warning a second per address).
- */
-const shutOut = (core: Core, address: string | undefined): Effect.Effect<boolean> =>
-  core.authFailures === undefined || address === undefined
-    ? Effect.succeed(false)
-    : Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const verdict = core.authFailures!.check(address, now)
-      if (verdict.allowed) return Effect.succeed(false)
-      return verdict.report === undefined ? Effect.succeed(true) : Effect.as(
-        Effect.logWarning(
-          `closing connections from ${address} unread: over --max-auth-failure-rate ${core.config.maxAuthFailuresPerSecond} failed authentications a second (${verdict.report} closed since the last such line)`
-        ),
-        true
-      )
-    })
-
 /** Serves one accepted socket until it closes. */
 export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void> =>
   Effect.scoped(
     Effect.gen(function*() {
-      const net = yield* Effect.serviceOption(NodeSocket.NetSocket)
-      // the TCP peer: the socket itself, or for a WebSocket its upgrade request's (a reverse proxy's, behind one)
-      const peer = Option.isSome(net)
-        ? net.value
-        : Option.getOrUndefined(yield* Effect.serviceOption(NodeSocketServer.IncomingMessage))?.socket
-      let remote = "websocket"
-      let certificate: ConnectionContext.ConnectionContext["certificate"] = undefined
-      if (peer !== undefined) {
-        // gone before it was served (no address any more), or from an address guessing passwords:
-        // closed before this connection costs anything more
-        if (peer.remoteAddress === undefined || (yield* shutOut(core, peer.remoteAddress))) {
-          peer.destroy()
-          return
-        }
-        remote = `${peer.remoteAddress}:${peer.remotePort}`
-      }
-      if (Option.isSome(net)) {
-        net.value.setNoDelay(true)
-        // the TLS listener hands over the socket once its handshake has completed
-        if (net.value instanceof Tls.TLSSocket) certificate = { commonName: commonNameOf(net.value) }
-      }
+      const peer = yield* Peer.identify(core)
+      if (peer === undefined) return
+      const { remote } = peer
       const { stats } = core
       stats.socketsAccepted++
       // every time this connection reads (connect timeout, keepalive, message expiry) comes from Effect's Clock
@@ -172,7 +104,7 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
       const pull = yield* Socket.readerBytes(socket)
       const outbox = Outbox.make(yield* socket.writer, core.config.maxOutboxBytes, stats)
       const writerFiber = yield* Effect.forkScoped(Effect.exit(outbox.run))
-      const context = ConnectionContext.make(core, outbox, remote, certificate)
+      const context = ConnectionContext.make(core, outbox, remote, peer.certificate)
       const ended = Deferred.makeUnsafe<void>()
       const acceptedAt = clock.currentTimeMillisUnsafe()
       let lastActivity = acceptedAt
@@ -194,46 +126,23 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
         }
       }
 
-      const makeLive = (clientId: string, topicAliasMaximum: number, maximumPacketSize: number | undefined): LiveConnection => {
-        const version = context.protocol.version
-        const aliasFor = makeAliases(topicAliasMaximum)
-        const options = (message: Message): Codec.PublishOptions | undefined => {
-          if (version !== 5) return undefined
-          const alias = aliasFor(message.topic)
-          return message.expiresAt === undefined ? alias : { ...alias, now: clock.currentTimeMillisUnsafe() }
-        }
-        return {
-          clientId,
-          // read when asked: the Authenticator may settle the user name after this is built
-          get username() {
-            return context.session.username
-          },
-          send: (outgoing: ReadonlyArray<Outgoing>) => {
-            for (const out of outgoing) {
-              if (out._tag === "Publish") stats.countPublishSent(out.message.payload.length)
-              outbox.send(Codec.encodeOutgoing(out, version, out._tag === "Publish" ? options(out.message) : undefined))
-            }
-          },
-          // QoS 0 goes straight to the outbox; a congested one holds the publisher back (FlowControl)
-          sendQos0: FlowControl.qos0Sender(core.config, core.registry.flow, outbox, {
-            clientId,
-            protocolVersion: version,
-            maximumPacketSize,
-            // called once per message actually sent
-            encode: (message) => {
-              stats.countPublishSent(message.payload.length)
-              return Codec.encodePublish(message, undefined, false, version, options(message))
-            }
-          }),
-          outboxBytes: outbox.pendingBytes,
-          takeOver: Effect.suspend(() => {
-            step({ _tag: "CloseRequested", reason: CloseReason.TakenOver })
-            return Deferred.await(ended)
-          })
-        }
-      }
+      const takeOver = Effect.suspend(() => {
+        step({ _tag: "CloseRequested", reason: CloseReason.TakenOver })
+        return Deferred.await(ended)
+      })
       const binding: ConnectBinding = {
-        makeLive,
+        makeLive: (clientId, topicAliasMaximum, maximumPacketSize) =>
+          LiveConnection.make({
+            core,
+            outbox,
+            clock,
+            clientId,
+            version: context.protocol.version,
+            session: context.session,
+            topicAliasMaximum,
+            maximumPacketSize,
+            takeOver
+          }),
         accepted: (problemInformation) =>
           step({ _tag: "ConnectAccepted", v5: context.protocol.version === 5, problemInformation })
       }
@@ -297,7 +206,7 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
       })
 
       /** The end of the session side: the session transition, the will, the log line. */
-      const endSession = (reason: CloseReason.CloseReason, live: LiveConnection) =>
+      const endSession = (reason: CloseReason.CloseReason, live: Live) =>
         Effect.gen(function*() {
           const { clientId } = context.session
           const graceful = CloseReason.isGraceful(reason)
