@@ -9,6 +9,7 @@
  * site skips the check. `allowAll` is for an app that wants to name the default explicitly.
  */
 import { Context, Effect, Layer } from "effect"
+import { ReasonCode } from "../protocol/ReasonCode.ts"
 import type { Action } from "./AclFile.ts"
 
 export type { Action } from "./AclFile.ts"
@@ -25,7 +26,7 @@ export interface AuthorizationRequest {
 }
 
 /** The MQTT 5 reason code of a denial (Not authorized), in PUBACK, PUBREC and SUBACK. */
-export const NotAuthorized = 0x87
+export const NotAuthorized = ReasonCode.NotAuthorized
 
 /** Decides which topics a client may publish to, subscribe to and receive from. */
 export class Authorizer extends Context.Service<Authorizer, {

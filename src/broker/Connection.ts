@@ -1,74 +1,53 @@
 /**
- * One client connection as an Effect program: a reader loop that decodes packets and runs
- * each handler to completion, and a writer fiber draining the outbox; the broker's watchdog
- * enforces the connect timeout and keepalive. Whatever ends it (DISCONNECT, a lost socket, a
- * protocol violation, a takeover, shutdown), the teardown is the same: MQTT 5 clients get a
- * DISCONNECT saying why, the session transition for the end of a connection runs, the will is
- * published if due, the outbox is flushed and the socket closed.
+ * One client connection as a thin Effect program around the `ConnectionPhase` state machine: a
+ * reader that decodes packets and runs each handler to completion, and a writer fiber draining
+ * the outbox; the broker's watchdog enforces the connect timeout and keepalive. Whatever ends
+ * the connection becomes one `CloseReason` (client DISCONNECT, protocol violation, refused
+ * CONNECT, takeover, keepalive, shutdown, I/O error, a bug), and the teardown is the same for
+ * every reason: a live MQTT 5 client gets a DISCONNECT saying why, the session transition for
+ * the end of a connection runs, the will is published if due, the outbox is flushed and the
+ * socket closed.
  */
-import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
-import { Cause, Clock, Deferred, Effect, Exit, Fiber, Option, Predicate } from "effect"
+import { Clock, Deferred, Effect, Exit, Fiber, Option } from "effect"
 import * as Socket from "effect/socket/Socket"
-import * as Tls from "node:tls"
 import type { Histogram } from "../observability/Histogram.ts"
 import * as Codec from "../protocol/Codec.ts"
-import type { DecodeError } from "../protocol/Codec.ts"
-import { ConnackCode, type Packet } from "../protocol/Packet.ts"
-import type { Message } from "../session/Message.ts"
+import { DecodeError, type DecodeErrorReason, reasonCodeOf } from "../protocol/DecodeError.ts"
+import type { Packet } from "../protocol/Packet.ts"
+import { ConnackCode } from "../protocol/ReasonCode.ts"
 import { nextDeadline } from "../session/SessionState.ts"
-import type { SessionStoreError } from "../session/SessionStateProvider.ts"
-import type { Outgoing } from "../session/Transitions.ts"
-import type { LiveConnection } from "./ConnectionRegistry.ts"
-import { type ConnectionContext, ProtocolViolation, ReasonCode } from "./ConnectionContext.ts"
+import * as CloseReason from "./CloseReason.ts"
+import * as ConnectionContext from "./ConnectionContext.ts"
+import * as ConnectionPhase from "./ConnectionPhase.ts"
+import type { LiveConnection as Live } from "./ConnectionRegistry.ts"
 import type { Core } from "./Core.ts"
 import * as Delivery from "./Delivery.ts"
-import * as FlowControl from "./FlowControl.ts"
 import { handlePubcomp, handlePuback, handlePubrec } from "./handlers/acknowledge.ts"
-import { handleConnect } from "./handlers/connect.ts"
+import { type ConnectBinding, handleConnect } from "./handlers/connect.ts"
 import { handleDisconnect } from "./handlers/disconnect.ts"
 import { handlePublish, handlePubrel } from "./handlers/publish.ts"
 import { handleSubscribe } from "./handlers/subscribe.ts"
 import { handleUnsubscribe } from "./handlers/unsubscribe.ts"
+import * as LiveConnection from "./LiveConnection.ts"
 import * as Outbox from "./Outbox.ts"
+import * as Peer from "./Peer.ts"
+import { ProtocolViolation } from "./ProtocolViolation.ts"
 import type { Watched } from "./Watchdog.ts"
-
-/** Read through a function so TypeScript does not narrow the phase across a handler that changes it. */
-const isClosing = (context: ConnectionContext): boolean => context.phase === "closing"
 
 /** How long teardown waits for queued bytes to reach the socket before closing it anyway. */
 const FLUSH_TIMEOUT_MS = 2000
 
-/** Why decoding stopped, as a violation with its MQTT 5 reason code. */
-const decodeViolation = (error: DecodeError): ProtocolViolation => {
-  switch (error._tag) {
-    case "TooLarge":
-      return new ProtocolViolation({
-        reason: `packet of ${error.size} bytes exceeds the maximum packet size ${error.limit}`,
-        code: ReasonCode.PacketTooLarge
-      })
-    case "MalformedLength":
-      return new ProtocolViolation({ reason: "malformed remaining length", code: ReasonCode.MalformedPacket })
-    case "UnsupportedProtocolVersion":
-      return new ProtocolViolation({ reason: "unsupported protocol level", disconnect: false })
-    case "ProtocolError":
-      return new ProtocolViolation({ reason: `protocol error: ${error.message}`, code: ReasonCode.ProtocolError })
-    case "Malformed":
-      return new ProtocolViolation({ reason: `malformed packet: ${error.message}`, code: ReasonCode.MalformedPacket })
-  }
-}
-
 /**
- * The CONNACK that answers a CONNECT the broker could not accept as sent, if the spec names one:
+ * The CONNACK that answers a CONNECT the broker could not decode, if the spec names one:
  * return code 1 for a protocol level it does not speak [MQTT-3.1.2-2]; for a malformed MQTT 5
  * CONNECT, its reason code (MQTT 5 §4.13.1). Other bad first packets are only closed.
  */
-const refusalFor = (error: DecodeError): Buffer | undefined => {
+const refusalFor = (error: DecodeErrorReason): Buffer | undefined => {
   if (error._tag === "UnsupportedProtocolVersion") {
     return Codec.encode({ cmd: "connack", returnCode: ConnackCode.UnacceptableProtocolVersion, sessionPresent: false }, 4)
   }
   if ((error._tag === "Malformed" || error._tag === "ProtocolError") && error.connectVersion === 5) {
-    const reasonCode = error._tag === "Malformed" ? ReasonCode.MalformedPacket : ReasonCode.ProtocolError
-    return Codec.encode({ cmd: "connack", reasonCode, sessionPresent: false }, 5)
+    return Codec.encode({ cmd: "connack", reasonCode: reasonCodeOf(error), sessionPresent: false }, 5)
   }
   return undefined
 }
@@ -80,17 +59,11 @@ const timed = <A, E>(effect: Effect.Effect<A, E>, histogram: Histogram): Effect.
     return Effect.ensuring(effect, Effect.sync(() => histogram.observe((performance.now() - started) / 1000)))
   })
 
-/** Runs one packet's handler. */
+/** Runs the handler of one packet after CONNECT; DISCONNECT answers with the reason the connection ends. */
 const dispatch = (
-  context: ConnectionContext,
-  packet: Packet,
-  makeLive: Parameters<typeof handleConnect>[2]
-): Effect.Effect<void, ProtocolViolation | SessionStoreError> => {
-  if (context.phase === "awaiting-connect") {
-    return packet.cmd === "connect"
-      ? timed(handleConnect(context, packet, makeLive), context.core.stats.connectDuration)
-      : Effect.fail(new ProtocolViolation({ reason: `first packet was ${packet.cmd.toUpperCase()}, not CONNECT`, disconnect: false }))
-  }
+  context: ConnectionContext.ConnectionContext,
+  packet: Packet
+): Effect.Effect<CloseReason.CloseReason | void, CloseReason.ReaderError> => {
   switch (packet.cmd) {
     case "publish":
       return handlePublish(context, packet)
@@ -117,191 +90,106 @@ const dispatch = (
   }
 }
 
-/**
- * The broker's topic aliases towards one MQTT 5 client (connection-local, as the spec says):
- * the first PUBLISH on a topic carries the topic and a new alias, later ones only the alias.
- */
-const makeAliases = (maximum: number) => {
-  const aliases = new Map<string, number>()
-  return (topic: string): Codec.PublishOptions | undefined => {
-    if (maximum === 0) return undefined
-    const known = aliases.get(topic)
-    if (known !== undefined) return { topicAlias: known, aliasOnly: true }
-    if (aliases.size >= maximum) return undefined
-    const alias = aliases.size + 1
-    aliases.set(topic, alias)
-    return { topicAlias: alias }
-  }
-}
-
-/**
- * The subject CN of the client certificate the handshake verified; undefined when there is none.
- * An unverified certificate (the listener did not require one) names nobody.
- */
-const commonNameOf = (socket: Tls.TLSSocket): string | undefined => {
-  if (!socket.authorized) return undefined
-  const cn: unknown = socket.getPeerCertificate().subject?.CN
-  // a subject with several CNs comes back as an array: the first one names the client
-  const first = Array.isArray(cn) ? cn[0] : cn
-  return typeof first === "string" && first !== "" ? first : undefined
-}
-
-/**
- * Whether connections from `address` are refused unread: it failed authentication more often
- * than `maxAuthFailuresPerSecond` allows (one warning a second per address).
- */
-const shutOut = (core: Core, address: string | undefined): Effect.Effect<boolean> =>
-  core.authFailures === undefined || address === undefined
-    ? Effect.succeed(false)
-    : Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const verdict = core.authFailures!.check(address, now)
-      if (verdict.allowed) return Effect.succeed(false)
-      return verdict.report === undefined ? Effect.succeed(true) : Effect.as(
-        Effect.logWarning(
-          `closing connections from ${address} unread: over --max-auth-failure-rate ${core.config.maxAuthFailuresPerSecond} failed authentications a second (${verdict.report} closed since the last such line)`
-        ),
-        true
-      )
-    })
-
 /** Serves one accepted socket until it closes. */
 export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void> =>
   Effect.scoped(
     Effect.gen(function*() {
-      const net = yield* Effect.serviceOption(NodeSocket.NetSocket)
-      // the TCP peer: the socket itself, or for a WebSocket its upgrade request's (a reverse proxy's, behind one)
-      const peer = Option.isSome(net)
-        ? net.value
-        : Option.getOrUndefined(yield* Effect.serviceOption(NodeSocketServer.IncomingMessage))?.socket
-      let remote = "websocket"
-      let certificate: ConnectionContext["certificate"] = undefined
-      if (peer !== undefined) {
-        // gone before it was served (no address any more), or from an address guessing passwords:
-        // closed before this connection costs anything more
-        if (peer.remoteAddress === undefined || (yield* shutOut(core, peer.remoteAddress))) return peer.destroy()
-        remote = `${peer.remoteAddress}:${peer.remotePort}`
-      }
-      if (Option.isSome(net)) {
-        net.value.setNoDelay(true)
-        // the TLS listener hands over the socket once its handshake has completed
-        if (net.value instanceof Tls.TLSSocket) certificate = { commonName: commonNameOf(net.value) }
-      }
+      const peer = yield* Peer.identify(core)
+      if (peer === undefined) return
+      const { remote } = peer
       const { stats } = core
       stats.socketsAccepted++
+      // every time this connection reads (connect timeout, keepalive, message expiry) comes from Effect's Clock
+      const clock = yield* Clock.Clock
       const pull = yield* Socket.readerBytes(socket)
       const outbox = Outbox.make(yield* socket.writer, core.config.maxOutboxBytes, stats)
       const writerFiber = yield* Effect.forkScoped(Effect.exit(outbox.run))
+      const context = ConnectionContext.make(core, outbox, remote, peer.certificate)
       const ended = Deferred.makeUnsafe<void>()
-      // closing from outside (takeover, keepalive, connect timeout) interrupts the read loop
-      let closeRequested = false
-      let reading: Fiber.Fiber<void, unknown> | undefined
-      const requestClose = (code: number) => {
-        context.closeCode ??= code
-        closeRequested = true
-        reading?.interruptUnsafe()
-      }
-      const acceptedAt = Date.now()
+      const acceptedAt = clock.currentTimeMillisUnsafe()
       let lastActivity = acceptedAt
 
-      const context: ConnectionContext = {
-        core,
-        outbox,
-        remote,
-        certificate,
-        phase: "awaiting-connect",
-        clientId: "",
-        username: undefined,
-        protocolVersion: 4,
-        keepaliveMs: 0,
-        graceful: false,
-        live: undefined,
-        releaseSeat: undefined,
-        problemInformation: true,
-        inboundAliases: new Map(),
-        connectExpiry: 0,
-        disconnectExpiry: undefined,
-        closeCode: undefined
-      }
-      const makeLive = (clientId: string, topicAliasMaximum: number, maximumPacketSize: number | undefined): LiveConnection => {
-        const version = context.protocolVersion
-        const aliasFor = makeAliases(topicAliasMaximum)
-        const options = (message: Message): Codec.PublishOptions | undefined => {
-          if (version !== 5) return undefined
-          const alias = aliasFor(message.topic)
-          return message.expiresAt === undefined ? alias : { ...alias, now: Date.now() }
-        }
-        return {
-          clientId,
-          // read when asked: the Authenticator may settle the user name after this is built
-          get username() {
-            return context.username
-          },
-          send: (outgoing: ReadonlyArray<Outgoing>) => {
-            for (const out of outgoing) {
-              if (out._tag === "Publish") stats.countPublishSent(out.message.payload.length)
-              outbox.send(Codec.encodeOutgoing(out, version, out._tag === "Publish" ? options(out.message) : undefined))
-            }
-          },
-          // QoS 0 goes straight to the outbox; a congested one holds the publisher back (FlowControl)
-          sendQos0: FlowControl.qos0Sender(core.config, core.registry.flow, outbox, {
-            clientId,
-            protocolVersion: version,
-            maximumPacketSize,
-            // called once per message actually sent
-            encode: (message) => {
-              stats.countPublishSent(message.payload.length)
-              return Codec.encodePublish(message, undefined, false, version, options(message))
-            }
-          }),
-          outboxBytes: outbox.pendingBytes,
-          takeOver: Effect.suspend(() => {
-            requestClose(ReasonCode.SessionTakenOver)
-            return Deferred.await(ended)
-          })
+      // the state machine: `step` feeds it an event and performs what it asks
+      let phase = ConnectionPhase.awaitingConnect as ConnectionPhase.Phase
+      let reading: Fiber.Fiber<CloseReason.CloseReason, CloseReason.ReaderError> | undefined
+      const step = (event: ConnectionPhase.Event): void => {
+        const next = ConnectionPhase.transition(phase, event)
+        phase = next.phase
+        for (const action of next.actions) {
+          if (action._tag === "StopReading") {
+            // a handler runs to completion: the interruption waits for it, so no packet is half-handled
+            reading?.interruptUnsafe()
+          } else {
+            const properties = action.reasonString === undefined ? {} : { properties: { reasonString: action.reasonString } }
+            outbox.send(Codec.encode({ cmd: "disconnect", reasonCode: action.code, ...properties }, 5))
+          }
         }
       }
 
-      // Connect timeout, then keepalive: 1.5 × the keepalive with no packet closes it.
+      const takeOver = Effect.suspend(() => {
+        step({ _tag: "CloseRequested", reason: CloseReason.TakenOver })
+        return Deferred.await(ended)
+      })
+      const binding: ConnectBinding = {
+        makeLive: (clientId, topicAliasMaximum, maximumPacketSize) =>
+          LiveConnection.make({
+            core,
+            outbox,
+            clock,
+            clientId,
+            version: context.protocol.version,
+            session: context.session,
+            topicAliasMaximum,
+            maximumPacketSize,
+            takeOver
+          }),
+        accepted: (problemInformation) =>
+          step({ _tag: "ConnectAccepted", v5: context.protocol.version === 5, problemInformation })
+      }
+
       const watched: Watched = {
         deadline: () =>
-          context.phase === "awaiting-connect"
-            ? acceptedAt + core.config.connectTimeoutMs
-            : context.phase === "connected" && context.keepaliveMs > 0
-            ? lastActivity + context.keepaliveMs * 1.5
-            : Infinity,
-        expire: Effect.suspend(() => {
-          const connecting = context.phase === "awaiting-connect"
-          requestClose(ReasonCode.KeepAliveTimeout)
-          return Effect.logWarning(`closing connection: ${connecting ? "no CONNECT within the connect timeout" : "keepalive expired"}`).pipe(
-            Effect.annotateLogs({ remote, clientId: context.clientId, protocolVersion: context.protocolVersion, reasonCode: ReasonCode.KeepAliveTimeout })
-          )
-        })
+          ConnectionPhase.deadline(phase, acceptedAt, core.config.connectTimeoutMs, lastActivity, context.protocol.keepaliveMs),
+        expire: Effect.sync(() => step({ _tag: "CloseRequested", reason: ConnectionPhase.expiryReason(phase) }))
       }
       core.watchdog.add(watched)
 
+      /** The first packet: only CONNECT is accepted. */
+      const first = (packet: Packet): Effect.Effect<void, CloseReason.ReaderError> => {
+        if (packet.cmd !== "connect") {
+          return Effect.fail(new ProtocolViolation({ reason: `first packet was ${packet.cmd.toUpperCase()}, not CONNECT` }))
+        }
+        step(ConnectionPhase.connectReceived)
+        return timed(handleConnect(context, packet, binding), stats.connectDuration)
+      }
+
       const decoder = Codec.makeDecoder(core.config.maxPacketSize, core.receiving)
       const paced = core.pacer.reader()
+      /** Reads until a packet ends the connection (its reason is the result) or reading fails. */
       const readLoop = Effect.gen(function*() {
-        while (context.phase !== "closing") {
+        while (true) {
           const chunks = yield* pull
-          lastActivity = Date.now()
+          lastActivity = clock.currentTimeMillisUnsafe()
           for (const chunk of chunks) {
             stats.bytesReceived += chunk.length
             let decoded = decoder.decode(chunk)
             while (true) {
               stats.packetsReceived += decoded.packets.length
               for (const packet of decoded.packets) {
-                // a handler runs to completion: a close request waits for it, so no packet is half-handled
-                yield* Effect.uninterruptible(dispatch(context, packet, makeLive))
-                if (isClosing(context)) return
+                const closed = yield* Effect.uninterruptible(
+                  phase._tag === "AwaitingConnect" ? first(packet) : dispatch(context, packet)
+                )
+                if (closed !== undefined) return closed
+                // closed from outside while the handler ran: the packets after it are not handled
+                if (phase._tag === "Closing") return phase.reason
                 // a delivery found a subscriber congested: read no more from this socket until it drains
-                if (core.registry.flow.held.size !== 0) yield* core.registry.flow.awaitRelease(context.clientId)
+                if (core.registry.flow.held.size !== 0) yield* core.registry.flow.awaitRelease(context.session.clientId)
               }
               const error = decoded.error
               if (error !== undefined) {
-                const refusal = context.phase === "awaiting-connect" ? refusalFor(error) : undefined
+                const refusal = phase._tag === "AwaitingConnect" ? refusalFor(error) : undefined
                 if (refusal !== undefined) outbox.send(refusal)
-                return yield* decodeViolation(error)
+                return yield* new DecodeError({ reason: error })
               }
               // a large packet waits for room among all partly received ones: this socket is not read meanwhile
               const waitingFor = decoder.waitingFor()
@@ -317,90 +205,74 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
         }
       })
 
-      /** MQTT 5: tell the client why the broker is closing the connection. */
-      const sendDisconnect = (code: number, reason: string | undefined) => {
-        if (context.protocolVersion !== 5 || context.phase === "awaiting-connect" || context.graceful) return
-        const reasonString = reason !== undefined && context.problemInformation ? { properties: { reasonString: reason } } : {}
-        outbox.send(Codec.encode({ cmd: "disconnect", reasonCode: code, ...reasonString }, 5))
-      }
-
-      const teardown = Effect.gen(function*() {
-        const live = context.live
-        // the broker is stopping when nothing inside asked for the close
-        if (!closeRequested && context.closeCode === undefined && !context.graceful && context.phase === "connected") {
-          context.closeCode = ReasonCode.ServerShuttingDown
-        }
-        if (context.closeCode !== undefined) sendDisconnect(context.closeCode, undefined)
-        context.phase = "closing"
-        context.releaseSeat?.()
-        core.watchdog.delete(watched)
-        if (live !== undefined) {
+      /** The end of the session side: the session transition, the will, the log line. */
+      const endSession = (reason: CloseReason.CloseReason, live: Live) =>
+        Effect.gen(function*() {
+          const { clientId } = context.session
+          const graceful = CloseReason.isGraceful(reason)
+          const expiryInterval = reason._tag === "ClientDisconnect" ? reason.expiryInterval : undefined
           const now = yield* Clock.currentTimeMillis
           const will = yield* core.locks.withLock(
-            context.clientId,
+            clientId,
             Effect.gen(function*() {
               if (!core.registry.delete(live)) return undefined
-              const stored = yield* core.sessions.get(context.clientId)
-              const end = yield* core.sessions.disconnect(
-                context.clientId,
-                { graceful: context.graceful, expiryInterval: context.disconnectExpiry },
-                now
-              )
+              const stored = yield* core.sessions.get(clientId)
+              const end = yield* core.sessions.disconnect(clientId, { graceful, expiryInterval }, now)
               if (end.state === undefined) {
-                if (Option.isSome(stored)) core.router.subscriptions.removeClient(context.clientId, stored.value.subscriptions.keys())
+                if (Option.isSome(stored)) core.router.subscriptions.removeClient(clientId, stored.value.subscriptions.keys())
                 // no session left to queue for: nothing to authorize as this user any more
-                core.registry.forgetUsername(context.clientId)
+                core.registry.forgetUsername(clientId)
               } else {
-                core.expiry.schedule(context.clientId, nextDeadline(end.state))
+                core.expiry.schedule(clientId, nextDeadline(end.state))
               }
               return end.will
             })
           )
-          if (will !== undefined) yield* Delivery.publish(core, will, context.clientId)
-          yield* Effect.logInfo(context.graceful ? "client disconnected" : "connection lost").pipe(
-            Effect.annotateLogs({ clientId: context.clientId, protocolVersion: context.protocolVersion, reasonCode: context.closeCode ?? ReasonCode.Success })
-          )
-        }
-      }).pipe(
-        Effect.catchCause((cause) => Effect.logError("session teardown failed", cause)),
-        Effect.ensuring(Effect.suspend(() => {
-          decoder.dispose()
-          outbox.close()
-          return Fiber.join(writerFiber).pipe(Effect.timeoutOption(FLUSH_TIMEOUT_MS), Effect.asVoid)
-        })),
-        Effect.ensuring(Deferred.done(ended, Exit.void))
-      )
+          if (will !== undefined) yield* Delivery.publish(core, will, clientId)
+          yield* Effect.logInfo(graceful ? "client disconnected" : "connection lost")
+        })
+
+      /** The one way out, whatever the reason. */
+      const teardown = (stoppedFor: CloseReason.CloseReason) =>
+        Effect.gen(function*() {
+          step({ _tag: "ReaderStopped", reason: stoppedFor })
+          const reason = phase._tag === "Closing" ? phase.reason : stoppedFor
+          const annotations = {
+            clientId: context.session.clientId,
+            protocolVersion: context.protocol.version,
+            reasonCode: CloseReason.logCode(reason)
+          }
+          const line = CloseReason.closeLine(reason)
+          if (line !== undefined) {
+            const log = Effect.logWithLevel(line.level)
+            yield* (line.cause === undefined ? log(line.message) : log(line.message, line.cause)).pipe(Effect.annotateLogs(annotations))
+          }
+          context.session.releaseSeat?.()
+          core.watchdog.delete(watched)
+          const live = context.session.live
+          if (live !== undefined) yield* endSession(reason, live).pipe(Effect.annotateLogs(annotations))
+        }).pipe(
+          Effect.catchCause((cause) => Effect.logError("session teardown failed", cause)),
+          Effect.ensuring(Effect.suspend(() => {
+            decoder.dispose()
+            outbox.close()
+            return Fiber.join(writerFiber).pipe(Effect.timeoutOption(FLUSH_TIMEOUT_MS), Effect.asVoid)
+          })),
+          Effect.ensuring(Deferred.done(ended, Exit.void))
+        )
 
       // the read loop's own fiber: the annotation below reaches only what runs in this one
       const readLoopFiber = yield* Effect.forkChild(readLoop.pipe(Effect.annotateLogs({ remote })), { startImmediately: true })
       reading = readLoopFiber
-      if (closeRequested) readLoopFiber.interruptUnsafe()
-      yield* Fiber.join(readLoopFiber).pipe(
-        Effect.catchCause((cause) => {
-          if (Cause.hasInterruptsOnly(cause)) return Effect.void
-          if (Cause.hasFails(cause)) return Effect.failCause(cause)
-          // a defect in a handler is a bug of ours: it ends this connection only, with a line saying so
-          sendDisconnect(ReasonCode.ImplementationSpecificError, undefined)
-          context.phase = "closing"
-          return Effect.logError("connection ended by an internal error", cause)
+      // closed (a takeover, a timer) before the reader existed to be stopped
+      if (phase._tag === "Closing") readLoopFiber.interruptUnsafe()
+      // interrupted here, the broker is stopping: the reader had no reason of its own
+      let stoppedFor: CloseReason.CloseReason = CloseReason.BrokerShutdown
+      yield* Fiber.await(readLoopFiber).pipe(
+        Effect.map((exit) => {
+          stoppedFor = CloseReason.ofExit(exit)
         }),
-        Effect.catch((error) => {
-          if (Predicate.isTagged(error, "ProtocolViolation")) {
-            if (error.disconnect !== false) sendDisconnect(error.code ?? ReasonCode.ProtocolError, error.reason)
-            context.phase = "closing"
-            return (error.quiet === true ? Effect.logDebug : Effect.logWarning)(`closing connection: ${error.reason}`).pipe(
-              Effect.annotateLogs({ clientId: context.clientId, protocolVersion: context.protocolVersion, reasonCode: error.code ?? ReasonCode.ProtocolError })
-            )
-          }
-          if (Predicate.isTagged(error, "SocketError")) {
-            context.phase = "closing"
-            return Effect.logDebug("socket closed")
-          }
-          sendDisconnect(ReasonCode.ImplementationSpecificError, undefined)
-          context.phase = "closing"
-          return Effect.logError("session store failed; closing connection", error)
-        }),
-        Effect.ensuring(teardown),
+        Effect.ensuring(Effect.suspend(() => teardown(stoppedFor))),
         Effect.annotateLogs({ remote })
       )
     })

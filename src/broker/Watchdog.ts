@@ -4,7 +4,7 @@
  * `intervalMs` closes the connections whose deadline has passed (so a deadline is honoured
  * within one interval).
  */
-import { Effect, Schedule } from "effect"
+import { Clock, Effect, Schedule } from "effect"
 
 /** A connection as the watchdog sees it. */
 export interface Watched {
@@ -18,10 +18,12 @@ export interface Watched {
 export class Watchdog {
   private readonly watched = new Set<Watched>()
 
+  /** Watches `connection` until it expires or is deleted. */
   add(connection: Watched): void {
     this.watched.add(connection)
   }
 
+  /** Stops watching `connection`. */
   delete(connection: Watched): void {
     this.watched.delete(connection)
   }
@@ -40,10 +42,10 @@ export class Watchdog {
     })
   }
 
-  /** Sweeps every `intervalMs` until interrupted (run it in the broker's scope). */
+  /** Sweeps every `intervalMs` by Effect's `Clock` (so `TestClock` drives it) until interrupted (run it in the broker's scope). */
   run(intervalMs: number): Effect.Effect<void> {
     return Effect.asVoid(
-      Effect.repeat(Effect.suspend(() => this.sweep(Date.now())), Schedule.spaced(intervalMs))
+      Effect.repeat(Effect.flatMap(Clock.currentTimeMillis, (now) => this.sweep(now)), Schedule.spaced(intervalMs))
     )
   }
 }

@@ -6,7 +6,7 @@
  * Registered in the registry of the current context (Effect's default one unless the embedding
  * app provides its own `Metric.MetricRegistry`), removed when the broker's scope closes.
  */
-import { type Context, Effect, Metric } from "effect"
+import { Clock, type Context, Effect, Metric } from "effect"
 import type { BrokerProbe } from "./BrokerProbe.ts"
 import { REFUSAL_REASONS } from "./Stats.ts"
 
@@ -22,8 +22,8 @@ type Series =
   | { readonly type: "gauge"; readonly read: () => number }
   | { readonly type: "histogram"; readonly read: () => Metric.HistogramState }
 
-/** Every series of a broker's metrics, with their names and descriptions. */
-const series = (probe: BrokerProbe): ReadonlyArray<MetricRow & Series> => {
+/** Every series of a broker's metrics, with their names and descriptions; `now` is the broker's clock (epoch ms). */
+const series = (probe: BrokerProbe, now: () => number): ReadonlyArray<MetricRow & Series> => {
   const { stats } = probe
   const counter = (name: string, description: string, read: () => number, attributes?: Record<string, string>) =>
     ({ name, type: "counter" as const, description, read, ...(attributes === undefined ? {} : { attributes }) })
@@ -49,7 +49,7 @@ const series = (probe: BrokerProbe): ReadonlyArray<MetricRow & Series> => {
     gauge("mqtt_retained_messages", "retained messages", probe.retained),
     gauge("mqtt_sessions", "sessions in the session provider, connected or not (counted at each report)", probe.sessions),
     gauge("mqtt_outbox_bytes", "bytes waiting to be written to clients, over every connection", probe.outboxBytes),
-    gauge("mqtt_uptime_seconds", "seconds since the broker started", () => (Date.now() - probe.startedAt) / 1000),
+    gauge("mqtt_uptime_seconds", "seconds since the broker started", () => (now() - probe.startedAt) / 1000),
     {
       name: "mqtt_publish_latency_seconds",
       type: "histogram",
@@ -68,18 +68,18 @@ const series = (probe: BrokerProbe): ReadonlyArray<MetricRow & Series> => {
 /** Name, type and description of every metric (one row per name), for documentation and tests. */
 export const rows = (probe: BrokerProbe): ReadonlyArray<MetricRow> => {
   const seen = new Map<string, MetricRow>()
-  for (const { name, type, description } of series(probe)) if (!seen.has(name)) seen.set(name, { name, type, description })
+  for (const { name, type, description } of series(probe, () => probe.startedAt)) if (!seen.has(name)) seen.set(name, { name, type, description })
   return Array.from(seen.values())
 }
 
 const noop = () => {}
 
-/** Registers every series over `probe` in the current metric registry until the scope closes. */
+/** Registers every series over `probe` in the current metric registry until the scope closes (uptime by Effect's `Clock`). */
 export const register = (probe: BrokerProbe) =>
   Effect.acquireRelease(
     Effect.contextWith((context: Context.Context<never>) =>
-      Effect.sync(() =>
-        series(probe).map((s) => {
+      Clock.clockWith((clock) => Effect.sync(() =>
+        series(probe, () => clock.currentTimeMillisUnsafe()).map((s) => {
           switch (s.type) {
             case "counter": {
               const metric = Metric.counter(s.name, { description: s.description, incremental: true, ...(s.attributes === undefined ? {} : { attributes: s.attributes }) })
@@ -92,7 +92,7 @@ export const register = (probe: BrokerProbe) =>
               return Metric.registerUnsafe(Metric.histogram(s.name, { description: s.description, boundaries: [] }), context, { get: s.read, update: noop, modify: noop })
           }
         })
-      )
+      ))
     ),
     (registrations) => Effect.sync(() => registrations.forEach((registration) => registration.remove()))
   )

@@ -9,7 +9,7 @@ import type { Outgoing } from "../session/Transitions.ts"
 import type { Packet } from "./Packet.ts"
 import { encodePublishPacket, packetIdOffset, type PublishOptions } from "./Publish.ts"
 
-export { type Decoded, type DecodeError, type Decoder, makeDecoder, resume } from "./Decoder.ts"
+export { type Decoded, type DecodeErrorReason, type Decoder, makeDecoder, resume } from "./Decoder.ts"
 export type { PublishOptions } from "./Publish.ts"
 
 /** Encodes any packet (control packets: CONNACK, SUBACK, acks, PINGRESP …). */

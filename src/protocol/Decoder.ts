@@ -14,22 +14,15 @@ import mqttPacket from "mqtt-packet"
 import { type FrameAllowance, type FrameError, FrameSplitter, RESUME } from "./Frame.ts"
 import type { Packet } from "./Packet.ts"
 import { type PropertySet, scanProperties } from "./Properties.ts"
+import { type DecodeErrorReason, malformed, protocolError, unsupportedProtocolVersion } from "./DecodeError.ts"
 import { decodePublishPacket } from "./Publish.ts"
 
-/** Why decoding failed. */
-export type DecodeError =
-  | FrameError
-  /** The bytes break the packet format; `connectVersion` is 5 when they were an MQTT 5 CONNECT (it may get CONNACK 0x81). */
-  | { readonly _tag: "Malformed"; readonly message: string; readonly connectVersion?: number | undefined }
-  /** A well-formed packet the spec forbids (MQTT 5 reason code 0x82). */
-  | { readonly _tag: "ProtocolError"; readonly message: string; readonly connectVersion?: number | undefined }
-  /** A CONNECT with a protocol level this broker does not speak: answered with CONNACK 1, not just closed. */
-  | { readonly _tag: "UnsupportedProtocolVersion" }
+export type { DecodeErrorReason } from "./DecodeError.ts"
 
 /** Result of feeding a chunk: the complete packets, and the error that stopped decoding, if any. */
 export interface Decoded {
   readonly packets: ReadonlyArray<Packet>
-  readonly error: DecodeError | undefined
+  readonly error: DecodeErrorReason | undefined
 }
 
 /** A per-connection decoder. */
@@ -56,18 +49,15 @@ const headerLength = (frame: Uint8Array): number => {
   return i + 1
 }
 
-const malformed = (message: string): DecodeError => ({ _tag: "Malformed", message })
-const protocolError = (message: string): DecodeError => ({ _tag: "ProtocolError", message })
-
 /**
  * The packets every message moves through, decoded without mqtt-packet; undefined hands the
  * frame to mqtt-packet (everything else, and anything unusual).
  */
-const decodeHot = (frame: Buffer, version: number): Packet | DecodeError | undefined => {
+const decodeHot = (frame: Buffer, version: number): Packet | DecodeErrorReason | undefined => {
   const type = frame[0]! >> 4
   if (type === 3) {
     const decoded = decodePublishPacket(frame, version)
-    return typeof decoded === "string" ? malformed(decoded) : decoded as Packet
+    return "cmd" in decoded ? decoded as Packet : decoded
   }
   if (type >= 4 && type <= 7) {
     // fixed header flags: 0010 for PUBREL, 0000 for the others; exactly 2 bytes in 3.1.1
@@ -100,7 +90,7 @@ const claimedConnectVersion = (frame: Uint8Array): number | undefined => {
 interface SharedParser {
   readonly parser: ReturnType<typeof mqttPacket.parser>
   packets: Array<Packet>
-  error: DecodeError | undefined
+  error: DecodeErrorReason | undefined
 }
 
 const settingsFor = (version: number): { protocolVersion?: number } => (version === 0 ? {} : { protocolVersion: version })
@@ -116,7 +106,7 @@ const makeSharedParser = (version: number): SharedParser => {
   })
   shared.parser.on("error", (cause: unknown) => {
     const message = cause instanceof Error ? cause.message : String(cause)
-    shared.error ??= message === "Invalid protocol version" ? { _tag: "UnsupportedProtocolVersion" } : malformed(message)
+    shared.error ??= message === "Invalid protocol version" ? unsupportedProtocolVersion : malformed(message)
   })
   return shared
 }
@@ -125,7 +115,7 @@ const makeSharedParser = (version: number): SharedParser => {
 const sharedParsers = new Map<number, SharedParser>()
 
 /** Parses one whole frame with the shared parser for `version`. */
-const parseCold = (frame: Buffer, version: number): Packet | DecodeError => {
+const parseCold = (frame: Buffer, version: number): Packet | DecodeErrorReason => {
   let shared = sharedParsers.get(version)
   if (shared === undefined) {
     shared = makeSharedParser(version)
@@ -187,7 +177,7 @@ const skipProperties = (frame: Buffer, at: number | undefined, set: PropertySet)
  * -15, -22], a protocol name that fits its level [MQTT-3.1.2-1], MQTT 5 property lists, and
  * bytes after the payload [MQTT-3.1.4-1].
  */
-const checkConnect = (packet: Packet & { cmd: "connect" }, frame: Buffer): DecodeError | undefined => {
+const checkConnect = (packet: Packet & { cmd: "connect" }, frame: Buffer): DecodeErrorReason | undefined => {
   const v5 = packet.protocolVersion === 5
   if ((packet.protocolId === "MQIsdp") !== (packet.protocolVersion === 3)) {
     return malformed(`protocol name ${packet.protocolId} with level ${packet.protocolVersion}`)
@@ -236,7 +226,7 @@ const propertyOffsets = (packet: Packet, frame: Buffer): Array<[number, Property
 }
 
 /** What mqtt-packet let through that the spec does not. */
-const checkCold = (packet: Packet, frame: Buffer, version: number): DecodeError | undefined => {
+const checkCold = (packet: Packet, frame: Buffer, version: number): DecodeErrorReason | undefined => {
   const bad = badText(packet, frame)
   if (bad !== undefined) return malformed(`ill-formed UTF-8 or U+0000 in ${JSON.stringify(bad)}`)
   if (packet.cmd === "connect") return checkConnect(packet, frame)
@@ -254,7 +244,7 @@ const checkCold = (packet: Packet, frame: Buffer, version: number): DecodeError 
 }
 
 /** Decodes one whole frame. */
-const decodeFrame = (frame: Buffer, version: number): Packet | DecodeError => {
+const decodeFrame = (frame: Buffer, version: number): Packet | DecodeErrorReason => {
   const hot = version === 0 ? undefined : decodeHot(frame, version)
   if (hot !== undefined) return hot
   if (version !== 0 && frame[0]! >> 4 === 1) return protocolError("second CONNECT on one connection")
@@ -278,7 +268,7 @@ export const makeDecoder = (maxPacketSize: number, allowance?: FrameAllowance): 
   const splitter = new FrameSplitter(maxPacketSize, allowance)
   const frames: Array<Buffer> = []
   let packets: Array<Packet> = []
-  let error: DecodeError | undefined
+  let error: DecodeErrorReason | undefined
   // known once CONNECT is parsed; before it, every frame goes to the pre-CONNECT parser
   let version = 0
   return {

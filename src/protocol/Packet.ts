@@ -16,15 +16,4 @@ export type {
   Packet
 } from "mqtt-packet"
 
-/** MQTT 3.1.1 CONNACK return codes (§3.2.2.3). */
-export const ConnackCode = {
-  Accepted: 0,
-  UnacceptableProtocolVersion: 1,
-  IdentifierRejected: 2,
-  ServerUnavailable: 3,
-  BadUsernameOrPassword: 4,
-  NotAuthorized: 5
-} as const
-
-/** SUBACK return code for a refused filter. */
-export const SubackFailure = 0x80
+export { ConnackCode, SubackFailure } from "./ReasonCode.ts"

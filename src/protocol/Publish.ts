@@ -6,13 +6,17 @@
 import { isUtf8 } from "node:buffer"
 import type { Message, UserProperty } from "../session/Message.ts"
 import { varintSize } from "../session/PacketSize.ts"
+import { type Malformed, malformed } from "./DecodeError.ts"
 
 /** Per-delivery MQTT 5 options: the broker's topic alias for this client, and the clock for expiry. */
 export interface PublishOptions {
   /** Topic alias to send; with `aliasOnly` the topic name is left empty (the client knows the alias). */
   readonly topicAlias?: number | undefined
   readonly aliasOnly?: boolean | undefined
-  /** Now (epoch ms), to send the remaining Message Expiry Interval. */
+  /**
+   * Now (epoch ms, from the caller's `Clock`), to send the remaining Message Expiry Interval: an
+   * expiring message encoded without it goes out without the interval.
+   */
   readonly now?: number | undefined
 }
 
@@ -24,6 +28,8 @@ const CORRELATION_DATA = 0x09
 const SUBSCRIPTION_ID = 0x0b
 const TOPIC_ALIAS = 0x23
 const USER_PROPERTY = 0x26
+
+const EMPTY = Buffer.alloc(0)
 
 const utf8 = (text: string): number => Buffer.byteLength(text, "utf8")
 
@@ -80,7 +86,7 @@ class Writer {
 
 /** The remaining Message Expiry Interval: what is left, never cut to 0 once the message is on its way. */
 const remainingExpiry = (message: Message, now: number | undefined): number | undefined =>
-  message.expiresAt === undefined ? undefined : Math.max(1, Math.ceil((message.expiresAt - (now ?? Date.now())) / 1000))
+  message.expiresAt === undefined || now === undefined ? undefined : Math.max(1, Math.ceil((message.expiresAt - now) / 1000))
 
 /** Encodes a PUBLISH (3.1/3.1.1 framing below version 5: no properties). `packetId` is ignored at QoS 0. */
 export const encodePublishPacket = (
@@ -228,121 +234,141 @@ const ownPayload = (view: Buffer): Buffer =>
   view.buffer.byteLength - view.length <= 4096 ? view : Buffer.from(view)
 
 /**
- * Decodes a whole PUBLISH frame (the hot path skips mqtt-packet). Returns a string saying why
- * the packet is malformed or forbidden; `fromServer` accepts what only a broker may send
- * (Subscription Identifiers). The payload is kept as `ownPayload` says.
+ * Decodes a whole PUBLISH frame (the hot path skips mqtt-packet). Returns the `Malformed` reason
+ * when the packet is malformed or forbidden (never throws); `fromServer` accepts what only a
+ * broker may send (Subscription Identifiers). The payload is kept as `ownPayload` says.
  */
-export const decodePublishPacket = (frame: Buffer, version: number, fromServer = false): DecodedPublish | string => {
+export const decodePublishPacket = (frame: Buffer, version: number, fromServer = false): DecodedPublish | Malformed => {
   const flags = frame[0]! & 0x0f
   const qos = (flags >> 1) & 0x03
-  if (qos === 3) return "PUBLISH with QoS 3"
+  if (qos === 3) return malformed("PUBLISH with QoS 3")
   let i = 1
   while (frame[i]! & 0x80) i++
   i++
   const end = frame.length
+  // the first field that did not fit: the readers below then return placeholders and every
+  // caller checks `broken` before using what they read
+  let broken: string | undefined
   const u16 = (): number => {
-    if (i + 2 > end) throw "PUBLISH too short"
+    if (i + 2 > end) {
+      broken ??= "PUBLISH too short"
+      return 0
+    }
     const value = (frame[i]! << 8) | frame[i + 1]!
     i += 2
     return value
   }
   const bytes = (length: number): Buffer => {
-    if (i + length > end) throw "PUBLISH field overruns the packet"
+    if (broken !== undefined || i + length > end) {
+      broken ??= "PUBLISH field overruns the packet"
+      return EMPTY
+    }
     const value = frame.subarray(i, i + length)
     i += length
     return value
   }
   const text = (): string => {
     const raw = bytes(u16())
-    if (!isCleanUtf8(raw)) throw "ill-formed UTF-8 or U+0000 in a PUBLISH string"
+    if (broken !== undefined) return ""
+    if (!isCleanUtf8(raw)) {
+      broken = "ill-formed UTF-8 or U+0000 in a PUBLISH string"
+      return ""
+    }
     return raw.toString("utf8")
   }
   const varint = (): number => {
     let value = 0
     let multiplier = 1
     for (let n = 0; n < 4; n++) {
-      if (i >= end) throw "PUBLISH too short"
+      if (i >= end) {
+        broken ??= "PUBLISH too short"
+        return 0
+      }
       const byte = frame[i++]!
       value += (byte & 0x7f) * multiplier
       if ((byte & 0x80) === 0) return value
       multiplier *= 128
     }
-    throw "malformed variable byte integer"
+    broken ??= "malformed variable byte integer"
+    return 0
   }
-  try {
-    const topic = text()
-    const messageId = qos > 0 ? u16() : undefined
-    if (messageId === 0) return "PUBLISH with QoS > 0 and packet identifier 0"
-    let properties: DecodedPublish["properties"]
-    let ordered: Array<UserProperty> | undefined
-    if (version === 5) {
-      const propertiesEnd = varint() + i
-      if (propertiesEnd > end) return "PUBLISH properties overrun the packet"
-      if (propertiesEnd > i) properties = {}
-      // bit per property id seen: all but user properties may appear once (MQTT 5 §2.2.2.2)
-      let seen = 0
-      while (i < propertiesEnd) {
-        const id = varint()
-        const p = properties!
-        if (id !== USER_PROPERTY && id < 53) {
-          const bit = 2 ** id
-          if (Math.floor(seen / bit) % 2 === 1) return `PUBLISH property 0x${id.toString(16)} more than once`
-          seen += bit
-        }
-        switch (id) {
-          case PAYLOAD_FORMAT: {
-            const format = bytes(1)[0]!
-            if (format > 1) return "Payload Format Indicator other than 0 or 1"
-            p.payloadFormatIndicator = format === 1
-            break
-          }
-          case MESSAGE_EXPIRY:
-            p.messageExpiryInterval = bytes(4).readUInt32BE(0)
-            break
-          case CONTENT_TYPE:
-            p.contentType = text()
-            break
-          case RESPONSE_TOPIC:
-            p.responseTopic = text()
-            break
-          case CORRELATION_DATA:
-            p.correlationData = Buffer.from(bytes(u16()))
-            break
-          case SUBSCRIPTION_ID:
-            // only a broker sends these [MQTT-3.3.4-6]
-            if (!fromServer) return "Subscription Identifier in a client's PUBLISH"
-            p.subscriptionIdentifier = varint()
-            break
-          case TOPIC_ALIAS:
-            p.topicAlias = u16()
-            break
-          case USER_PROPERTY: {
-            const name = text()
-            const value = text()
-            ;(ordered ??= []).push([name, value])
-            const grouped = (p.userProperties ??= {})
-            const previous = grouped[name]
-            grouped[name] = previous === undefined ? value : Array.isArray(previous) ? [...previous, value] : [previous, value]
-            break
-          }
-          default:
-            return `unknown PUBLISH property 0x${id.toString(16)}`
-        }
+  const topic = text()
+  const messageId = qos > 0 ? u16() : undefined
+  if (broken !== undefined) return malformed(broken)
+  if (messageId === 0) return malformed("PUBLISH with QoS > 0 and packet identifier 0")
+  let properties: DecodedPublish["properties"]
+  let ordered: Array<UserProperty> | undefined
+  if (version === 5) {
+    const propertiesEnd = varint() + i
+    if (broken !== undefined) return malformed(broken)
+    if (propertiesEnd > end) return malformed("PUBLISH properties overrun the packet")
+    if (propertiesEnd > i) properties = {}
+    // bit per property id seen: all but user properties may appear once (MQTT 5 §2.2.2.2)
+    let seen = 0
+    while (i < propertiesEnd) {
+      const id = varint()
+      if (broken !== undefined) return malformed(broken)
+      const p = properties!
+      if (id !== USER_PROPERTY && id < 53) {
+        const bit = 2 ** id
+        if (Math.floor(seen / bit) % 2 === 1) return malformed(`PUBLISH property 0x${id.toString(16)} more than once`)
+        seen += bit
       }
-      if (i !== propertiesEnd) return "PUBLISH properties overrun their length"
+      switch (id) {
+        case PAYLOAD_FORMAT: {
+          const format = bytes(1)[0]
+          if (format !== undefined && format > 1) return malformed("Payload Format Indicator other than 0 or 1")
+          p.payloadFormatIndicator = format === 1
+          break
+        }
+        case MESSAGE_EXPIRY: {
+          const interval = bytes(4)
+          if (broken === undefined) p.messageExpiryInterval = interval.readUInt32BE(0)
+          break
+        }
+        case CONTENT_TYPE:
+          p.contentType = text()
+          break
+        case RESPONSE_TOPIC:
+          p.responseTopic = text()
+          break
+        case CORRELATION_DATA:
+          p.correlationData = Buffer.from(bytes(u16()))
+          break
+        case SUBSCRIPTION_ID:
+          // only a broker sends these [MQTT-3.3.4-6]
+          if (!fromServer) return malformed("Subscription Identifier in a client's PUBLISH")
+          p.subscriptionIdentifier = varint()
+          break
+        case TOPIC_ALIAS:
+          p.topicAlias = u16()
+          break
+        case USER_PROPERTY: {
+          const name = text()
+          const value = text()
+          if (broken !== undefined) break
+          ;(ordered ??= []).push([name, value])
+          const grouped = (p.userProperties ??= {})
+          const previous = grouped[name]
+          grouped[name] = previous === undefined ? value : Array.isArray(previous) ? [...previous, value] : [previous, value]
+          break
+        }
+        default:
+          return malformed(`unknown PUBLISH property 0x${id.toString(16)}`)
+      }
+      if (broken !== undefined) return malformed(broken)
     }
-    return {
-      cmd: "publish",
-      topic,
-      payload: ownPayload(frame.subarray(i)),
-      qos: qos as 0 | 1 | 2,
-      dup: (flags & 0x08) !== 0,
-      retain: (flags & 0x01) !== 0,
-      ...(messageId !== undefined ? { messageId } : {}),
-      ...(properties !== undefined ? { properties } : {}),
-      ...(ordered !== undefined ? { orderedUserProperties: ordered } : {})
-    }
-  } catch (reason) {
-    return typeof reason === "string" ? reason : "malformed PUBLISH"
+    if (i !== propertiesEnd) return malformed("PUBLISH properties overrun their length")
+  }
+  return {
+    cmd: "publish",
+    topic,
+    payload: ownPayload(frame.subarray(i)),
+    qos: qos as 0 | 1 | 2,
+    dup: (flags & 0x08) !== 0,
+    retain: (flags & 0x01) !== 0,
+    ...(messageId !== undefined ? { messageId } : {}),
+    ...(properties !== undefined ? { properties } : {}),
+    ...(ordered !== undefined ? { orderedUserProperties: ordered } : {})
   }
 }

@@ -12,7 +12,7 @@ type AckTransition = (clientId: string, packetId: number) => Effect.Effect<Reado
 const acknowledge = (context: ConnectionContext, packetId: number | undefined, transition: AckTransition) =>
   Effect.asVoid(
     whileOwner(context, (live) =>
-      Effect.map(transition(context.clientId, packetId ?? 0), (outgoing) => {
+      Effect.map(transition(context.session.clientId, packetId ?? 0), (outgoing) => {
         if (outgoing.length > 0) live.send(outgoing)
       }))
   )

@@ -4,17 +4,16 @@
  */
 import { Effect } from "effect"
 import type { DisconnectPacket } from "../../protocol/Packet.ts"
-import { type ConnectionContext, ProtocolViolation, ReasonCode } from "../ConnectionContext.ts"
+import { type CloseReason, clientDisconnect } from "../CloseReason.ts"
+import type { ConnectionContext } from "../ConnectionContext.ts"
+import { ProtocolViolation } from "../ProtocolViolation.ts"
 
-/** Handles DISCONNECT. */
-export const handleDisconnect = (context: ConnectionContext, packet: DisconnectPacket) =>
+/** Handles DISCONNECT: the reason the connection ends with. */
+export const handleDisconnect = (context: ConnectionContext, packet: DisconnectPacket): Effect.Effect<CloseReason, ProtocolViolation> =>
   Effect.suspend(() => {
     const expiry = packet.properties?.sessionExpiryInterval
-    if (expiry !== undefined && expiry > 0 && context.connectExpiry === 0) {
+    if (expiry !== undefined && expiry > 0 && context.session.connectExpiry === 0) {
       return Effect.fail(new ProtocolViolation({ reason: "DISCONNECT raised a session expiry of 0" }))
     }
-    context.disconnectExpiry = expiry
-    context.graceful = packet.reasonCode !== ReasonCode.DisconnectWithWill
-    context.phase = "closing"
-    return Effect.void
+    return Effect.succeed(clientDisconnect(packet.reasonCode, expiry))
   })

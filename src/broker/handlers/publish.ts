@@ -13,7 +13,9 @@ import type { PublishPacket, PubrelPacket } from "../../protocol/Packet.ts"
 import { isValidTopicName } from "../../protocol/Topic.ts"
 import { Router } from "../../routing/Router.ts"
 import type { Message, PublishProperties, QoS, UserProperty } from "../../session/Message.ts"
-import { type ConnectionContext, ProtocolViolation, ReasonCode, whileOwner } from "../ConnectionContext.ts"
+import { ReasonCode } from "../../protocol/ReasonCode.ts"
+import { type ConnectionContext, whileOwner } from "../ConnectionContext.ts"
+import { ProtocolViolation } from "../ProtocolViolation.ts"
 import * as TopicLimits from "../TopicLimits.ts"
 import * as Delivery from "../Delivery.ts"
 
@@ -70,10 +72,10 @@ export const toMessage = (fields: PublishFields, now = 0): Message => {
 
 // once what the PUBLISH changed is durable (a persistent provider), in the order PUBLISHes came;
 // the connection meanwhile goes on reading, so one commit covers many PUBLISHes
-const ack = (context: ConnectionContext, type: "puback" | "pubrec", packetId: number, reasonCode: number) =>
+const ack = (context: ConnectionContext, type: "puback" | "pubrec", packetId: number, reasonCode: ReasonCode) =>
   context.core.sessions.whenDurable(() =>
     context.outbox.send(
-      reasonCode === ReasonCode.Success || context.protocolVersion !== 5
+      reasonCode === ReasonCode.Success || context.protocol.version !== 5
         ? Codec.encodeAck(type, packetId)
         : Codec.encode({ cmd: type, messageId: packetId, reasonCode }, 5)
     )
@@ -87,10 +89,10 @@ const resolveTopic = (context: ConnectionContext, packet: PublishPacket): string
     return new ProtocolViolation({ reason: `topic alias ${alias} out of range`, code: ReasonCode.TopicAliasInvalid })
   }
   if (packet.topic.length > 0) {
-    context.inboundAliases.set(alias, packet.topic)
+    ;(context.protocol.inboundAliases ??= new Map()).set(alias, packet.topic)
     return packet.topic
   }
-  return context.inboundAliases.get(alias) ??
+  return context.protocol.inboundAliases?.get(alias) ??
     new ProtocolViolation({ reason: `unknown topic alias ${alias}`, code: ReasonCode.ProtocolError })
 }
 
@@ -125,7 +127,7 @@ export const handlePublish = Effect.fnUntraced(function*(context: ConnectionCont
     // it. MQTT 5 is told 0x97 quota exceeded: Mosquitto sends 0x95, which the spec does not allow in
     // PUBACK / PUBREC (mqtt.js refuses the packet). 3.1.1 cannot be told, nor can a QoS 0 sender.
     yield* Effect.logInfo(`PUBLISH of ${payload.length} bytes dropped: over --max-payload-size ${config.maxPayloadSize}`).pipe(
-      Effect.annotateLogs({ clientId: context.clientId, topic })
+      Effect.annotateLogs({ clientId: context.session.clientId, topic })
     )
     if (packet.qos === 0) return
     return ack(context, packet.qos === 1 ? "puback" : "pubrec", packetId, ReasonCode.QuotaExceeded)
@@ -138,8 +140,8 @@ export const handlePublish = Effect.fnUntraced(function*(context: ConnectionCont
   // `$SYS` belongs to the broker: acknowledged (so the client does not retry) but not routed, as Mosquitto does
   const { authorizer } = context.core
   const permitted = authorizer === undefined ||
-    (yield* authorizer.authorize({ username: context.username, clientId: context.clientId, action: "publish", topic }))
-  if (!permitted && context.protocolVersion === 5) {
+    (yield* authorizer.authorize({ username: context.session.username, clientId: context.session.clientId, action: "publish", topic }))
+  if (!permitted && context.protocol.version === 5) {
     // MQTT 5 can say so: PUBACK / PUBREC 0x87 ends the flow, nothing routed or stored (QoS 0: just dropped)
     if (packet.qos === 0) return
     return ack(context, packet.qos === 1 ? "puback" : "pubrec", packetId, NotAuthorized)
@@ -157,17 +159,18 @@ export const handlePublish = Effect.fnUntraced(function*(context: ConnectionCont
     }, now))
   switch (packet.qos) {
     case 0: {
-      if (routable) yield* Delivery.publish(context.core, yield* message(), context.clientId)
+      if (routable) yield* Delivery.publish(context.core, yield* message(), context.session.clientId)
       return
     }
     case 1: {
-      if (routable) yield* Delivery.publish(context.core, yield* message(), context.clientId)
+      if (routable) yield* Delivery.publish(context.core, yield* message(), context.session.clientId)
       return ack(context, "puback", packetId, ReasonCode.Success)
     }
     case 2: {
       const verdict = yield* whileOwner(context, () =>
         Effect.gen(function*() {
-          const { clientId, core } = context
+          const { core } = context
+          const { clientId } = context.session
           const stored = yield* core.sessions.get(clientId)
           const awaiting = stored._tag === "Some" ? stored.value.awaitingPubrel : []
           if (awaiting.length >= config.receiveMaximum && !awaiting.includes(packetId)) return "exceeded" as const
@@ -176,7 +179,7 @@ export const handlePublish = Effect.fnUntraced(function*(context: ConnectionCont
       if (verdict === "exceeded") {
         return yield* new ProtocolViolation({ reason: "receive maximum exceeded", code: ReasonCode.ReceiveMaximumExceeded })
       }
-      if (verdict === "forward" && routable) yield* Delivery.publish(context.core, yield* message(), context.clientId)
+      if (verdict === "forward" && routable) yield* Delivery.publish(context.core, yield* message(), context.session.clientId)
       return ack(context, "pubrec", packetId, ReasonCode.Success)
     }
   }
@@ -185,6 +188,6 @@ export const handlePublish = Effect.fnUntraced(function*(context: ConnectionCont
 /** Handles PUBREL: the inbound QoS 2 packet id is released and PUBCOMP sent (also for unknown ids). */
 export const handlePubrel = Effect.fnUntraced(function*(context: ConnectionContext, packet: PubrelPacket) {
   const packetId = packet.messageId ?? 0
-  yield* whileOwner(context, () => context.core.sessions.pubrel(context.clientId, packetId))
+  yield* whileOwner(context, () => context.core.sessions.pubrel(context.session.clientId, packetId))
   context.outbox.send(Codec.encodeAck("pubcomp", packetId))
 })

@@ -14,16 +14,19 @@ import { SubackFailure, type SubscribePacket } from "../../protocol/Packet.ts"
 import { isValidTopicFilter, parseSharedFilter } from "../../protocol/Topic.ts"
 import { isExpired, minQos, type QoS, withQos, withRetain } from "../../session/Message.ts"
 import type { Subscription } from "../../session/SessionState.ts"
-import { type ConnectionContext, ProtocolViolation, ReasonCode, whileOwner } from "../ConnectionContext.ts"
+import { ReasonCode } from "../../protocol/ReasonCode.ts"
+import { type ConnectionContext, whileOwner } from "../ConnectionContext.ts"
+import { ProtocolViolation } from "../ProtocolViolation.ts"
 import * as TopicLimits from "../TopicLimits.ts"
 
 /** Handles SUBSCRIBE. */
 export const handleSubscribe = (context: ConnectionContext, packet: SubscribePacket) =>
   whileOwner(context, (live) =>
     Effect.gen(function*() {
-      const { clientId, core } = context
+      const { core } = context
+          const { clientId } = context.session
       const { authorizer } = core
-      const v5 = context.protocolVersion === 5
+      const v5 = context.protocol.version === 5
       const identifier = v5 ? packet.properties?.subscriptionIdentifier : undefined
       const granted: Array<readonly [string, Subscription]> = []
       const codes: Array<number> = []
@@ -47,7 +50,7 @@ export const handleSubscribe = (context: ConnectionContext, packet: SubscribePac
         }
         if (
           authorizer !== undefined &&
-          !(yield* authorizer.authorize({ username: context.username, clientId, action: "subscribe", topic }))
+          !(yield* authorizer.authorize({ username: context.session.username, clientId, action: "subscribe", topic }))
         ) {
           codes.push(v5 ? NotAuthorized : SubackFailure)
           continue
@@ -78,7 +81,7 @@ export const handleSubscribe = (context: ConnectionContext, packet: SubscribePac
       yield* core.sessions.subscribe(clientId, granted)
       for (const [filter, subscription] of granted) core.router.subscriptions.add(clientId, filter, subscription)
       context.outbox.send(
-        Codec.encode({ cmd: "suback", messageId: packet.messageId ?? 0, granted: codes }, context.protocolVersion)
+        Codec.encode({ cmd: "suback", messageId: packet.messageId ?? 0, granted: codes }, context.protocol.version)
       )
       const now = yield* Clock.currentTimeMillis
       for (const [filter, subscription] of granted) {
@@ -90,7 +93,7 @@ export const handleSubscribe = (context: ConnectionContext, packet: SubscribePac
           // a filter may be granted while a topic under it is denied (`deny a/secret` under `a/#`)
           if (
             authorizer !== undefined &&
-            !(yield* authorizer.authorize({ username: context.username, clientId, action: "receive", topic: retained.topic }))
+            !(yield* authorizer.authorize({ username: context.session.username, clientId, action: "receive", topic: retained.topic }))
           ) continue
           const message = withRetain(withQos(retained, minQos(retained.qos, subscription.qos as QoS)), true)
           const outgoing = yield* core.sessions.deliver(

@@ -2,16 +2,17 @@
 import { Effect } from "effect"
 import * as Codec from "../../protocol/Codec.ts"
 import type { UnsubscribePacket } from "../../protocol/Packet.ts"
-import { type ConnectionContext, ReasonCode, whileOwner } from "../ConnectionContext.ts"
+import { ReasonCode } from "../../protocol/ReasonCode.ts"
+import { type ConnectionContext, whileOwner } from "../ConnectionContext.ts"
 
 /** Handles UNSUBSCRIBE. */
 export const handleUnsubscribe = (context: ConnectionContext, packet: UnsubscribePacket) =>
   whileOwner(context, () =>
-    Effect.map(context.core.sessions.unsubscribe(context.clientId, packet.unsubscriptions), (existed) => {
-      for (const filter of packet.unsubscriptions) context.core.router.subscriptions.remove(context.clientId, filter)
+    Effect.map(context.core.sessions.unsubscribe(context.session.clientId, packet.unsubscriptions), (existed) => {
+      for (const filter of packet.unsubscriptions) context.core.router.subscriptions.remove(context.session.clientId, filter)
       const messageId = packet.messageId ?? 0
       context.outbox.send(
-        context.protocolVersion === 5
+        context.protocol.version === 5
           ? Codec.encode({
             cmd: "unsuback",
             messageId,

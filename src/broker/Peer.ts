@@ -1,0 +1,81 @@
+/**
+ * Who is on the other end of an accepted socket: its address (for log lines and the per-address
+ * limits), the client certificate the TLS handshake verified, and whether the address is shut
+ * out for guessing passwords.
+ */
+import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
+import { Clock, Effect, Option } from "effect"
+import * as Tls from "node:tls"
+import type { Core } from "./Core.ts"
+
+/** The peer of one connection. */
+export interface Peer {
+  /** Remote address and port ("websocket" when the upgrade request did not say). */
+  readonly remote: string
+  /**
+   * The client certificate as the TLS handshake verified it: `commonName` is its subject CN
+   * (undefined when the client sent no verified certificate, or it has no CN). Undefined for a
+   * connection not over TLS.
+   */
+  readonly certificate: { readonly commonName: string | undefined } | undefined
+}
+
+/**
+ * The subject CN of the client certificate the handshake verified; undefined when there is none.
+ * An unverified certificate (the listener did not require one) names nobody.
+ */
+const commonNameOf = (socket: Tls.TLSSocket): string | undefined => {
+  if (!socket.authorized) return undefined
+  const cn: unknown = socket.getPeerCertificate().subject?.CN
+  // a subject with several CNs comes back as an array: the first one names the client
+  const first = Array.isArray(cn) ? cn[0] : cn
+  return typeof first === "string" && first !== "" ? first : undefined
+}
+
+/**
+ * Whether connections from `address` are refused unread: it failed authentication more often
+ * than `maxAuthFailuresPerSecond` allows (one warning a second per address).
+ */
+const shutOut = (core: Core, address: string | undefined): Effect.Effect<boolean> =>
+  core.authFailures === undefined || address === undefined
+    ? Effect.succeed(false)
+    : Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const verdict = core.authFailures!.check(address, now)
+      if (verdict.allowed) return Effect.succeed(false)
+      return verdict.report === undefined ? Effect.succeed(true) : Effect.as(
+        Effect.logWarning(
+          `closing connections from ${address} unread: over --max-auth-failure-rate ${core.config.maxAuthFailuresPerSecond} failed authentications a second (${verdict.report} closed since the last such line)`
+        ),
+        true
+      )
+    })
+
+/**
+ * The peer of the socket being served (a TCP or TLS socket, or a WebSocket's upgrade request),
+ * with Nagle turned off; undefined when it is gone already or shut out, in which case its
+ * socket has been destroyed before it cost anything more.
+ */
+export const identify = (core: Core): Effect.Effect<Peer | undefined> =>
+  Effect.gen(function*() {
+    const net = yield* Effect.serviceOption(NodeSocket.NetSocket)
+    // the TCP peer: the socket itself, or for a WebSocket its upgrade request's (a reverse proxy's, behind one)
+    const socket = Option.isSome(net)
+      ? net.value
+      : Option.getOrUndefined(yield* Effect.serviceOption(NodeSocketServer.IncomingMessage))?.socket
+    let remote = "websocket"
+    let certificate: Peer["certificate"] = undefined
+    if (socket !== undefined) {
+      // gone before it was served (no address any more), or from an address guessing passwords
+      if (socket.remoteAddress === undefined || (yield* shutOut(core, socket.remoteAddress))) {
+        socket.destroy()
+        return undefined
+      }
+      remote = `${socket.remoteAddress}:${socket.remotePort}`
+    }
+    if (Option.isSome(net)) {
+      net.value.setNoDelay(true)
+      // the TLS listener hands over the socket once its handshake has completed
+      if (net.value instanceof Tls.TLSSocket) certificate = { commonName: commonNameOf(net.value) }
+    }
+    return { remote, certificate }
+  })
