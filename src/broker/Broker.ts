@@ -93,6 +93,7 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
     onNone: () => Effect.succeed(undefined),
     onSome: (service) => service.join(router)
   })
+  const authFailures = config.maxAuthFailuresPerSecond > 0 ? new ConnectRate(config.maxAuthFailuresPerSecond) : undefined
   const core: Core = {
     config,
     sessions,
@@ -108,7 +109,8 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
     authorizer: Option.filter(yield* Effect.serviceOption(Authorizer.Authorizer), (a) => a !== Authorizer.allowAll)
       .pipe(Option.getOrUndefined),
     connectRate: config.maxConnectsPerSecond > 0 ? new ConnectRate(config.maxConnectsPerSecond) : undefined,
-    authFailures: config.maxAuthFailuresPerSecond > 0 ? new ConnectRate(config.maxAuthFailuresPerSecond) : undefined,
+    authFailures,
+    admit: yield* admission(authFailures, config.maxAuthFailuresPerSecond),
     stats: new Stats(),
     cluster
   }
@@ -167,13 +169,12 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
   }
 
   const handler = Connection.serve(core)
-  const admit = yield* admission(core)
   for (const listener of BrokerConfig.listenersOf(config)) {
     addresses.push(
       yield* listener.transport === "tcp"
-        ? TcpListener.listen(listener, handler, admit)
+        ? TcpListener.listen(listener, handler, core.admit)
         : listener.transport === "tls"
-        ? TlsListener.listen(listener, handler, admit)
+        ? TlsListener.listen(listener, handler, core.admit)
         : WebSocketListener.listen(listener, handler)
     )
   }
@@ -202,18 +203,18 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
 })
 
 /**
- * What the TCP and TLS listeners ask before serving a connection: `--max-auth-failure-rate`'s
- * shut-out, checked where Node accepts it (the WebSocket listener's peer is checked when served).
+ * `--max-auth-failure-rate`'s shut-out as a synchronous check of an address, logging through this
+ * broker's logger: asked by the TCP and TLS listeners as Node accepts a connection, and when a
+ * WebSocket connection is served (see `Peer`).
  */
-const admission = (core: Core) =>
+const admission = (failures: ConnectRate | undefined, limit: number) =>
   Effect.gen(function*() {
-    const failures = core.authFailures
     if (failures === undefined) return undefined
     const clock = yield* Clock.Clock
     const context = yield* Effect.context<never>()
     return AuthFailureGate.gate(
       failures,
-      core.config.maxAuthFailuresPerSecond,
+      limit,
       () => clock.currentTimeMillisUnsafe(),
       (line) => Effect.runForkWith(context)(Effect.logWarning(line))
     )

@@ -6,6 +6,7 @@ import type { Authenticator } from "../auth/Authenticator.ts"
 import type { Authorizer } from "../auth/Authorizer.ts"
 import type { ConnectRate } from "../auth/ConnectRate.ts"
 import type { ClusterNode } from "../cluster/Cluster.ts"
+import type { Admit } from "../transport/Admission.ts"
 import type { BrokerConfig } from "../config/BrokerConfig.ts"
 import type { Stats } from "../observability/Stats.ts"
 import type { Router } from "../routing/Router.ts"
@@ -38,6 +39,8 @@ export interface Core {
   readonly connectRate: ConnectRate | undefined
   /** Failed authentications per second per source address (`maxAuthFailuresPerSecond`); `undefined`: no limit. */
   readonly authFailures: ConnectRate | undefined
+  /** Whether a new connection from an address is served (`authFailures`' shut-out); `undefined`: all are. */
+  readonly admit: Admit | undefined
   /** What the broker counts for `$SYS` and the metrics: plain increments on the message path. */
   readonly stats: Stats
   /** This broker as a node of a cluster (`--cluster`); `undefined`: on its own, and the message path skips it. */

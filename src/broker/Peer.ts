@@ -1,10 +1,11 @@
 /**
  * Who is on the other end of an accepted socket: its address (for log lines and the per-address
  * limits), the client certificate the TLS handshake verified, and whether the address is shut
- * out for guessing passwords.
+ * out for guessing passwords (`Core.admit`; TCP and TLS listeners ask it already as Node accepts
+ * the connection, so here it catches WebSocket peers and connections accepted before the shut-out).
  */
 import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
-import { Clock, Effect, Option } from "effect"
+import { Effect, Option } from "effect"
 import * as Tls from "node:tls"
 import type { Core } from "./Core.ts"
 
@@ -33,24 +34,6 @@ const commonNameOf = (socket: Tls.TLSSocket): string | undefined => {
 }
 
 /**
- * Whether connections from `address` are refused unread: it failed authentication more often
- * than `maxAuthFailuresPerSecond` allows (one warning a second per address).
- */
-const shutOut = (core: Core, address: string | undefined): Effect.Effect<boolean> =>
-  core.authFailures === undefined || address === undefined
-    ? Effect.succeed(false)
-    : Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const verdict = core.authFailures!.check(address, now)
-      if (verdict.allowed) return Effect.succeed(false)
-      return verdict.report === undefined ? Effect.succeed(true) : Effect.as(
-        Effect.logWarning(
-          `closing connections from ${address} unread: over --max-auth-failure-rate ${core.config.maxAuthFailuresPerSecond} failed authentications a second (${verdict.report} closed since the last such line)`
-        ),
-        true
-      )
-    })
-
-/**
  * The peer of the socket being served (a TCP or TLS socket, or a WebSocket's upgrade request),
  * with Nagle turned off; undefined when it is gone already or shut out, in which case its
  * socket has been destroyed before it cost anything more.
@@ -66,7 +49,7 @@ export const identify = (core: Core): Effect.Effect<Peer | undefined> =>
     let certificate: Peer["certificate"] = undefined
     if (socket !== undefined) {
       // gone before it was served (no address any more), or from an address guessing passwords
-      if (socket.remoteAddress === undefined || (yield* shutOut(core, socket.remoteAddress))) {
+      if (socket.remoteAddress === undefined || core.admit?.(socket.remoteAddress) === false) {
         socket.destroy()
         return undefined
       }
