@@ -31,6 +31,7 @@ import * as Connection from "./Connection.ts"
 import { ConnectionRegistry } from "./ConnectionRegistry.ts"
 import type { Core } from "./Core.ts"
 import * as Delivery from "./Delivery.ts"
+import * as Handover from "./Handover.ts"
 import { KeyedLock } from "./KeyedLock.ts"
 import { ReceiveBudget } from "./ReceiveBudget.ts"
 import { UploadPacer } from "./UploadPacer.ts"
@@ -120,6 +121,7 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
   else yield* Effect.logInfo("cluster: other nodes are alive, so the stored sessions' subscriptions stay with them")
   yield* restoreRetained(core)
   if (cluster !== undefined) {
+    cluster.onClaimed((clientId) => Handover.letGo(core, clientId))
     yield* cluster.listen((forwarded) => Delivery.publishForwarded(core, forwarded.message, forwarded.publisherId, new Set(forwarded.shared)))
   }
 

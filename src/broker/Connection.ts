@@ -222,6 +222,8 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
                 if (Option.isSome(stored)) core.router.subscriptions.removeClient(clientId, stored.value.subscriptions.keys())
                 // no session left to queue for: nothing to authorize as this user any more
                 core.registry.forgetUsername(clientId)
+                // and nothing for this node of a cluster to hold on to
+                if (core.cluster !== undefined) yield* core.cluster.release(clientId)
               } else {
                 core.expiry.schedule(clientId, nextDeadline(end.state))
               }

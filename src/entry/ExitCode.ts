@@ -40,6 +40,9 @@ export const outcome = (exit: Exit.Exit<unknown, unknown>): { readonly code: num
       return { code: ExitCode.badConfiguration, line: undefined }
     case "ListenerError":
       return { code: ExitCode.startupFailed, line: line(messageOf(error)) }
+    // --cluster: the node could not join (Redis refused what the session store accepted)
+    case "ClusterError":
+      return { code: ExitCode.startupFailed, line: line(messageOf(error)) }
     // --workers: a worker stopped before it listened (it wrote its own line before this one)
     case "WorkerStartFailed":
       return { code: ExitCode.startupFailed, line: line(messageOf(error)) }

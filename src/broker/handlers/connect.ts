@@ -6,9 +6,10 @@
  * 3. `reserveSeat`: room under `--max-connections`;
  * 4. `authenticate`: the certificate identity, the `Authenticator`, the will's topic through the
  *    `Authorizer` (the hook point for who may connect);
- * 5. `takeOverAndConnect`: close any live connection with the same client id, then create or resume
- *    the session, register the connection and answer CONNACK (sessionPresent tells whether one was
- *    resumed; MQTT 5 clients also learn the broker's limits from its properties).
+ * 5. `takeOverAndConnect`: close any live connection with the same client id (in a cluster, on any
+ *    node: `Handover`), then create or resume the session, register the connection and answer
+ *    CONNACK (sessionPresent tells whether one was resumed; MQTT 5 clients also learn the
+ *    broker's limits from its properties).
  *
  * A step that refuses fails with `ConnectRefused`; `handleConnect` answers every refusal in one
  * place with the CONNACK `ConnectRefusal.connackFor` names.
@@ -30,6 +31,7 @@ import type { ConnectionContext } from "../ConnectionContext.ts"
 import { codesFor, connackFor, type ConnectRefusalReason, ConnectRefused, type WillRefused } from "../ConnectRefusal.ts"
 import type { Core } from "../Core.ts"
 import * as Delivery from "../Delivery.ts"
+import * as Handover from "../Handover.ts"
 import * as TopicLimits from "../TopicLimits.ts"
 import { toMessage } from "./publish.ts"
 
@@ -298,7 +300,10 @@ const connect = Effect.fnUntraced(function*(context: ConnectionContext, packet: 
         }, 5)
         : Codec.encode({ cmd: "connack", returnCode: ConnackCode.Accepted, sessionPresent }, version)
   }
+  // in a cluster, a node where this client id is live (or its session is routed) lets it go first
+  if (core.cluster !== undefined) yield* core.cluster.claim(clientId)
   const connected = yield* takeOverAndConnect(context, accepting, binding, properties.requestProblemInformation !== false)
+  if (core.cluster !== undefined) yield* Handover.settle(core, clientId, connected)
   // a delayed will that was due, or left waiting in the session this CONNECT ended, goes out now
   if (connected.will !== undefined) yield* Delivery.publish(core, connected.will, clientId)
   yield* Effect.logInfo("client connected").pipe(
