@@ -6,19 +6,10 @@ import { describe, expect, it } from "@effect/vitest"
 import * as fc from "fast-check"
 import { DecodeError, describe as describeReason, malformed, protocolError, reasonCodeOf, unsupportedProtocolVersion } from "../../src/protocol/DecodeError.ts"
 import { decodePublishPacket } from "../../src/protocol/Publish.ts"
+import { varint } from "../fuzz/Wire.ts"
 
-/** A PUBLISH frame with flags `flags` around `body` (remaining length as one varint). */
-const frame = (flags: number, body: Uint8Array): Buffer => {
-  const length: Array<number> = []
-  let n = body.length
-  do {
-    let byte = n % 128
-    n = Math.floor(n / 128)
-    if (n > 0) byte |= 0x80
-    length.push(byte)
-  } while (n > 0)
-  return Buffer.concat([Buffer.from([0x30 | flags, ...length]), body])
-}
+/** A PUBLISH frame with flags `flags` around `body`. */
+const frame = (flags: number, body: Uint8Array): Buffer => Buffer.concat([Buffer.from([0x30 | flags]), varint(body.length), body])
 
 describe("DecodeError", () => {
   it("each reason maps to its MQTT 5 reason code", () => {
