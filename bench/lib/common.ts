@@ -96,9 +96,12 @@ export class CpuWindow {
   private cpu0: NodeJS.CpuUsage = process.cpuUsage()
   private helpers0 = 0
   private broker0 = 0
+  private each0: Array<number> = []
   private system0 = 0
   generator = 0
   broker = 0
+  /** the broker's CPU per process, in the order of the pids given */
+  brokerEach: Array<number> = []
   other = 0
   wallMs = 0
   /**
@@ -121,6 +124,7 @@ export class CpuWindow {
     this.t0 = performance.now()
     this.cpu0 = process.cpuUsage()
     this.broker0 = this.brokerMs()
+    this.each0 = this.pids.map(cpuTimeMs)
     this.helpers0 = this.helpersMs()
     this.system0 = systemBusyMs()
   }
@@ -130,11 +134,13 @@ export class CpuWindow {
       // /proc counts in clock ticks (10 ms): too coarse for a window this short
       this.generator = Number.NaN
       this.broker = Number.NaN
+      this.brokerEach = this.pids.map(() => Number.NaN)
       this.other = Number.NaN
       return
     }
     this.generator = cpuPercent(process.cpuUsage(this.cpu0), this.wallMs) + ((this.helpersMs() - this.helpers0) / this.wallMs) * 100
     this.broker = ((this.brokerMs() - this.broker0) / this.wallMs) * 100
+    this.brokerEach = this.pids.map((pid, i) => ((cpuTimeMs(pid) - this.each0[i]!) / this.wallMs) * 100)
     const system = ((systemBusyMs() - this.system0) / this.wallMs) * 100
     this.other = Math.max(0, system - this.generator - this.broker)
   }

@@ -39,6 +39,9 @@ const SETUPS: ReadonlyArray<readonly [Setup, string]> = [
   ["workers", "--workers 2"]
 ]
 
+/** What the numbers of `brokerCpuEach` (% of a core per process) are, per set-up. */
+const ROLES: Record<Setup, string> = { one: "node redis", two: "node1 node2 redis", workers: "supervisor worker1 worker2 redis" }
+
 const LOADS: ReadonlyArray<readonly [Load, string, string]> = [
   ["fanin", "fan-in 8→1 QoS0", "msg/s"],
   ["fanout", "fan-out 1→50 QoS0", "deliv/s"]
@@ -89,7 +92,8 @@ const run = async (ctx: RunContext): Promise<RunResult> => {
       results[`${load}:${setup}`] = r
       ctx.log(
         `${title}, ${SETUPS.find(([s]) => s === setup)![1]}: ${Math.round(r.metrics["rate"]!).toLocaleString("en-US")}/s, ` +
-          `loss ${(r.metrics["lossPct"] ?? 0).toFixed(2)}%, cpu gen ${pct(r.generatorCpu)} brokers+redis ${pct(r.brokerCpu)} other ${pct(r.otherCpu)}`
+          `loss ${(r.metrics["lossPct"] ?? 0).toFixed(2)}%, cpu gen ${pct(r.generatorCpu)} brokers+redis ${pct(r.brokerCpu)} ` +
+          `(${ROLES[setup]}: ${String(r.extra["brokerCpuEach"])}) other ${pct(r.otherCpu)}`
       )
     }
   }
@@ -131,6 +135,7 @@ const run = async (ctx: RunContext): Promise<RunResult> => {
       extra[`${prefix}GeneratorCpu`] = r.generatorCpu
       extra[`${prefix}BrokerCpu`] = r.brokerCpu
       extra[`${prefix}OtherCpu`] = r.otherCpu
+      extra[`${prefix}CpuByProcess`] = `${ROLES[setup]}: ${String(r.extra["brokerCpuEach"])}`
       extra[`${prefix}PublishRate`] = r.extra["publishRate"] as number
       extra[`${prefix}Drained`] = r.extra["drained"] as boolean
     }

@@ -234,6 +234,8 @@ export const runThroughput = async (ctx: RunContext, topo: Topology, targets?: T
       subscribers: topo.subscribers,
       qos: topo.qos,
       publishRate: (sent1 - sent0) / seconds,
+      // several broker processes: % of a core each, in the order of targets.pids
+      ...(targets === undefined ? {} : { brokerCpuEach: cpu.brokerEach.map((x) => Math.round(x)).join(" ") }),
       sent: totalSent,
       drained,
       drainEnded: ended,
