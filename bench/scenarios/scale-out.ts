@@ -145,6 +145,8 @@ const run = async (ctx: RunContext): Promise<RunResult> => {
     out[`${load}TwoNodesFactor`] = out[key(load, "two", "Rate")]! / out[key(load, "one", "Rate")]!
     out[`${load}WorkersFactor`] = out[key(load, "workers", "Rate")]! / out[key(load, "one", "Rate")]!
   }
+  // summed, so the harness notes connections a broker closed in any sub-run
+  extra["connectionsClosedEarly"] = Object.values(results).reduce((a, r) => a + Number(r.extra["connectionsClosedEarly"] ?? 0), 0)
   const acceptance = results["fanin:workers"]!
   const notes = [
     `--workers 2 fan-in on ${CORES} cores: the load generator used ${pct(acceptance.generatorCpu)} of a core, ` +
