@@ -325,6 +325,10 @@ const main = async (): Promise<number> => {
       const order = active.map((_, i) => active[(i + r) % active.length]!)
       for (let position = 0; position < order.length; position++) {
         const b = order[position]!
+        if (s.only !== undefined && !s.only.includes(b)) {
+          if (r === 0) log(`  ${b.padEnd(9)} skipped: no equivalent (${s.id} is for ${s.only.join(", ")} only)`)
+          continue
+        }
         const records = (rep.runs[b] ??= [])
         if (deadBrokers.has(b)) {
           records.push({ rep: r, position, ok: false, error: "skipped: broker failed to start twice", seconds: 0 })

@@ -7,7 +7,9 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
-import { freePort, ManagedProcess, waitForMqtt } from "./procs.ts"
+import { freePort, ManagedProcess, trackChild, waitForMqtt } from "./procs.ts"
+import { start as startRedis } from "./redis.ts"
+import type { RedisServer } from "./redis.ts"
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..")
 
@@ -27,6 +29,8 @@ export interface RunningBroker {
   readonly port: number
   readonly pid: number
   readonly proc: ManagedProcess
+  /** "cluster" profile: the redis-server the broker is a cluster node on (stopped with it) */
+  readonly redis?: RedisServer
   /** "heap" profile, Node brokers: where `bench/peers/heap-probe.mjs` writes the heap on SIGUSR2 (see `readHeap`) */
   readonly heapFile?: string
   stop(): Promise<void>
@@ -38,7 +42,13 @@ export interface RunningBroker {
  * "defaults": each broker as shipped, so isolation scenarios measure the
  * slow-consumer and large-packet policies an operator gets out of the box.
  */
-export type BrokerProfile = "bench" | "defaults" | "auth" | "sqlite" | "heap"
+export type BrokerProfile = "bench" | "defaults" | "auth" | "sqlite" | "heap" | "cluster"
+
+/*
+ * "cluster" (ours only: the `scale-out` scenario): "bench" plus a fresh redis-server started by the
+ * harness (and stopped with the broker), ours a cluster node on it (`--persistence redis --cluster`).
+ * More nodes or `--workers` on a Redis come from `startOursOnRedis`.
+ */
 
 /**
  * "heap": "bench" plus, for the Node brokers (ours, Aedes), `bench/peers/heap-probe.mjs`
@@ -86,7 +96,9 @@ export const readHeap = async (broker: RunningBroker, timeoutMs = 10_000): Promi
  * written through); Aedes has no persistence in this harness and runs in memory.
  * The sqlite rows exist to compare ours with ours on the "bench" profile.
  */
-const usesBenchQueues = (profile: BrokerProfile): boolean => profile === "bench" || profile === "sqlite" || profile === "heap"
+const usesBenchQueues = (profile: BrokerProfile): boolean =>
+  profile === "bench" || profile === "sqlite" || profile === "heap" || profile === "cluster"
+
 
 /**
  * The one account of the "auth" profile: "defaults" plus authentication on,
@@ -219,6 +231,23 @@ const ours: BrokerSpec = {
     return { ok: true, version }
   },
   async start(profile = "bench") {
+    if (profile === "cluster") {
+      const redis = await startRedis({ onSpawn: trackChild, binary: redisBinary() })
+      try {
+        const node = await startOursOnRedis(redis.url)
+        return {
+          ...node,
+          redis,
+          stop: async () => {
+            await node.stop()
+            await redis.stop()
+          }
+        }
+      } catch (e) {
+        await redis.stop()
+        throw e
+      }
+    }
     // BENCH_OURS_METRICS=1: ours serves /metrics on a free port, scraped every second while it runs
     // (15 times Prometheus' default rate), to measure what metrics cost the message path
     const metricsPort = process.env["BENCH_OURS_METRICS"] === "1" ? await freePort() : undefined
@@ -273,6 +302,58 @@ const ours: BrokerSpec = {
       }
     }
   }
+}
+
+/** REDIS_SERVER_BIN: the redis-server the "cluster" profile starts, instead of the one on PATH. */
+export const redisBinary = (): string | undefined => {
+  const override = process.env["REDIS_SERVER_BIN"]
+  return override === undefined || override === "" ? undefined : override
+}
+
+/** Extra Node flags for ours from BENCH_OURS_NODE_FLAGS (e.g. "--trace-gc", "--cpu-prof"). */
+const oursNodeFlags = (): Array<string> => (process.env["BENCH_OURS_NODE_FLAGS"] ?? "").split(" ").filter((flag) => flag !== "")
+
+/**
+ * Starts ours (the build in dist/) with the bench queues on the Redis at `redisUrl`: one cluster
+ * node (`--persistence redis --cluster`), or with `workers` > 1 a `--workers N` supervisor whose
+ * workers share its port (resolves once all of them listen, from their log lines).
+ */
+export const startOursOnRedis = async (redisUrl: string, workers = 1): Promise<RunningBroker> => {
+  const running = await startProcess(
+    "ours",
+    process.execPath,
+    (port) => [
+      ...oursNodeFlags(),
+      join(ROOT, "dist/start/main.js"),
+      "--port",
+      String(port),
+      "--host",
+      "127.0.0.1",
+      "--max-queued-messages",
+      String(MAX_QUEUED_MESSAGES),
+      "--max-inflight-messages",
+      String(MAX_INFLIGHT_MESSAGES),
+      "--persistence",
+      "redis",
+      "--redis-url",
+      redisUrl,
+      ...(workers > 1 ? ["--workers", String(workers)] : ["--cluster"])
+    ],
+    { ...process.env, NODE_ENV: "production" }
+  )
+  if (workers <= 1) return running
+  // the port answers once the first worker listens; the others may still be starting
+  const deadline = Date.now() + STARTUP_TIMEOUT_MS
+  const listening = (): number => running.proc.logTail(16_384).split("listening on tcp://").length - 1
+  while (listening() < workers) {
+    if (running.proc.exited || Date.now() > deadline) {
+      const tail = running.proc.logTail()
+      await running.stop()
+      throw new Error(`ours --workers ${workers}: ${listening()} worker(s) listening after ${STARTUP_TIMEOUT_MS} ms\n--- ours output ---\n${tail}`)
+    }
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  return running
 }
 
 // ---------------------------------------------------------------------------

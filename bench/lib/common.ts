@@ -13,14 +13,16 @@ export const runTag = (): string => `b${process.pid.toString(36)}${(runCounter++
  * Opens a connection and completes the MQTT handshake. `setup` runs before
  * CONNECT is written, so hooks it installs see messages that arrive in the
  * same chunk as the CONNACK (queued messages of a persistent session).
+ * `port`: another broker than ctx.broker (a second cluster node).
  */
 export const connectClient = async (
   ctx: RunContext,
   opts: ConnectOptions,
-  setup?: (client: RawClient) => void
+  setup?: (client: RawClient) => void,
+  port: number = ctx.broker.port
 ): Promise<{ client: RawClient; connack: Connack }> => {
   if (ctx.aborted) throw new Error("aborted")
-  const client = await RawClient.open(ctx.broker.port)
+  const client = await RawClient.open(port)
   ctx.clients.add(client)
   setup?.(client)
   try {
@@ -88,25 +90,32 @@ const MIN_CPU_WINDOW_MS = 100
  * NaN for windows under 100 ms.
  */
 export class CpuWindow {
-  private readonly pid: number
+  private readonly pids: ReadonlyArray<number>
   private readonly helpers: ReadonlyArray<number>
   private t0 = 0
   private cpu0: NodeJS.CpuUsage = process.cpuUsage()
   private helpers0 = 0
   private broker0 = 0
+  private each0: Array<number> = []
   private system0 = 0
   generator = 0
   broker = 0
+  /** the broker's CPU per process, in the order of the pids given */
+  brokerEach: Array<number> = []
   other = 0
   wallMs = 0
   /**
    * `helperPids`: load-generator processes the harness forked (e.g. the
    * auth-flood's connect generator); their CPU counts as the generator's, not
-   * as "other" load disturbing the run.
+   * as "other" load disturbing the run. Several broker pids (cluster nodes,
+   * workers and their Redis server) add up to the broker's CPU.
    */
-  constructor(pid: number, helperPids: ReadonlyArray<number> = []) {
-    this.pid = pid
+  constructor(pid: number | ReadonlyArray<number>, helperPids: ReadonlyArray<number> = []) {
+    this.pids = typeof pid === "number" ? [pid] : pid
     this.helpers = helperPids
+  }
+  private brokerMs(): number {
+    return this.pids.reduce((a, p) => a + cpuTimeMs(p), 0)
   }
   private helpersMs(): number {
     return this.helpers.reduce((a, p) => a + cpuTimeMs(p), 0)
@@ -114,7 +123,8 @@ export class CpuWindow {
   start(): void {
     this.t0 = performance.now()
     this.cpu0 = process.cpuUsage()
-    this.broker0 = cpuTimeMs(this.pid)
+    this.broker0 = this.brokerMs()
+    this.each0 = this.pids.map(cpuTimeMs)
     this.helpers0 = this.helpersMs()
     this.system0 = systemBusyMs()
   }
@@ -124,11 +134,13 @@ export class CpuWindow {
       // /proc counts in clock ticks (10 ms): too coarse for a window this short
       this.generator = Number.NaN
       this.broker = Number.NaN
+      this.brokerEach = this.pids.map(() => Number.NaN)
       this.other = Number.NaN
       return
     }
     this.generator = cpuPercent(process.cpuUsage(this.cpu0), this.wallMs) + ((this.helpersMs() - this.helpers0) / this.wallMs) * 100
-    this.broker = ((cpuTimeMs(this.pid) - this.broker0) / this.wallMs) * 100
+    this.broker = ((this.brokerMs() - this.broker0) / this.wallMs) * 100
+    this.brokerEach = this.pids.map((pid, i) => ((cpuTimeMs(pid) - this.each0[i]!) / this.wallMs) * 100)
     const system = ((systemBusyMs() - this.system0) / this.wallMs) * 100
     this.other = Math.max(0, system - this.generator - this.broker)
   }

@@ -7,7 +7,7 @@
  */
 import { execFileSync, spawn } from "node:child_process"
 import type { ChildProcess, SpawnOptions } from "node:child_process"
-import { appendFileSync, readFileSync } from "node:fs"
+import { appendFileSync, readdirSync, readFileSync } from "node:fs"
 import * as net from "node:net"
 import { RawClient, sleep } from "./client.ts"
 
@@ -208,4 +208,30 @@ export const systemBusyMs = (): number => {
   } catch {
     return Number.NaN
   }
+}
+
+/**
+ * The processes whose parent is `pid` (from /proc/<n>/stat), e.g. the workers a
+ * `--workers N` supervisor forked; empty when /proc cannot be read.
+ */
+export const childPids = (pid: number): Array<number> => {
+  const out: Array<number> = []
+  let entries: Array<string>
+  try {
+    entries = readdirSync("/proc")
+  } catch {
+    return out
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const text = readFileSync(`/proc/${entry}/stat`, "utf8")
+      // the field after the state, which follows the parenthesised command name
+      const ppid = Number(text.slice(text.lastIndexOf(")") + 2).split(" ")[1])
+      if (ppid === pid) out.push(Number(entry))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out
 }

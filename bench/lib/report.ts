@@ -33,6 +33,8 @@ export interface ScenarioReport {
   readonly title: string
   readonly description: string
   readonly metrics: ReadonlyArray<MetricDef>
+  /** the brokers the scenario applies to; the others were not run (see `Scenario.only`) */
+  readonly only?: ReadonlyArray<BrokerName>
   readonly runs: Partial<Record<BrokerName, Array<RunRecord>>>
   summary: Partial<Record<BrokerName, BrokerSummary>>
 }
@@ -51,6 +53,7 @@ export const newScenarioReport = (s: Scenario): ScenarioReport => ({
   title: s.title,
   description: s.description,
   metrics: s.metrics,
+  ...(s.only === undefined ? {} : { only: s.only }),
   runs: {},
   summary: {}
 })
@@ -62,6 +65,7 @@ export const summarize = (rep: ScenarioReport, brokers: ReadonlyArray<BrokerName
     const medians: Record<string, number> = {}
     for (const m of rep.metrics) medians[m.key] = median(ok.map((r) => r.metrics[m.key] ?? Number.NaN))
     const notes: Array<string> = []
+    if (rep.only !== undefined && !rep.only.includes(b)) notes.push(`not run: no equivalent (the scenario is for ${rep.only.join(", ")} only)`)
     for (const r of runs) if (!r.ok) notes.push(`rep ${r.rep + 1}: ${(r.error ?? "failed").split("\n")[0]}`)
     for (const r of ok) {
       if (r.extra["drained"] === false) {

@@ -1,4 +1,4 @@
-import type { BrokerProfile, RunningBroker } from "./brokers.ts"
+import type { BrokerName, BrokerProfile, RunningBroker } from "./brokers.ts"
 import type { RawClient } from "./client.ts"
 import type { Integrity } from "./stats.ts"
 
@@ -100,6 +100,11 @@ export interface Scenario {
   readonly metrics: ReadonlyArray<MetricDef>
   /** how the brokers are configured for this scenario (default "bench") */
   readonly brokerProfile?: BrokerProfile
+  /**
+   * the brokers this scenario applies to (default: all); the others have no equivalent (e.g. no
+   * cluster of their own on Redis) and are not run, with a note saying so
+   */
+  readonly only?: ReadonlyArray<BrokerName>
   /** overall time limit of one run beyond warm-up + duration, ms (default 90 s) */
   readonly timeoutMs?: number
   run(ctx: RunContext): Promise<RunResult>

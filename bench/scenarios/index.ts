@@ -4,6 +4,7 @@ import { churn } from "./churn.ts"
 import { idle } from "./idle.ts"
 import { largePackets } from "./large-packets.ts"
 import { latency } from "./latency.ts"
+import { scaleOut } from "./scale-out.ts"
 import { sessions, sessionsSqlite } from "./sessions.ts"
 import { slowConsumer } from "./slow-consumer.ts"
 import { fanInQos0, fanInQos0High, fanInQos1, fanInQos1Sqlite, fanOutQos0, fanOutQos1 } from "./throughput.ts"
@@ -23,5 +24,6 @@ export const SCENARIOS: ReadonlyArray<Scenario> = [
   sessionsSqlite,
   largePackets,
   slowConsumer,
-  authFlood
+  authFlood,
+  scaleOut
 ]

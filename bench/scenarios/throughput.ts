@@ -39,7 +39,8 @@ interface Publisher {
   strayAcks: number
 }
 
-interface Topology {
+/** Who publishes and who subscribes in a throughput run. */
+export interface Topology {
   readonly kind: "fan-in" | "fan-out"
   readonly publishers: number
   readonly subscribers: number
@@ -51,17 +52,40 @@ interface Topology {
 const topicOf = (t: Topology, p: number): string => (t.kind === "fan-in" ? `bench/in/${p}` : "bench/out")
 const filterOf = (t: Topology): string => (t.kind === "fan-in" ? "#" : "bench/out")
 
-/** Runs one throughput topology against ctx.broker and counts rate, loss and CPU. */
-export const runThroughput = async (ctx: RunContext, topo: Topology): Promise<RunResult> => {
+/**
+ * Several brokers acting as one (cluster nodes, or `--workers`): where the clients connect and
+ * whose CPU is the broker's. Without it a run uses ctx.broker alone.
+ */
+export interface Targets {
+  /** subscriber i connects to ports[i % n], publisher p to ports[p % n]: spread over the nodes */
+  readonly ports: ReadonlyArray<number>
+  /** processes whose CPU counts as the broker's (every node or worker, and the Redis server) */
+  readonly pids: ReadonlyArray<number>
+  /**
+   * pause between the last SUBACK and the first PUBLISH: a cluster node learns another node's
+   * new filter through Redis, after that node's SUBACK, and would not forward to it before
+   */
+  readonly settleMs?: number
+}
+
+/** Runs one throughput topology against ctx.broker (or `targets`) and counts rate, loss and CPU. */
+export const runThroughput = async (ctx: RunContext, topo: Topology, targets?: Targets): Promise<RunResult> => {
   const prm = ctx.params
   const tag = runTag()
+  const ports = targets?.ports ?? [ctx.broker.port]
+  const portOf = (i: number): number => ports[i % ports.length]!
 
   // --- subscribers --------------------------------------------------------
   const receivers: Array<Receiver> = []
   const subs: Array<RawClient> = []
   let kick = (): void => {}
   await inWaves(topo.subscribers, 25, async (i) => {
-    const { client } = await connectClient(ctx, { clientId: `${tag}s${i}`, clean: topo.persistentSubscribers !== true, keepalive: 0 })
+    const { client } = await connectClient(
+      ctx,
+      { clientId: `${tag}s${i}`, clean: topo.persistentSubscribers !== true, keepalive: 0 },
+      undefined,
+      portOf(i)
+    )
     const rcv = new Receiver(topo.publishers)
     client.publishHook = (buf, ps, pe) => {
       if (pe - ps < PAYLOAD_HEADER) rcv.foreign++
@@ -75,7 +99,7 @@ export const runThroughput = async (ctx: RunContext, topo: Topology): Promise<Ru
 
   // --- publishers ---------------------------------------------------------
   const pubs: Array<Publisher> = await inWaves(topo.publishers, 25, async (p) => {
-    const { client } = await connectClient(ctx, { clientId: `${tag}p${p}`, clean: true, keepalive: 0 })
+    const { client } = await connectClient(ctx, { clientId: `${tag}p${p}`, clean: true, keepalive: 0 }, undefined, portOf(p))
     const pub: Publisher = {
       client,
       template: publishTemplate(topicOf(topo, p), topo.qos, prm.payload, p),
@@ -96,6 +120,8 @@ export const runThroughput = async (ctx: RunContext, topo: Topology): Promise<Ru
     client.chunkHook = () => kick()
     return pub
   })
+
+  if (targets?.settleMs !== undefined) await sleep(targets.settleMs)
 
   // --- the pump -------------------------------------------------------------
   let running = false
@@ -162,7 +188,7 @@ export const runThroughput = async (ctx: RunContext, topo: Topology): Promise<Ru
   }
 
   // --- warm-up, measured window --------------------------------------------
-  const cpu = new CpuWindow(ctx.broker.pid)
+  const cpu = new CpuWindow(targets?.pids ?? ctx.broker.pid)
   running = true
   kick()
   await sleep(prm.warmupMs)
@@ -185,7 +211,8 @@ export const runThroughput = async (ctx: RunContext, topo: Topology): Promise<Ru
     { timeoutMs: prm.drainTimeoutMs, stallMs: prm.stallMs, progress: totalReceived }
   )
   const drained = ended === "done" || (topo.qos === 0 && ended === "stalled")
-  const peak = statusKb(ctx.broker.pid, "VmHWM")
+  // several processes: the largest one's peak
+  const peak = Math.max(...(targets?.pids ?? [ctx.broker.pid]).map((pid) => statusKb(pid, "VmHWM")))
   const closedEarly = [...subs, ...pubs.map((p) => p.client)].filter((c) => c.closed).length
   await closeAll(ctx)
 
@@ -207,6 +234,8 @@ export const runThroughput = async (ctx: RunContext, topo: Topology): Promise<Ru
       subscribers: topo.subscribers,
       qos: topo.qos,
       publishRate: (sent1 - sent0) / seconds,
+      // several broker processes: % of a core each, in the order of targets.pids
+      ...(targets === undefined ? {} : { brokerCpuEach: cpu.brokerEach.map((x) => Math.round(x)).join(" ") }),
       sent: totalSent,
       drained,
       drainEnded: ended,
