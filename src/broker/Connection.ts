@@ -9,13 +9,13 @@
  * socket closed.
  */
 import { Clock, Deferred, Effect, Exit, Fiber, Option } from "effect"
-import * as Socket from "effect/socket/Socket"
 import type { Histogram } from "../observability/Histogram.ts"
 import * as Codec from "../protocol/Codec.ts"
 import { DecodeError, type DecodeErrorReason, reasonCodeOf } from "../protocol/DecodeError.ts"
 import type { Packet } from "../protocol/Packet.ts"
 import { ConnackCode } from "../protocol/ReasonCode.ts"
 import { nextDeadline } from "../session/SessionState.ts"
+import type { Wire } from "../transport/Wire.ts"
 import * as CloseReason from "./CloseReason.ts"
 import * as ConnectionContext from "./ConnectionContext.ts"
 import * as ConnectionPhase from "./ConnectionPhase.ts"
@@ -90,19 +90,19 @@ const dispatch = (
   }
 }
 
-/** Serves one accepted socket until it closes. */
-export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void> =>
+/** Serves one accepted connection until it closes. */
+export const serve = (core: Core) => (wire: Wire): Effect.Effect<void> =>
   Effect.scoped(
     Effect.gen(function*() {
-      const peer = yield* Peer.identify(core)
+      const peer = Peer.identify(core, wire)
       if (peer === undefined) return
       const { remote } = peer
       const { stats } = core
       stats.socketsAccepted++
       // every time this connection reads (connect timeout, keepalive, message expiry) comes from Effect's Clock
       const clock = yield* Clock.Clock
-      const pull = yield* Socket.readerBytes(socket)
-      const outbox = Outbox.make(yield* socket.writer, core.config.maxOutboxBytes, stats)
+      const pull = wire.pull
+      const outbox = Outbox.make(wire.writer, core.config.maxOutboxBytes, stats)
       const writerFiber = yield* Effect.forkScoped(Effect.exit(outbox.run))
       const context = ConnectionContext.make(core, outbox, remote, peer.certificate)
       const ended = Deferred.makeUnsafe<void>()
@@ -278,4 +278,4 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
         Effect.annotateLogs({ remote })
       )
     })
-  ).pipe(Effect.catch((error) => Effect.logDebug("socket failed before it was read", error)))
+  ).pipe(Effect.ensuring(Effect.sync(() => wire.close())))
