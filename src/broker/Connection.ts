@@ -91,12 +91,16 @@ const dispatch = (
 }
 
 /** Serves one accepted connection until it closes. */
-export const serve = (core: Core) => (wire: Wire): Effect.Effect<void> =>
-  Effect.scoped(
+export const serve = (core: Core) => (wire: Wire): Effect.Effect<void> => {
+  const peer = Peer.identify(core, wire)
+  if (peer === undefined) {
+    wire.close()
+    return Effect.void
+  }
+  const { remote } = peer
+  // one annotation for every log line of this connection, its writer and monitor included
+  return Effect.scoped(
     Effect.gen(function*() {
-      const peer = Peer.identify(core, wire)
-      if (peer === undefined) return
-      const { remote } = peer
       const { stats } = core
       stats.socketsAccepted++
       // every time this connection reads (connect timeout, keepalive, message expiry) comes from Effect's Clock
@@ -111,7 +115,7 @@ export const serve = (core: Core) => (wire: Wire): Effect.Effect<void> =>
 
       // the state machine: `step` feeds it an event and performs what it asks
       let phase = ConnectionPhase.awaitingConnect as ConnectionPhase.Phase
-      let reading: Fiber.Fiber<CloseReason.CloseReason, CloseReason.ReaderError> | undefined
+      let reading: Fiber.Fiber<unknown, unknown> | undefined
       const step = (event: ConnectionPhase.Event): void => {
         const next = ConnectionPhase.transition(phase, event)
         phase = next.phase
@@ -263,19 +267,17 @@ export const serve = (core: Core) => (wire: Wire): Effect.Effect<void> =>
           Effect.ensuring(Deferred.done(ended, Exit.void))
         )
 
-      // the read loop's own fiber: the annotation below reaches only what runs in this one
-      const readLoopFiber = yield* Effect.forkChild(readLoop.pipe(Effect.annotateLogs({ remote })), { startImmediately: true })
-      reading = readLoopFiber
-      // closed (a takeover, a timer) before the reader existed to be stopped
-      if (phase._tag === "Closing") readLoopFiber.interruptUnsafe()
-      // interrupted here, the broker is stopping: the reader had no reason of its own
-      let stoppedFor: CloseReason.CloseReason = CloseReason.BrokerShutdown
-      yield* Fiber.await(readLoopFiber).pipe(
-        Effect.map((exit) => {
-          stoppedFor = CloseReason.ofExit(exit)
-        }),
-        Effect.ensuring(Effect.suspend(() => teardown(stoppedFor))),
-        Effect.annotateLogs({ remote })
+      // the reader runs in this fiber, the only part of it that can be interrupted: `step` stops
+      // it by interrupting this fiber (a handler runs to completion first), and so does the
+      // broker stopping (then the reader has no reason of its own); the teardown always runs
+      yield* Effect.uninterruptibleMask((restore) =>
+        Effect.withFiber((fiber) => {
+          reading = fiber
+          // closed (a takeover, a timer) before the reader started
+          if (phase._tag === "Closing") fiber.interruptUnsafe()
+          return Effect.flatMap(Effect.exit(restore(readLoop)), (exit) => teardown(CloseReason.ofExit(exit)))
+        })
       )
     })
-  ).pipe(Effect.ensuring(Effect.sync(() => wire.close())))
+  ).pipe(Effect.annotateLogs({ remote }), Effect.ensuring(Effect.sync(() => wire.close())))
+}
