@@ -107,7 +107,7 @@ export const serve = (core: Core) => (wire: Wire): Effect.Effect<void> => {
       const clock = yield* Clock.Clock
       const pull = wire.pull
       const outbox = Outbox.make(wire.writer, core.config.maxOutboxBytes, stats)
-      const writerFiber = yield* Effect.forkScoped(Effect.exit(outbox.run))
+      yield* outbox.start
       const context = ConnectionContext.make(core, outbox, remote, peer.certificate)
       const ended = Deferred.makeUnsafe<void>()
       const acceptedAt = clock.currentTimeMillisUnsafe()
@@ -262,7 +262,7 @@ export const serve = (core: Core) => (wire: Wire): Effect.Effect<void> => {
           Effect.ensuring(Effect.suspend(() => {
             decoder.dispose()
             outbox.close()
-            return Fiber.join(writerFiber).pipe(Effect.timeoutOption(FLUSH_TIMEOUT_MS), Effect.asVoid)
+            return outbox.finished.pipe(Effect.timeoutOption(FLUSH_TIMEOUT_MS), Effect.asVoid)
           })),
           Effect.ensuring(Deferred.done(ended, Exit.void))
         )

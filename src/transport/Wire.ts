@@ -7,11 +7,11 @@
  * socket (they find their wire through the socket), so an idle wire holds no closures, no queue
  * and no fiber of its own. A WebSocket connection keeps Effect's socket (`fromSocket`).
  */
-import { Effect } from "effect"
+import { Effect, type Scope } from "effect"
+import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Socket from "effect/socket/Socket"
 import type * as Http from "node:http"
 import type * as Net from "node:net"
-import type { NonEmptyReadonlyArray } from "effect/Array"
 
 /** One connection's byte stream. */
 export interface Wire {
@@ -28,6 +28,17 @@ export interface Wire {
   readonly direct: boolean
   /** Ends the stream once what was written is flushed (no more reads); called once the connection is done. */
   readonly close: () => void
+}
+
+/**
+ * A writer that can also write without an Effect: `writeNow` hands chunks to the socket and says
+ * whether it takes more (false: its buffer is full, wait for `afterDrain`); it throws when the
+ * socket cannot be written any more. `afterDrain` calls back once the buffer has drained, with
+ * the error when the socket closed first.
+ */
+export interface DirectWriter extends Socket.Writer {
+  readonly writeNow: (chunks: ReadonlyArray<Uint8Array>) => boolean
+  readonly afterDrain: (callback: (error: unknown) => void) => void
 }
 
 /** Buffered bytes above which the socket is paused until the connection pulls them. */
@@ -62,14 +73,14 @@ function onDrain(this: Tagged): void {
 const writeFailed = (cause: unknown) => new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause }) })
 
 /** A wire over a `net.Socket` (TCP, or TLS after its handshake). */
-class NetWire implements Wire, Socket.Writer {
+class NetWire implements Wire, DirectWriter {
   readonly direct = true
   private chunks: Array<Uint8Array> = []
   private bytes = 0
   private paused = false
   private failure: Socket.SocketError | undefined = undefined
   private reader: Resume | undefined = undefined
-  private drainWaiter: ((effect: Effect.Effect<void, Socket.SocketError>) => void) | undefined = undefined
+  private drainWaiter: ((error: unknown) => void) | undefined = undefined
   readonly tcp: Tagged
 
   constructor(socket: Net.Socket) {
@@ -84,7 +95,7 @@ class NetWire implements Wire, Socket.Writer {
     socket.resume()
   }
 
-  get writer(): Socket.Writer {
+  get writer(): DirectWriter {
     return this
   }
 
@@ -121,7 +132,27 @@ class NetWire implements Wire, Socket.Writer {
   writeDone(cause: Error | undefined): void {
     const waiter = this.drainWaiter
     this.drainWaiter = undefined
-    waiter?.(cause === undefined ? Effect.void : Effect.fail(writeFailed(cause)))
+    waiter?.(cause)
+  }
+
+  writeNow(chunks: ReadonlyArray<Uint8Array | string>): boolean {
+    const socket = this.tcp
+    if (socket.destroyed) throw new Error("socket closed")
+    if (chunks.length === 1) return socket.write(chunks[0]!)
+    // one syscall for the batch
+    let more = true
+    socket.cork()
+    try {
+      for (const chunk of chunks) more = socket.write(chunk) && more
+    } finally {
+      socket.uncork()
+    }
+    return more
+  }
+
+  afterDrain(callback: (error: unknown) => void): void {
+    if (this.tcp.destroyed) return callback(new Error("socket closed"))
+    this.drainWaiter = callback
   }
 
   get pull(): Effect.Effect<ReadonlyArray<Uint8Array>, Socket.SocketError> {
@@ -157,29 +188,18 @@ class NetWire implements Wire, Socket.Writer {
 
   writeAll(chunks: NonEmptyReadonlyArray<Uint8Array | string>): Effect.Effect<void, Socket.SocketError> {
     return Effect.suspend(() => {
-      const socket = this.tcp
-      if (socket.destroyed) return Effect.fail(writeFailed(new Error("socket closed")))
-      let full = false
+      let more: boolean
       try {
-        if (chunks.length === 1) {
-          full = !socket.write(chunks[0])
-        } else {
-          // one syscall for the batch
-          socket.cork()
-          try {
-            for (const chunk of chunks) full = !socket.write(chunk) || full
-          } finally {
-            socket.uncork()
-          }
-        }
+        more = this.writeNow(chunks)
       } catch (cause) {
         return Effect.fail(writeFailed(cause))
       }
-      if (!full) return Effect.void
+      if (more) return Effect.void
       return Effect.callback<void, Socket.SocketError>((resume) => {
-        this.drainWaiter = resume
+        const waiter = (error: unknown) => resume(error === undefined ? Effect.void : Effect.fail(writeFailed(error)))
+        this.afterDrain(waiter)
         return Effect.sync(() => {
-          if (this.drainWaiter === resume) this.drainWaiter = undefined
+          if (this.drainWaiter === waiter) this.drainWaiter = undefined
         })
       })
     })
@@ -208,7 +228,7 @@ export const fromNetSocket = (socket: Net.Socket): Wire => new NetWire(socket)
 export const fromSocket = (
   socket: Socket.Socket,
   upgrade: Http.IncomingMessage | undefined
-): Effect.Effect<Wire, Socket.SocketError, import("effect").Scope.Scope> =>
+): Effect.Effect<Wire, Socket.SocketError, Scope.Scope> =>
   Effect.gen(function*() {
     const pull = yield* Socket.readerBytes(socket)
     const writer = yield* socket.writer
