@@ -202,7 +202,7 @@ export const serve = (core: Core) => (wire: Wire): Effect.Effect<void> => {
                 if (decoder.receivingLarge()) yield* paced.pace(chunk.length)
                 break
               }
-              yield* core.receiving.take(waitingFor, decoder.adopt)
+              yield* core.receiving.take(waitingFor, (bytes) => decoder.adopt(bytes))
               decoded = Codec.resume(decoder)
             }
           }
