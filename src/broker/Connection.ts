@@ -9,13 +9,13 @@
  * socket closed.
  */
 import { Clock, Deferred, Effect, Exit, Fiber, Option } from "effect"
-import * as Socket from "effect/socket/Socket"
 import type { Histogram } from "../observability/Histogram.ts"
 import * as Codec from "../protocol/Codec.ts"
 import { DecodeError, type DecodeErrorReason, reasonCodeOf } from "../protocol/DecodeError.ts"
 import type { Packet } from "../protocol/Packet.ts"
 import { ConnackCode } from "../protocol/ReasonCode.ts"
 import { nextDeadline } from "../session/SessionState.ts"
+import type { Wire } from "../transport/Wire.ts"
 import * as CloseReason from "./CloseReason.ts"
 import * as ConnectionContext from "./ConnectionContext.ts"
 import * as ConnectionPhase from "./ConnectionPhase.ts"
@@ -90,20 +90,24 @@ const dispatch = (
   }
 }
 
-/** Serves one accepted socket until it closes. */
-export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void> =>
-  Effect.scoped(
+/** Serves one accepted connection until it closes. */
+export const serve = (core: Core) => (wire: Wire): Effect.Effect<void> => {
+  const peer = Peer.identify(core, wire)
+  if (peer === undefined) {
+    wire.close()
+    return Effect.void
+  }
+  const { remote } = peer
+  // one annotation for every log line of this connection, its writer and monitor included
+  return Effect.scoped(
     Effect.gen(function*() {
-      const peer = yield* Peer.identify(core)
-      if (peer === undefined) return
-      const { remote } = peer
       const { stats } = core
       stats.socketsAccepted++
       // every time this connection reads (connect timeout, keepalive, message expiry) comes from Effect's Clock
       const clock = yield* Clock.Clock
-      const pull = yield* Socket.readerBytes(socket)
-      const outbox = Outbox.make(yield* socket.writer, core.config.maxOutboxBytes, stats)
-      const writerFiber = yield* Effect.forkScoped(Effect.exit(outbox.run))
+      const pull = wire.pull
+      const outbox = Outbox.make(wire.writer, core.config.maxOutboxBytes, stats)
+      yield* outbox.start
       const context = ConnectionContext.make(core, outbox, remote, peer.certificate)
       const ended = Deferred.makeUnsafe<void>()
       const acceptedAt = clock.currentTimeMillisUnsafe()
@@ -111,7 +115,7 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
 
       // the state machine: `step` feeds it an event and performs what it asks
       let phase = ConnectionPhase.awaitingConnect as ConnectionPhase.Phase
-      let reading: Fiber.Fiber<CloseReason.CloseReason, CloseReason.ReaderError> | undefined
+      let reading: Fiber.Fiber<unknown, unknown> | undefined
       const step = (event: ConnectionPhase.Event): void => {
         const next = ConnectionPhase.transition(phase, event)
         phase = next.phase
@@ -198,7 +202,7 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
                 if (decoder.receivingLarge()) yield* paced.pace(chunk.length)
                 break
               }
-              yield* core.receiving.take(waitingFor, decoder.adopt)
+              yield* core.receiving.take(waitingFor, (bytes) => decoder.adopt(bytes))
               decoded = Codec.resume(decoder)
             }
           }
@@ -258,24 +262,22 @@ export const serve = (core: Core) => (socket: Socket.Socket): Effect.Effect<void
           Effect.ensuring(Effect.suspend(() => {
             decoder.dispose()
             outbox.close()
-            return Fiber.join(writerFiber).pipe(Effect.timeoutOption(FLUSH_TIMEOUT_MS), Effect.asVoid)
+            return outbox.finished.pipe(Effect.timeoutOption(FLUSH_TIMEOUT_MS), Effect.asVoid)
           })),
           Effect.ensuring(Deferred.done(ended, Exit.void))
         )
 
-      // the read loop's own fiber: the annotation below reaches only what runs in this one
-      const readLoopFiber = yield* Effect.forkChild(readLoop.pipe(Effect.annotateLogs({ remote })), { startImmediately: true })
-      reading = readLoopFiber
-      // closed (a takeover, a timer) before the reader existed to be stopped
-      if (phase._tag === "Closing") readLoopFiber.interruptUnsafe()
-      // interrupted here, the broker is stopping: the reader had no reason of its own
-      let stoppedFor: CloseReason.CloseReason = CloseReason.BrokerShutdown
-      yield* Fiber.await(readLoopFiber).pipe(
-        Effect.map((exit) => {
-          stoppedFor = CloseReason.ofExit(exit)
-        }),
-        Effect.ensuring(Effect.suspend(() => teardown(stoppedFor))),
-        Effect.annotateLogs({ remote })
+      // the reader runs in this fiber, the only part of it that can be interrupted: `step` stops
+      // it by interrupting this fiber (a handler runs to completion first), and so does the
+      // broker stopping (then the reader has no reason of its own); the teardown always runs
+      yield* Effect.uninterruptibleMask((restore) =>
+        Effect.withFiber((fiber) => {
+          reading = fiber
+          // closed (a takeover, a timer) before the reader started
+          if (phase._tag === "Closing") fiber.interruptUnsafe()
+          return Effect.flatMap(Effect.exit(restore(readLoop)), (exit) => teardown(CloseReason.ofExit(exit)))
+        })
       )
     })
-  ).pipe(Effect.catch((error) => Effect.logDebug("socket failed before it was read", error)))
+  ).pipe(Effect.annotateLogs({ remote }), Effect.ensuring(Effect.sync(() => wire.close())))
+}

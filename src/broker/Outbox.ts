@@ -22,11 +22,14 @@
  * Memory: every connection has one, mostly idle (issue 16: memory per idle connection). So it is
  * one object whose methods live on the prototype, not ~25 closures over a shared scope, and the
  * Effects of the slow-consumer machinery (monitor, reports, waiting publishers) are built only
- * when a congestion needs them.
+ * when a congestion needs them. Over a `DirectWriter` (a TCP or TLS socket) there is no writer
+ * fiber at all: the burst's `setImmediate` writes what is queued, and a full socket buffer waits
+ * for its drain event; only an Effect `Socket.Writer` (a WebSocket) gets a writer fiber.
  */
 import { Clock, Effect, Exit, Scope } from "effect"
 import * as Socket from "effect/socket/Socket"
 import type { Traffic } from "../observability/Stats.ts"
+import type { DirectWriter } from "../transport/Wire.ts"
 
 /** Largest batch handed to the socket in one write, so write completions (progress) stay frequent on slow links. */
 const MAX_WRITE_BYTES = 64 * 1024
@@ -47,6 +50,8 @@ export interface Subscriber {
   /** Sent (best effort) before closing a stalled connection: MQTT 5 DISCONNECT 0x97. */
   readonly disconnectPacket?: Uint8Array | undefined
 }
+
+const isDirect = (writer: Socket.Writer): writer is DirectWriter => "writeNow" in writer
 
 /** The outbound side of one connection. */
 export interface Outbox {
@@ -73,8 +78,15 @@ export interface Outbox {
   readonly dropped: () => number
   /** Bytes queued or being written. */
   readonly pendingBytes: () => number
-  /** Runs the writer until `close` and everything queued before it is written. */
+  /** Runs the writer until `close` and everything queued before it is written (for a writer that is not direct). */
   readonly run: Effect.Effect<void, Socket.SocketError>
+  /**
+   * Starts writing in the current scope (a fiber running `run` for a writer that is not direct);
+   * the slow-consumer monitor, when a congestion needs it, runs in that scope too.
+   */
+  readonly start: Effect.Effect<void, never, Scope.Scope>
+  /** Completes once the outbox is closed and what was queued is written (or the socket failed). */
+  readonly finished: Effect.Effect<void>
   /** Stops accepting bytes; `run` ends once what is queued is written. */
   readonly close: () => void
 }
@@ -106,19 +118,25 @@ class OutboxImpl implements Outbox {
   // times waiting publishers were released (the monitor bounds how long one set may wait)
   private releases = 0
   // the monitor: forked in `runScope` at the first congestion, then parked between congestions
-  private runScope: Scope.Closeable | undefined = undefined
+  private runScope: Scope.Scope | undefined = undefined
   private monitorStarted = false
   private wakeMonitor: (() => void) | undefined = undefined
+  // a direct writer: set while a write waits for the socket to drain; `done` once nothing more will be written
+  private draining = false
+  private done = false
+  private whenDone: (() => void) | undefined = undefined
 
   /** Bytes queued or being written; a function of its own, as callers keep it apart from the outbox. */
   readonly pendingBytes: () => number
 
   private readonly writer: Socket.Writer
+  private readonly direct: DirectWriter | undefined
   private readonly maxBytes: number
   private readonly traffic: Traffic
 
   constructor(writer: Socket.Writer, maxBytes: number, traffic: Traffic) {
     this.writer = writer
+    this.direct = isDirect(writer) ? writer : undefined
     this.maxBytes = maxBytes
     this.traffic = traffic
     this.pendingBytes = () => this.bytes
@@ -127,6 +145,7 @@ class OutboxImpl implements Outbox {
   /** Resumes the writer parked in `waitForBytes` (if it is). */
   signal(): void {
     this.scheduled = false
+    if (this.direct !== undefined) return this.pump()
     const resume = this.wake
     this.wake = undefined
     resume?.()
@@ -151,7 +170,7 @@ class OutboxImpl implements Outbox {
     this.buffer.push(bytes)
     // wake the writer once the current burst of handlers is done, not per packet: resuming it
     // here would write every packet with its own syscall
-    if (!this.scheduled && this.wake !== undefined) {
+    if (!this.scheduled && (this.direct !== undefined ? !this.draining : this.wake !== undefined)) {
       this.scheduled = true
       setImmediate(signalWriter, this)
     }
@@ -191,6 +210,7 @@ class OutboxImpl implements Outbox {
     const resume = this.wakeMonitor
     this.wakeMonitor = undefined
     resume?.()
+    // a direct writer writes what is queued now and is done once it is written
     this.signal()
   }
 
@@ -223,6 +243,61 @@ class OutboxImpl implements Outbox {
     })
   }
 
+  /** A direct writer: writes what is queued until the socket's buffer is full (then its drain resumes). */
+  pump(): void {
+    const direct = this.direct!
+    while (!this.draining && !this.done && this.head < this.buffer.length) {
+      const [chunks, size] = this.take()
+      let more: boolean
+      try {
+        more = direct.writeNow(chunks)
+      } catch {
+        // the socket is gone: nothing more will be written, and the reader sees the close
+        return this.finish()
+      }
+      if (more) {
+        this.written(size)
+      } else {
+        this.draining = true
+        direct.afterDrain((error) => {
+          this.draining = false
+          if (error !== undefined) return this.finish()
+          this.written(size)
+          this.pump()
+        })
+      }
+    }
+    if (!this.open && !this.draining && this.head >= this.buffer.length) this.finish()
+  }
+
+  private finish(): void {
+    this.done = true
+    this.buffer = []
+    this.head = 0
+    const resume = this.whenDone
+    this.whenDone = undefined
+    resume?.()
+  }
+
+  get start(): Effect.Effect<void, never, Scope.Scope> {
+    if (this.direct === undefined) return Effect.asVoid(Effect.forkScoped(Effect.exit(this.run)))
+    return Effect.map(Effect.scope, (scope) => {
+      this.runScope = scope
+    })
+  }
+
+  get finished(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.done) return Effect.void
+      return Effect.callback<void>((resume) => {
+        this.whenDone = () => resume(Effect.void)
+        return Effect.sync(() => {
+          this.whenDone = undefined
+        })
+      })
+    })
+  }
+
   get run(): Effect.Effect<void, Socket.SocketError> {
     return Effect.flatMap(Scope.make(), (scope) => {
       this.runScope = scope
@@ -230,7 +305,12 @@ class OutboxImpl implements Outbox {
         while: () => this.open || this.head < this.buffer.length,
         body: () => (this.head < this.buffer.length ? this.flush() : this.waitForBytes()),
         step: () => {}
-      }).pipe(Effect.ensuring(Scope.close(scope, Exit.void)))
+      }).pipe(
+        Effect.ensuring(Effect.suspend(() => {
+          this.finish()
+          return Scope.close(scope, Exit.void)
+        }))
+      )
     })
   }
 
@@ -243,7 +323,8 @@ class OutboxImpl implements Outbox {
     })
   }
 
-  private flush(): Effect.Effect<void, Socket.SocketError> {
+  /** Takes the next batch off the queue (at most MAX_WRITE_BYTES, at least one chunk) and its size. */
+  private take(): [Array<Uint8Array>, number] {
     let end = this.head
     let size = 0
     const buffer = this.buffer
@@ -263,16 +344,24 @@ class OutboxImpl implements Outbox {
         this.head = 0
       }
     }
+    return [chunks, size]
+  }
+
+  /** A write of `size` bytes completed. */
+  private written(size: number): void {
+    this.bytes -= size
+    this.traffic.bytesSent += size
+    this.writes++
+    // a completed write is progress: a stalled subscriber that reads again is healthy again
+    this.isStalled = false
+    if (this.bytes <= this.lowWater) this.releaseWaiters()
+  }
+
+  private flush(): Effect.Effect<void, Socket.SocketError> {
+    const [chunks, size] = this.take()
     return Effect.ensuring(
       this.writer.writeAll(chunks as [Uint8Array, ...Array<Uint8Array>]),
-      Effect.sync(() => {
-        this.bytes -= size
-        this.traffic.bytesSent += size
-        this.writes++
-        // a completed write is progress: a stalled subscriber that reads again is healthy again
-        this.isStalled = false
-        if (this.bytes <= this.lowWater) this.releaseWaiters()
-      })
+      Effect.sync(() => this.written(size))
     )
   }
 

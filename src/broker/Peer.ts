@@ -4,9 +4,8 @@
  * out for guessing passwords (`Core.admit`; TCP and TLS listeners ask it already as Node accepts
  * the connection, so here it catches WebSocket peers and connections accepted before the shut-out).
  */
-import { NodeSocket, NodeSocketServer } from "@effect/platform-node"
-import { Effect, Option } from "effect"
 import * as Tls from "node:tls"
+import type { Wire } from "../transport/Wire.ts"
 import type { Core } from "./Core.ts"
 
 /** The peer of one connection. */
@@ -34,31 +33,27 @@ const commonNameOf = (socket: Tls.TLSSocket): string | undefined => {
 }
 
 /**
- * The peer of the socket being served (a TCP or TLS socket, or a WebSocket's upgrade request),
+ * The peer of the connection being served (a TCP or TLS socket, or a WebSocket's upgrade request),
  * with Nagle turned off; undefined when it is gone already or shut out, in which case its
  * socket has been destroyed before it cost anything more.
  */
-export const identify = (core: Core): Effect.Effect<Peer | undefined> =>
-  Effect.gen(function*() {
-    const net = yield* Effect.serviceOption(NodeSocket.NetSocket)
-    // the TCP peer: the socket itself, or for a WebSocket its upgrade request's (a reverse proxy's, behind one)
-    const socket = Option.isSome(net)
-      ? net.value
-      : Option.getOrUndefined(yield* Effect.serviceOption(NodeSocketServer.IncomingMessage))?.socket
-    let remote = "websocket"
-    let certificate: Peer["certificate"] = undefined
-    if (socket !== undefined) {
-      // gone before it was served (no address any more), or from an address guessing passwords
-      if (socket.remoteAddress === undefined || core.admit?.(socket.remoteAddress) === false) {
-        socket.destroy()
-        return undefined
-      }
-      remote = `${socket.remoteAddress}:${socket.remotePort}`
+export const identify = (core: Core, wire: Wire): Peer | undefined => {
+  // the TCP peer: the socket itself, or for a WebSocket its upgrade request's (a reverse proxy's, behind one)
+  const socket = wire.tcp
+  let remote = "websocket"
+  let certificate: Peer["certificate"] = undefined
+  if (socket !== undefined) {
+    // gone before it was served (no address any more), or from an address guessing passwords
+    if (socket.remoteAddress === undefined || core.admit?.(socket.remoteAddress) === false) {
+      socket.destroy()
+      return undefined
     }
-    if (Option.isSome(net)) {
-      net.value.setNoDelay(true)
-      // the TLS listener hands over the socket once its handshake has completed
-      if (net.value instanceof Tls.TLSSocket) certificate = { commonName: commonNameOf(net.value) }
-    }
-    return { remote, certificate }
-  })
+    remote = `${socket.remoteAddress}:${socket.remotePort}`
+  }
+  if (socket !== undefined && wire.direct) {
+    socket.setNoDelay(true)
+    // the TLS listener hands over the socket once its handshake has completed
+    if (socket instanceof Tls.TLSSocket) certificate = { commonName: commonNameOf(socket) }
+  }
+  return { remote, certificate }
+}

@@ -261,42 +261,65 @@ const decodeFrame = (frame: Buffer, version: number): Packet | DecodeErrorReason
 }
 
 /**
+ * A connection's decoder: one object with its methods on the prototype, since every connection,
+ * idle or not, holds one (issue 16: memory per idle connection).
+ */
+class PacketDecoder implements Decoder {
+  private readonly splitter: FrameSplitter
+  private readonly frames: Array<Buffer> = []
+  private packets: Array<Packet> = []
+  private error: DecodeErrorReason | undefined = undefined
+  // known once CONNECT is parsed; before it, every frame goes to the pre-CONNECT parser
+  private version = 0
+
+  constructor(maxPacketSize: number, allowance: FrameAllowance | undefined) {
+    this.splitter = new FrameSplitter(maxPacketSize, allowance)
+  }
+
+  decode(chunk: Uint8Array): Decoded {
+    if (this.error === undefined) {
+      const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length)
+      const frames = this.frames
+      const frameError = this.splitter.push(bytes, frames)
+      for (const frame of frames) {
+        if (this.error !== undefined) break
+        const decoded = decodeFrame(frame, this.version)
+        if ("cmd" in decoded) {
+          if (decoded.cmd === "connect" && this.version === 0) this.version = decoded.protocolVersion ?? 4
+          this.packets.push(decoded)
+        } else this.error = decoded
+      }
+      frames.length = 0
+      if (frameError !== undefined) this.error ??= frameError
+    }
+    const result: Decoded = { packets: this.packets, error: this.error }
+    this.packets = []
+    return result
+  }
+
+  waitingFor(): number {
+    return this.error === undefined ? this.splitter.waitingFor : 0
+  }
+
+  adopt(bytes: number): void {
+    this.splitter.adopt(bytes)
+  }
+
+  dispose(): void {
+    this.splitter.dispose()
+  }
+
+  receivingLarge(): boolean {
+    return this.splitter.receivingLarge
+  }
+}
+
+/**
  * Creates a decoder that refuses packets larger than `maxPacketSize` bytes and takes partly
  * received packets' bytes from `allowance`.
  */
-export const makeDecoder = (maxPacketSize: number, allowance?: FrameAllowance): Decoder => {
-  const splitter = new FrameSplitter(maxPacketSize, allowance)
-  const frames: Array<Buffer> = []
-  let packets: Array<Packet> = []
-  let error: DecodeErrorReason | undefined
-  // known once CONNECT is parsed; before it, every frame goes to the pre-CONNECT parser
-  let version = 0
-  return {
-    decode: (chunk) => {
-      if (error === undefined) {
-        const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length)
-        const frameError = splitter.push(bytes, frames)
-        for (const frame of frames) {
-          if (error !== undefined) break
-          const decoded = decodeFrame(frame, version)
-          if ("cmd" in decoded) {
-            if (decoded.cmd === "connect" && version === 0) version = decoded.protocolVersion ?? 4
-            packets.push(decoded)
-          } else error = decoded
-        }
-        frames.length = 0
-        if (frameError !== undefined) error ??= frameError
-      }
-      const result: Decoded = { packets, error }
-      packets = []
-      return result
-    },
-    waitingFor: () => (error === undefined ? splitter.waitingFor : 0),
-    adopt: (bytes) => splitter.adopt(bytes),
-    dispose: () => splitter.dispose(),
-    receivingLarge: () => splitter.receivingLarge
-  }
-}
+export const makeDecoder = (maxPacketSize: number, allowance?: FrameAllowance): Decoder =>
+  new PacketDecoder(maxPacketSize, allowance)
 
 /** Feeds nothing: after `adopt`, carries on with the bytes that waited. */
 export const resume = (decoder: Decoder): Decoded => decoder.decode(RESUME)

@@ -1,12 +1,16 @@
 /**
- * Serving a `SocketServer` in the current scope: accepted sockets go to the handler until
- * the scope closes, which stops the listener and interrupts every connection.
+ * Serving a listener in the current scope: accepted connections go to the handler as a `Wire`
+ * until the scope closes, which stops the listener and interrupts every connection. TCP and TLS
+ * listen on a `net.Server` of their own (`serveNet`), handing each accepted socket to its handler
+ * in one fiber and nothing more; WebSocket goes through Effect's `SocketServer` (`serve`).
  */
-import { Effect, type Scope } from "effect"
+import { Context, Effect, Fiber, Scope } from "effect"
 import type * as NetAddress from "effect/net/NetAddress"
 import type * as Socket from "effect/socket/Socket"
 import type * as SocketServer from "effect/socket/SocketServer"
+import type * as Net from "node:net"
 import { type Endpoint, fromCause, type ListenerError } from "./ListenerError.ts"
+import * as Wire from "./Wire.ts"
 
 /** Where a listener ended up listening. */
 export interface BoundAddress {
@@ -19,6 +23,9 @@ const toBound = (transport: BoundAddress["transport"], address: NetAddress.Socke
   address._tag === "UnixPathAddress"
     ? { transport, host: address.path, port: 0 }
     : { transport, host: String(address.address), port: address.port }
+
+/** What serves one connection. */
+export type Handler = (wire: Wire.Wire) => Effect.Effect<void>
 
 /**
  * Starts serving `handler` on a server created in the current scope; returns its address.
@@ -37,3 +44,56 @@ export const serve = Effect.fnUntraced(function*<E>(
   yield* Effect.forkScoped(listening.run(handler))
   return toBound(endpoint.transport, listening.address)
 })
+
+const boundOf = (transport: BoundAddress["transport"], address: string | Net.AddressInfo | null): BoundAddress =>
+  address === null || typeof address === "string"
+    ? { transport, host: address ?? "", port: 0 }
+    : { transport, host: address.address, port: address.port }
+
+/**
+ * Listens on the `net.Server` that `create` makes (TCP, or TLS with `event` "secureConnection")
+ * until the scope closes; each accepted socket is served by `handler` in a fiber of its own, with
+ * the services of the caller. A socket that fails or closes before it is served is only destroyed.
+ */
+export const serveNet = (
+  endpoint: Endpoint,
+  create: () => Net.Server,
+  event: "connection" | "secureConnection",
+  handler: Handler
+): Effect.Effect<BoundAddress, ListenerError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    const services = Context.omit(Scope.Scope)(yield* Effect.context<never>())
+    const server = yield* Effect.try({ try: create, catch: (cause) => fromCause(endpoint, cause) })
+    // finalizers run last first: the connections are interrupted before the server stops listening
+    yield* Scope.addFinalizer(
+      scope,
+      Effect.callback<void>((resume) => {
+        server.close(() => resume(Effect.void))
+      })
+    )
+    const connections = yield* Scope.fork(scope)
+    const track = Fiber.runIn(connections)
+    server.on(event, (socket: Net.Socket) => {
+      // nothing is read before its wire exists
+      socket.pause()
+      if (socket.destroyed) return
+      track(Effect.runForkWith(services)(handler(Wire.fromNetSocket(socket))))
+    })
+    yield* Effect.callback<void, ListenerError>((resume) => {
+      const failed = (error: Error) => resume(Effect.fail(fromCause(endpoint, error)))
+      server.once("error", failed)
+      try {
+        server.listen({ host: endpoint.host, port: endpoint.port }, () => {
+          server.off("error", failed)
+          resume(Effect.void)
+        })
+      } catch (cause) {
+        server.off("error", failed)
+        resume(Effect.fail(fromCause(endpoint, cause)))
+      }
+    })
+    // an error after listening (EMFILE on accept, for one) must not end the process
+    server.on("error", () => {})
+    return boundOf(endpoint.transport, server.address())
+  })

@@ -1,12 +1,10 @@
 /** MQTT over TLS (conventionally port 8883). */
-import { NodeSocketServer } from "@effect/platform-node"
 import { Effect, type Scope } from "effect"
-import type * as Socket from "effect/socket/Socket"
 import * as Crypto from "node:crypto"
 import * as Tls from "node:tls"
 import type { TlsListenerConfig } from "../config/BrokerConfig.ts"
 import { type Admit, serverOptions } from "./Admission.ts"
-import { type BoundAddress, serve } from "./Listener.ts"
+import { type BoundAddress, type Handler, serveNet } from "./Listener.ts"
 import { InvalidTlsMaterial, ListenerError } from "./ListenerError.ts"
 
 const toBuffer = (pem: string | Uint8Array): string | Buffer => (typeof pem === "string" ? pem : Buffer.from(pem))
@@ -57,7 +55,7 @@ export const caProblem = (ca: string | Uint8Array): string | undefined => {
  */
 export const listen = (
   options: TlsListenerConfig,
-  handler: (socket: Socket.Socket) => Effect.Effect<void>,
+  handler: Handler,
   admit?: Admit
 ): Effect.Effect<BoundAddress, ListenerError, Scope.Scope> =>
   Effect.suspend(() => {
@@ -66,22 +64,22 @@ export const listen = (
     if (problem !== undefined) {
       return Effect.fail(new ListenerError({ ...endpoint, reason: new InvalidTlsMaterial({ problem }) }))
     }
-    return serve(
-      endpoint,
-      NodeSocketServer.makeTls({
-        host: endpoint.host,
-        port: options.port,
-        key: toBuffer(options.key),
-        cert: toBuffer(options.cert),
-        // TLS 1.0/1.1 are deprecated (RFC 8996): clients speaking only those are refused
-        minVersion: "TLSv1.2",
-        ...(options.ca === undefined ? {} : { ca: toBuffer(options.ca) }),
-        // as Mosquitto: a certificate is asked for only when it is required, and then a missing
-        // or unverifiable one ends the handshake before any MQTT byte is read
-        requestCert: options.requireCertificate === true,
-        rejectUnauthorized: options.requireCertificate === true,
-        ...serverOptions(admit)
-      }),
-      handler
-    )
+    const tlsOptions: Tls.TlsOptions = {
+      key: toBuffer(options.key),
+      cert: toBuffer(options.cert),
+      // TLS 1.0/1.1 are deprecated (RFC 8996): clients speaking only those are refused
+      minVersion: "TLSv1.2",
+      ...(options.ca === undefined ? {} : { ca: toBuffer(options.ca) }),
+      // as Mosquitto: a certificate is asked for only when it is required, and then a missing
+      // or unverifiable one ends the handshake before any MQTT byte is read
+      requestCert: options.requireCertificate === true,
+      rejectUnauthorized: options.requireCertificate === true,
+      ...serverOptions(admit)
+    }
+    return serveNet(endpoint, () => {
+      const server = Tls.createServer(tlsOptions)
+      // a failed handshake (no or a bad client certificate, not TLS at all) only closes that socket
+      server.on("tlsClientError", (_error, socket) => socket.destroy())
+      return server
+    }, "secureConnection", handler)
   })

@@ -1,15 +1,15 @@
 /** MQTT over WebSocket: binary frames carry the MQTT byte stream (subprotocol "mqtt"). */
 import { NodeSocketServer } from "@effect/platform-node"
-import type { Effect, Scope } from "effect"
-import type * as Socket from "effect/socket/Socket"
+import { Effect, type Scope } from "effect"
 import type { WebSocketListenerConfig } from "../config/BrokerConfig.ts"
-import { type BoundAddress, serve } from "./Listener.ts"
+import { type BoundAddress, type Handler, serve } from "./Listener.ts"
+import * as Wire from "./Wire.ts"
 import type { ListenerError } from "./ListenerError.ts"
 
 /** Listens for WebSocket upgrades until the scope closes. */
 export const listen = (
   options: WebSocketListenerConfig,
-  handler: (socket: Socket.Socket) => Effect.Effect<void>
+  handler: Handler
 ): Effect.Effect<BoundAddress, ListenerError, Scope.Scope> => {
   const host = options.host ?? "0.0.0.0"
   return serve(
@@ -21,6 +21,11 @@ export const listen = (
       handleProtocols: (protocols: Set<string>) =>
         protocols.has("mqtt") ? "mqtt" : protocols.has("mqttv3.1") ? "mqttv3.1" : false
     }),
-    handler
+    // Effect's socket, read and written through the same `Wire` interface; closed with the handler's scope
+    (socket) =>
+      Effect.scoped(
+        Effect.flatMap(Effect.serviceOption(NodeSocketServer.IncomingMessage), (upgrade) =>
+          Effect.flatMap(Wire.fromSocket(socket, upgrade._tag === "Some" ? upgrade.value : undefined), handler))
+      ).pipe(Effect.catch((error) => Effect.logDebug("socket failed before it was read", error)))
   )
 }
