@@ -10,7 +10,6 @@
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Cause, Console, Effect, Layer, Option } from "effect"
 import { Command } from "effect/cli"
-import mqttPacket from "mqtt-packet"
 import * as Broker from "./broker/Broker.ts"
 import * as Workers from "./cluster/Workers.ts"
 import * as BrokerConfig from "./config/BrokerConfig.ts"
@@ -94,11 +93,6 @@ const command = Command.make(
 )
 
 tuneGarbageCollector()
-// mqtt-packet's encoder otherwise fills a cache of 65,536 two-byte Buffers (~7 MB of heap, for
-// the life of the process) at the first packet it writes; the broker encodes PUBLISH and acks
-// itself and mqtt-packet only the rarer packets (one template per message), where a 2-byte
-// allocation per number costs nothing measurable (issue 16: memory of the running broker)
-mqttPacket.writeToStream.cacheNumbers = false
 Shutdown.install({ program: ExitCode.PROGRAM })
 
 command.pipe(

@@ -9,6 +9,13 @@ import type { Outgoing } from "../session/Transitions.ts"
 import type { Packet } from "./Packet.ts"
 import { encodePublishPacket, packetIdOffset, type PublishOptions } from "./Publish.ts"
 
+// mqtt-packet's encoder otherwise fills a cache of 65,536 two-byte Buffers (~7 MB of heap, for
+// the life of the process) at the first packet it writes; the broker encodes PUBLISH and acks
+// itself and mqtt-packet only the rarer packets (one template per message), where a 2-byte
+// allocation per number costs nothing measurable (issue 16: memory of the running
+// broker). Set where the codec is loaded, so a broker embedded as a Layer gets it too.
+mqttPacket.writeToStream.cacheNumbers = false
+
 export { type Decoded, type DecodeErrorReason, type Decoder, makeDecoder, resume } from "./Decoder.ts"
 export type { PublishOptions } from "./Publish.ts"
 
