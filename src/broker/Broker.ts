@@ -81,6 +81,9 @@ const restoreRetained = Effect.fnUntraced(function*(core: Core) {
   core.router.retained.writeThrough(store.value)
 })
 
+/** The shared subscriptions a forwarded message asks this node to serve, when it asks none. */
+const noShared: ReadonlySet<string> = new Set()
+
 /** Starts a broker in the current scope. */
 export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.BrokerConfig> = {}) {
   const config = BrokerConfig.make(overrides)
@@ -122,7 +125,15 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
   yield* restoreRetained(core)
   if (cluster !== undefined) {
     cluster.onClaimed((clientId) => Handover.letGo(core, clientId))
-    yield* cluster.listen((forwarded) => Delivery.publishForwarded(core, forwarded.message, forwarded.publisherId, new Set(forwarded.shared)))
+    yield* cluster.listen((forwarded) =>
+      Delivery.publishForwarded(
+        core,
+        forwarded.message,
+        forwarded.publisherId,
+        // most forwarded messages serve no shared subscription: no Set for them
+        forwarded.shared.length === 0 ? noShared : new Set(forwarded.shared)
+      )
+    )
   }
 
   const plugin = yield* Effect.serviceOption(SessionPlugin)

@@ -1,7 +1,7 @@
 /**
  * One client connection as a thin Effect program around the `ConnectionPhase` state machine: a
- * reader that decodes packets and runs each handler to completion, and a writer fiber draining
- * the outbox; the broker's watchdog enforces the connect timeout and keepalive. Whatever ends
+ * reader that decodes packets and runs each handler to completion, and an outbox that writes
+ * what they queue in batches; the broker's watchdog enforces the connect timeout and keepalive. Whatever ends
  * the connection becomes one `CloseReason` (client DISCONNECT, protocol violation, refused
  * CONNECT, takeover, keepalive, shutdown, I/O error, a bug), and the teardown is the same for
  * every reason: a live MQTT 5 client gets a DISCONNECT saying why, the session transition for

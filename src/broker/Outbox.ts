@@ -1,7 +1,7 @@
 /**
  * A connection's outbound bytes: producers (its own handlers and other clients'
- * deliveries) append synchronously; one writer fiber drains what is queued in batched socket
- * writes, so a burst of deliveries costs one write, not one per packet.
+ * deliveries) append synchronously; what is queued goes out in batched socket writes once per
+ * burst, so a burst of deliveries costs one write, not one per packet.
  *
  * Slow-consumer policy (README "Slow consumers"; `FlowControl` applies it to QoS 0):
  * - up to the high-water mark everything is queued and nobody waits;

@@ -2,10 +2,9 @@
  * Refusing a TCP connection at accept, from its peer address alone. Node's `net.Server` asks its
  * `blockList` about every accepted connection before it makes a `net.Socket` of it, and closes the
  * handle of a blocked one right there; a BlockList whose `check` asks a function of ours turns that
- * into an admission hook. A refused connection then costs no socket object, no TLS handshake and
- * none of the per-connection Socket, fiber and scope that Effect's socket server sets up before
- * any handler could refuse it — under a flood of thousands of connections a second, that work and
- * the garbage it leaves are what delay the clients already connected.
+ * into an admission hook. A refused connection then costs no socket object, no TLS handshake, no
+ * wire and no fiber — under a flood of thousands of connections a second, that work and the
+ * garbage it leaves are what delay the clients already connected.
  */
 import * as Net from "node:net"
 
