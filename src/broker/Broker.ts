@@ -61,16 +61,23 @@ export class Broker extends Context.Service<Broker, {
 }>()("effect-mqtt-broker/broker/Broker") {}
 
 /** Puts the subscriptions of sessions already in the provider back into the router. */
-const restoreRouter = Effect.fnUntraced(function*(core: Core) {
+/** Routes stored sessions here, offline (their subscriptions in the router, their expiry watched). */
+const routeStored = Effect.fnUntraced(function*(core: Core, clientIds: ReadonlyArray<string>) {
   const provider = yield* SessionStateProvider
   const now = yield* Clock.currentTimeMillis
-  for (const clientId of yield* provider.clientIds) {
+  for (const clientId of clientIds) {
     const stored = yield* provider.get(clientId)
     if (Option.isNone(stored)) continue
     for (const [filter, subscription] of stored.value.subscriptions) core.router.subscriptions.add(clientId, filter, subscription)
-    // at start every stored session is offline
     core.expiry.schedule(clientId, nextDeadline(stored.value.disconnectedAt === undefined ? { ...stored.value, disconnectedAt: now } : stored.value))
   }
+})
+
+/** At start every stored session is offline: all of them routed here; says which they are. */
+const restoreRouter = Effect.fnUntraced(function*(core: Core) {
+  const clientIds = yield* (yield* SessionStateProvider).clientIds
+  yield* routeStored(core, clientIds)
+  return clientIds
 })
 
 /** With a durable retained store (a persistent provider's Layer): its messages back in the router, later changes written through. */
@@ -80,6 +87,9 @@ const restoreRetained = Effect.fnUntraced(function*(core: Core) {
   for (const message of store.value.stored) core.router.retained.set(message.topic, message)
   core.router.retained.writeThrough(store.value)
 })
+
+/** Waits until every session change made so far is durable (at once over a provider that stores each before returning). */
+const durable = (core: Core): Effect.Effect<void> => Effect.callback<void>((resume) => core.sessions.whenDurable(() => resume(Effect.void)))
 
 /** The shared subscriptions a forwarded message asks this node to serve, when it asks none. */
 const noShared: ReadonlySet<string> = new Set()
@@ -120,20 +130,29 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
   }
   // in a cluster, the stored sessions are restored by the first node only: two nodes holding one
   // offline session's subscriptions would each queue every message for it
-  if (cluster === undefined || cluster.peersAtStart === 0) yield* restoreRouter(core)
-  else yield* Effect.logInfo("cluster: other nodes are alive, so the stored sessions' subscriptions stay with them")
+  const restored = cluster === undefined || cluster.peersAtStart === 0 ? yield* restoreRouter(core) : undefined
+  if (restored === undefined) yield* Effect.logInfo("cluster: other nodes are alive, so the stored sessions' subscriptions stay with them")
   yield* restoreRetained(core)
   if (cluster !== undefined) {
-    cluster.onClaimed((clientId) => Handover.letGo(core, clientId))
-    yield* cluster.listen((forwarded) =>
-      Delivery.publishForwarded(
-        core,
-        forwarded.message,
-        forwarded.publisherId,
-        // most forwarded messages serve no shared subscription: no Set for them
-        forwarded.shared.length === 0 ? noShared : new Set(forwarded.shared)
-      )
-    )
+    const provider = yield* SessionStateProvider
+    yield* cluster.serve({
+      deliver: (forwarded, only) =>
+        Delivery.publishForwarded(
+          core,
+          forwarded.message,
+          forwarded.publisherId,
+          // most forwarded messages serve no shared subscription: no Set for them
+          forwarded.shared.length === 0 ? noShared : new Set(forwarded.shared),
+          only
+        ).pipe(Effect.andThen(durable(core))),
+      letGo: (clientId) => Handover.letGo(core, clientId),
+      adopt: (clientIds) =>
+        routeStored(core, clientIds).pipe(
+          Effect.provideService(SessionStateProvider, provider),
+          Effect.catch((error) => Effect.logWarning(`cluster: routing adopted sessions: ${error.message}`))
+        )
+    })
+    if (restored !== undefined) yield* cluster.restored(restored)
   }
 
   const plugin = yield* Effect.serviceOption(SessionPlugin)

@@ -111,14 +111,18 @@ export const publish = Effect.fnUntraced(function*(core: Core, message: Message,
 /**
  * Delivers a message another cluster node forwarded: to this node's matching subscribers and the
  * shared subscriptions it was asked to serve. Its retained bookkeeping happened where it was published.
+ * With `only`, to those of the subscribers only (a message sent to a dead node, delivered to the
+ * sessions this node adopted from it: its own subscribers had their copy).
  */
 export const publishForwarded = (
   core: Core,
   message: Message,
   publisherId: string | undefined,
-  shared: ReadonlySet<string>
+  shared: ReadonlySet<string>,
+  only?: ReadonlySet<string>
 ): Effect.Effect<void, SessionStoreError> => {
-  const route = core.router.subscriptions.route(message.topic, publisherId)
+  const matched = core.router.subscriptions.route(message.topic, publisherId)
+  const route = only === undefined ? matched : { clients: new Map(Array.from(matched.clients).filter(([clientId]) => only.has(clientId))), shared: matched.shared }
   if (route.clients.size === 0 && route.shared.length === 0) return Effect.void
   return Effect.gen(() => fanOut(core, route, message, publisherId, shared))
 }

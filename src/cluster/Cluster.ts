@@ -41,21 +41,43 @@ export interface ClusterNode {
     publisherId: string | undefined,
     localShared: ReadonlyArray<SharedGroup>
   ) => Effect.Effect<ReadonlySet<string> | undefined>
-  /** Starts delivering what peers forward to this node, one message after the other (in their order). */
-  readonly listen: (deliver: (forwarded: Forwarded) => Effect.Effect<void, unknown>) => Effect.Effect<void, never, Scope.Scope>
+  /**
+   * Starts serving the cluster with `host`: delivering what peers send to this node (one message
+   * after the other, in their order), handing clients over when claimed, adopting the sessions of
+   * nodes that died or stopped.
+   */
+  readonly serve: (host: Host) => Effect.Effect<void, never, Scope.Scope>
+  /**
+   * The first node of a cluster restored every stored session into its router: it adopts what the
+   * nodes of before left (their undelivered messages), then owns every one of `clientIds`.
+   */
+  readonly restored: (clientIds: ReadonlyArray<string>) => Effect.Effect<void>
   /**
    * Makes this node the owner of `clientId` (the node its connection, and the subscriptions of
-   * its session, live on). The node that owned it before, if alive, ends its connection there
-   * (a takeover) and drops its subscriptions; resolves once it has, or after a timeout when it
-   * does not answer (it is dying). At once when this node or nobody owned it.
+   * its session, live on). The node that owned it before, if alive, first delivers what was sent
+   * to it before the claim, then ends the connection there (a takeover), drops the subscriptions
+   * and hands the client over; a dead one's sessions and undelivered messages are adopted by a
+   * live node first, which then hands it over. At once when this node or nobody owned it; after
+   * a timeout, taken anyway, when the owner is alive but does not answer.
    */
   readonly claim: (clientId: string) => Effect.Effect<void>
   /** Whether this node owns `clientId` now: a CONNECT on another node may have claimed it since. */
   readonly owns: (clientId: string) => Effect.Effect<boolean>
   /** Gives `clientId` up if this node owns it: its session ended with its connection. */
   readonly release: (clientId: string) => Effect.Effect<void>
-  /** What this node does when another claims one of its clients: end the connection, drop its subscriptions. */
-  readonly onClaimed: (handler: (clientId: string) => Effect.Effect<void>) => void
+}
+
+/** What a node's broker does for the cluster. */
+export interface Host {
+  /**
+   * Delivers a message a peer sent: to this node's matching subscribers (only those in `only`
+   * when given); resolves once their sessions hold it durably.
+   */
+  readonly deliver: (forwarded: Forwarded, only: ReadonlySet<string> | undefined) => Effect.Effect<void, unknown>
+  /** Another node claimed `clientId`: end its connection here and drop its subscriptions. */
+  readonly letGo: (clientId: string) => Effect.Effect<void>
+  /** This node adopted `clientIds` from a dead node: route their stored sessions here (offline). */
+  readonly adopt: (clientIds: ReadonlyArray<string>) => Effect.Effect<void>
 }
 
 /** Joining the other broker nodes. */

@@ -3,27 +3,38 @@
  *
  * Layout, under `<prefix>cluster:` (prefix default `mqtt:`, as the session provider's):
  * - `nodes`: the set of node ids; `node:<id>:alive`: a key with a TTL (3 heartbeats) the node
- *   refreshes every heartbeat. A node whose key expired is dead: peers forget its filters, so it
- *   no longer attracts traffic, and remove its keys;
+ *   refreshes every heartbeat;
  * - `node:<id>:filters`: the set of filters that node's clients subscribe to (one entry however
- *   many clients hold it); `node:<id>` is the channel messages for that node are published on;
- * - `control`: the channel every node hears: filter added / removed, filters reset, node left,
- *   retained message changed;
+ *   many clients hold it);
+ * - `node:<id>:stream`: a stream of what is sent to that node, in order: batches of forwarded
+ *   messages and claims of its clients. The node deletes an entry once it has handled it (its
+ *   sessions hold the messages), so what a node that dies had not handled stays there;
+ * - `owner:<clientId>`: the node a client's connection, or its offline session's subscriptions,
+ *   live on; `node:<id>:clients`: the client ids a node owns;
+ * - `node:<id>:gone`: the node that adopted a dead one (for ten minutes): what is still sent to
+ *   the dead one goes to the adopter's stream, marked as sent to the dead one;
+ * - `control`: the channel every node hears: filter added / removed, filters reset, node left or
+ *   adopted, retained message changed; `node:<id>:takeover`: answers to a node's claims;
  * - `retained`: a hash topic → message, the cluster's retained messages.
  *
  * A filter set change and its control event are one Lua script, so they happen in one order
  * for everyone; a peer subscribes to `control` before it reads a set, and applies the events it
- * heard after the read, so its copy converges (set updates replayed over a newer snapshot end
- * in the same state). Retained changes: the same, and a node ignores others' changes to a
- * topic while its own write to it is in flight (Redis orders it after them).
+ * heard after the read, so its copy converges. Retained changes: the same, and a node ignores
+ * others' changes to a topic while its own write to it is in flight (Redis orders it after them).
  *
  * Forwarded messages are batched per node until the end of the event loop turn (at most
- * `MAX_BATCH`), one PUBLISH per batch: a node then delivers a batch in one go, and its outboxes
- * write it at once (QoS 0 from A to a subscriber on B: ~14k msg/s one PUBLISH per message, ~50k
- * batched, as fast as within one node on the same machine). Commands go out on one connection in
- * the order they are issued, which keeps messages from one publisher on one topic in order to
- * every node; each node delivers what it receives one message after the other. Pub/sub is at most once: a node away from Redis misses what was sent
- * meanwhile (see README "Cluster").
+ * `MAX_BATCH`), one stream entry per batch; commands go out on one connection in the order they are
+ * issued, which keeps messages from one publisher on one topic in order to every node, and each
+ * node handles its stream in order. A QoS 1 or 2 message is acknowledged to its publisher once
+ * every copy is in a stream.
+ *
+ * A node that dies (its heartbeat key expired twice in a row as seen by a peer) or stops is
+ * **adopted** by one live node (a lock with `SET NX`): the adopter takes over its clients'
+ * ownership, routes their stored sessions itself, marks the dead node gone (later sends to it are
+ * redirected to the adopter), delivers what the dead node's stream still holds to the adopted
+ * sessions, then deletes its keys and announces `Adopted`. Until then peers keep sending to the
+ * dead node's stream: a message acknowledged to its publisher is never lost with a node. A client
+ * may get a message twice around a node's death (QoS 1 is at least once).
  */
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
 import { Effect, Layer, Queue, Semaphore } from "effect"
@@ -34,10 +45,12 @@ import type { Router } from "../routing/Router.ts"
 import type { SharedGroup } from "../routing/SubscriptionIndex.ts"
 import type { Message } from "../session/Message.ts"
 import * as SessionCodec from "../session/SessionCodec.ts"
-import { Cluster, ClusterError, type ClusterNode } from "./Cluster.ts"
+import { Cluster, ClusterError, type ClusterNode, type Host } from "./Cluster.ts"
 import * as Envelope from "./Envelope.ts"
 import { NodeFilters } from "./NodeFilters.ts"
 import * as Plan from "./Plan.ts"
+import * as Scripts from "./Scripts.ts"
+import * as StreamEntries from "./StreamEntries.ts"
 
 /** Where the keys live and how often a node says it is alive. */
 export interface Options {
@@ -55,25 +68,7 @@ export interface LayerOptions extends Options {
   readonly url: string
 }
 
-/** Changes a set or hash and announces it on a channel, in one step. KEYS[1]: the set or hash; ARGV: op, field, value, channel, event. */
-const CHANGE_AND_ANNOUNCE = `
-local op = ARGV[1]
-if op == 'sadd' then redis.call('SADD', KEYS[1], ARGV[2])
-elseif op == 'srem' then redis.call('SREM', KEYS[1], ARGV[2])
-elseif op == 'hset' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-elseif op == 'hdel' then redis.call('HDEL', KEYS[1], ARGV[2])
-end
-redis.call('PUBLISH', ARGV[4], ARGV[5])
-return 1
-`
 
-/** Writes a node's whole filter set anew and announces it. KEYS[1]: the set; ARGV[1]: channel, ARGV[2]: event, ARGV[3..]: filters. */
-const RESET_FILTERS = `
-redis.call('DEL', KEYS[1])
-for i = 3, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]) end
-redis.call('PUBLISH', ARGV[1], ARGV[2])
-return 1
-`
 
 type Client = NodeRedis.NodeRedis["Service"]["client"]
 
@@ -111,23 +106,30 @@ export const make = Effect.fnUntraced(function*(options: Options = {}) {
 
 const keys = (prefix: string) => ({
   nodes: `${prefix}nodes`,
+  /** What key names of a node start with, for the scripts that pick the node. */
+  nodePrefix: `${prefix}node:`,
   alive: (node: string) => `${prefix}node:${node}:alive`,
   filters: (node: string) => `${prefix}node:${node}:filters`,
-  channel: (node: string) => `${prefix}node:${node}`,
+  stream: (node: string) => `${prefix}node:${node}:stream`,
+  clients: (node: string) => `${prefix}node:${node}:clients`,
+  gone: (node: string) => `${prefix}node:${node}:gone`,
+  adopter: (node: string) => `${prefix}node:${node}:adopter`,
   control: `${prefix}control`,
   retained: `${prefix}retained`,
   owner: (clientId: string) => `${prefix}owner:${clientId}`,
   takeovers: (node: string) => `${prefix}node:${node}:takeover`
 })
 
-/** Deletes KEYS[1] if it holds ARGV[1]: a node gives up a client id only if it still owns it. */
-const RELEASE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`
-
-/** How long a claim waits for the previous owner to end the connection (its teardown flushes for up to 2 s). */
+/** How long a claim waits for a live owner to answer (its connection's teardown flushes for up to 2 s). */
 const CLAIM_TIMEOUT_MS = 5_000
+/** How long an adopter holds its lock on a dead node: another node adopts it after, if the adopter died meanwhile. */
+const ADOPTION_LOCK_MS = 60_000
+/** How long sends to an adopted node are still redirected to its adopter: longer than any peer needs to hear of it. */
+const GONE_MS = 600_000
+/** How long a read of the stream waits for entries before it reads again. */
+const READ_BLOCK_MS = 1_000
+/** Stream entries handled in one go (each a batch of up to `MAX_BATCH` messages, or a claim). */
+const READ_COUNT = 64
 
 /** A hash as HGETALL answers it: node-redis gives an object (RESP3 map), or field/value pairs in a flat array (RESP2). */
 const fieldsOf = (reply: unknown): Array<[string, string]> => {
@@ -146,6 +148,25 @@ const membersOf = (reply: unknown): Array<string> =>
   Array.isArray(reply) || reply instanceof Set ? Array.from(reply as Iterable<unknown>, String) : []
 
 const send = <A>(client: Client, args: ReadonlyArray<string>): Promise<A> => client.sendCommand([...args]) as Promise<A>
+
+/** A second connection for blocking reads of the node's stream (a blocked connection can send nothing else). */
+const connectReader = (client: Client) =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: async () => {
+        const reader = client.duplicate()
+        // reconnects are node-redis' own; failed reads are counted by the read loop
+        reader.on("error", () => {})
+        await reader.connect()
+        return reader
+      },
+      catch: (cause) => new ClusterError({ operation: "connect", cause })
+    }),
+    (reader) =>
+      Effect.sync(() => {
+        if (reader.isOpen) reader.destroy()
+      })
+  )
 
 const joinAs = Effect.fnUntraced(function*(
   redis: Redis.Redis["Service"],
@@ -174,8 +195,8 @@ const joinAs = Effect.fnUntraced(function*(
 
   // listen first: what changes after a set is read below is heard
   const control = yield* redis.subscribe(key.control)
-  const inbox = yield* redis.subscribe(key.channel(self))
   const takeovers = yield* redis.subscribe(key.takeovers(self))
+  const reader = yield* connectReader(client)
 
   /** Reads `node`'s filter set (a snapshot; the control events heard since apply on top). */
   const load = (node: string) =>
@@ -192,12 +213,12 @@ const joinAs = Effect.fnUntraced(function*(
   // this node's filters: how many local subscriptions hold each (only the first and last go to Redis)
   const held = new Map<string, number>()
   const announce = (op: string, target: string, field: string, value: string, event: Envelope.Control) =>
-    send(client, ["EVAL", CHANGE_AND_ANNOUNCE, "1", target, op, field, value, key.control, Envelope.encodeControl(event)])
+    send(client, ["EVAL", Scripts.CHANGE_AND_ANNOUNCE, "1", target, op, field, value, key.control, Envelope.encodeControl(event)])
   /** Writes this node's whole filter set again (at join, and when Redis has lost it). */
   const resetFilters = () =>
     send(client, [
       "EVAL",
-      RESET_FILTERS,
+      Scripts.RESET_FILTERS,
       "1",
       key.filters(self),
       key.control,
@@ -219,13 +240,28 @@ const joinAs = Effect.fnUntraced(function*(
     pendingRetained.set(topic, (pendingRetained.get(topic) ?? 0) + 1)
     const event = Envelope.encodeControl({ _tag: "Retained", node: self, topic, message })
     const written = message === undefined
-      ? send(client, ["EVAL", CHANGE_AND_ANNOUNCE, "1", key.retained, "hdel", topic, "", key.control, event])
-      : send(client, ["EVAL", CHANGE_AND_ANNOUNCE, "1", key.retained, "hset", topic, SessionCodec.encodeMessage(message), key.control, event])
+      ? send(client, ["EVAL", Scripts.CHANGE_AND_ANNOUNCE, "1", key.retained, "hdel", topic, "", key.control, event])
+      : send(client, ["EVAL", Scripts.CHANGE_AND_ANNOUNCE, "1", key.retained, "hset", topic, SessionCodec.encodeMessage(message), key.control, event])
     written.catch((cause) => {
       settle(topic)
       failed(cause)
     })
   }
+
+  // what the broker does for the cluster, once it serves (until then nothing is adopted)
+  let host: Host | undefined
+  // adopting a dead node runs on its own fiber, once per node at a time
+  const adopting = new Set<string>()
+  // a dead node seen once without its heartbeat: adopted only if it is still silent at the next
+  // heartbeat (after Redis was away, every node's heartbeat key may have expired meanwhile)
+  const suspects = new Set<string>()
+  let adoptIfFree: (node: string) => Effect.Effect<void> = () => Effect.void
+  const adoptInBackground = (node: string) =>
+    Effect.suspend(() => {
+      if (host === undefined || adopting.has(node)) return Effect.void
+      adopting.add(node)
+      return Effect.asVoid(Effect.forkDetach(Effect.ensuring(adoptIfFree(node), Effect.sync(() => adopting.delete(node)))))
+    })
 
   const onControl = (event: Envelope.Control): Effect.Effect<void, ClusterError> => {
     switch (event._tag) {
@@ -238,6 +274,9 @@ const joinAs = Effect.fnUntraced(function*(
       case "FiltersReset":
         return event.node === self ? Effect.void : load(event.node)
       case "NodeLeft":
+        // its stream and sessions wait for an adopter; peers keep sending to it until then
+        return event.node === self ? Effect.void : adoptInBackground(event.node)
+      case "Adopted":
         if (event.node !== self) forget(event.node)
         return Effect.void
       case "Retained": {
@@ -254,7 +293,7 @@ const joinAs = Effect.fnUntraced(function*(
 
   /**
    * Says this node is alive, writes its filters again if Redis lost them, reads the filters of
-   * peers it has not read yet, and forgets (and cleans up after) peers whose heartbeat expired.
+   * peers it has not read yet, and has the peers whose heartbeat expired adopted.
    */
   const heartbeat = Effect.gen(function*() {
     yield* attempt("heartbeat", () => send(client, ["SET", key.alive(self), "1", "PX", ttl]))
@@ -263,29 +302,34 @@ const joinAs = Effect.fnUntraced(function*(
     const members = membersOf(yield* attempt("read nodes", () => send<unknown>(client, ["SMEMBERS", key.nodes])))
     const others = members.filter((node) => node !== self)
     const alive = yield* attempt("read nodes", () => Promise.all(others.map((node) => send<number>(client, ["EXISTS", key.alive(node)]))))
-    const living = new Set<string>()
+    let living = 0
     for (const [index, node] of others.entries()) {
       if (alive[index] === 1) {
-        living.add(node)
+        living++
+        suspects.delete(node)
         if (!loaded.has(node)) yield* load(node)
       } else {
-        forget(node)
-        yield* attempt("clean up", () => send(client, ["SREM", key.nodes, node]).then(() => send(client, ["DEL", key.filters(node)])))
-        yield* Effect.logInfo(`cluster: node ${node} is gone (no heartbeat); its filters no longer attract messages`)
+        // a dead node's filters still attract messages: into its stream, for its adopter
+        if (!loaded.has(node)) yield* load(node)
+        if (suspects.has(node)) yield* adoptInBackground(node)
+        else suspects.add(node)
       }
     }
-    // heard of (a control event) but not in the set: it left, or never finished joining
-    for (const node of peers.nodes) if (!living.has(node)) forget(node)
+    // heard of (a control event) but not a member: it was adopted, or never finished joining
+    const known = new Set(members)
+    for (const node of peers.nodes) if (!known.has(node)) forget(node)
     if (failedWrites > 0) {
       yield* Effect.logWarning(`cluster: ${failedWrites} writes to Redis failed since the last heartbeat: ${lastFailure}`)
       failedWrites = 0
     }
-    return living.size
+    return living
   })
 
-  // join: an empty filter set (what a node of the same id left behind attracts nothing), the
-  // retained messages, alive, the peers' filters; then this node's own filters follow the router
+  // join: no gone marker for this id (sends to it go to it), an empty filter set (what a node of
+  // the same id left behind attracts nothing), the retained messages, alive, the peers' filters;
+  // then this node's own filters follow the router
   const peersAtStart = yield* serial.withPermits(1)(Effect.gen(function*() {
+    yield* attempt("join", () => send(client, ["DEL", key.gone(self), key.adopter(self)]))
     yield* attempt("write filters", resetFilters)
     const retained = yield* attempt("read retained", () => send<unknown>(client, ["HGETALL", key.retained]))
     for (const [topic, text] of fieldsOf(retained)) {
@@ -318,15 +362,21 @@ const joinAs = Effect.fnUntraced(function*(
   router.retained.writeThrough({ set: writeRetained, delete: (topic) => writeRetained(topic, undefined) })
   yield* Effect.logInfo(`cluster: node ${self} joined, ${peersAtStart} other node${peersAtStart === 1 ? "" : "s"} alive`)
 
-  // leaving: peers forget this node at once rather than after its heartbeat expires
+  // leaving: with no client left (no offline session routed here), its keys go and peers forget it
+  // at once; with some, it is no longer alive and a peer adopts it at once (its sessions, and what
+  // is still sent here) rather than after its heartbeat key expired
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {
       router.subscriptions.observe(undefined)
-      yield* Effect.ignore(attempt("leave", () =>
-        send(client, ["DEL", key.alive(self), key.filters(self)])
-          .then(() => send(client, ["SREM", key.nodes, self]))
-          .then(() => send(client, ["PUBLISH", key.control, Envelope.encodeControl({ _tag: "NodeLeft", node: self })]))
-      ))
+      yield* Effect.ignore(attempt("leave", async () => {
+        if ((await send<number>(client, ["SCARD", key.clients(self)])) > 0) {
+          await send(client, ["DEL", key.alive(self)])
+          return send(client, ["PUBLISH", key.control, Envelope.encodeControl({ _tag: "NodeLeft", node: self })])
+        }
+        await send(client, ["DEL", key.alive(self), key.filters(self), key.stream(self)])
+        await send(client, ["SREM", key.nodes, self])
+        return send(client, ["PUBLISH", key.control, Envelope.encodeControl({ _tag: "Adopted", node: self, by: self })])
+      }))
     })
   )
 
@@ -343,18 +393,22 @@ const joinAs = Effect.fnUntraced(function*(
     Effect.andThen(Effect.sleep(heartbeatMs), serial.withPermits(1)(heartbeat).pipe(logged("the heartbeat")))
   ))
 
-  // forwarded messages wait for the end of the event loop turn, then go out one PUBLISH per node:
-  // fewer commands, and the receiving node delivers a batch in one go (its outboxes write it at once)
+  /** Appends an entry to `node`'s stream (its adopter's, once it is gone). */
+  const sendTo = (node: string, field: string, value: string) =>
+    send<string>(client, ["EVAL", Scripts.SEND, "2", key.stream(node), key.gone(node), key.nodePrefix, node, field, value])
+
+  // forwarded messages wait for the end of the event loop turn, then go out one stream entry per
+  // node: fewer commands, and the receiving node delivers a batch in one go (its outboxes write it at once)
   const batches = new Map<string, Batch>()
   let flushing = false
-  const publishBatch = (node: string, batch: Batch) =>
-    send(client, ["PUBLISH", key.channel(node), Envelope.encodeBatch(batch.entries)]).then(batch.sent, (cause) => {
+  const sendBatch = (node: string, batch: Batch) =>
+    sendTo(node, "b", Envelope.encodeBatch(batch.entries)).then(batch.sent, (cause) => {
       failed(cause)
       batch.sent()
     })
   const flush = () => {
     flushing = false
-    for (const [node, batch] of batches) publishBatch(node, batch)
+    for (const [node, batch] of batches) sendBatch(node, batch)
     batches.clear()
   }
   const enqueue = (node: string, forwarded: Envelope.Forwarded): Promise<void> => {
@@ -367,7 +421,7 @@ const joinAs = Effect.fnUntraced(function*(
     if (batch.entries.length >= MAX_BATCH) {
       // a full batch goes at once; this node's next messages start a new one, after it
       batches.delete(node)
-      publishBatch(node, batch)
+      sendBatch(node, batch)
     } else if (!flushing) {
       flushing = true
       setImmediate(flush)
@@ -393,39 +447,204 @@ const joinAs = Effect.fnUntraced(function*(
     return Effect.as(Effect.promise(() => Promise.all(sent)), plan.local)
   }
 
-  const listen = (deliver: (forwarded: Envelope.Forwarded) => Effect.Effect<void, unknown>) =>
-    Effect.asVoid(Effect.forkScoped(Effect.forever(
-      Effect.flatMap(Queue.take(inbox), (received) => {
-        const batch = Envelope.decodeBatch(received.message)
+  // the sessions adopted from each gone node: what was sent to it goes to them only
+  const adoptedFrom = new Map<string, Set<string>>()
+
+  // claims this node made, waiting for an answer, by request id
+  const awaitingRelease = new Map<string, () => void>()
+
+  /**
+   * A claim found in a stream (this node's, or a gone node's it adopted): the messages before it
+   * are delivered; the client's connection here ends, its subscriptions go, then it is handed to
+   * the claimant, who is told. Its own claims (drained from a node it adopted) need nothing.
+   */
+  const onClaim = (claim: Extract<Envelope.Takeover, { _tag: "Claim" }>, serving: Host) => {
+    if (claim.from === self) {
+      awaitingRelease.get(claim.request)?.()
+      return Effect.void
+    }
+    const answer = Envelope.encodeTakeover({ _tag: "Released", request: claim.request })
+    // on its own fiber: a connection slow to end holds up no other message
+    return Effect.asVoid(Effect.forkDetach(
+      serving.letGo(claim.clientId).pipe(
+        Effect.andThen(Effect.sync(() => {
+          for (const adopted of adoptedFrom.values()) adopted.delete(claim.clientId)
+        })),
+        Effect.andThen(attempt("hand over", () =>
+          send(client, ["EVAL", Scripts.TRANSFER, "1", key.owner(claim.clientId), key.nodePrefix, claim.clientId, self, claim.from])
+            .then(() => send(client, ["PUBLISH", key.takeovers(claim.from), answer])))),
+        logged(`handing ${claim.clientId} over to node ${claim.from}`)
+      )
+    ))
+  }
+
+  /** Handles stream entries in order; `only` says which sessions a batch is for (all: `undefined`). */
+  const handle = (
+    serving: Host,
+    entries: ReadonlyArray<StreamEntries.StreamEntry>,
+    only: (from: string | undefined) => ReadonlySet<string> | undefined
+  ) =>
+    Effect.forEach(entries, (entry) => {
+      const batchText = entry.fields.get("b")
+      if (batchText !== undefined) {
+        const batch = Envelope.decodeBatch(batchText)
         if (batch === undefined) return Effect.logWarning("cluster: an unreadable batch of forwarded messages, ignored")
-        const delivered = Effect.forEach(batch.forwarded, (forwarded) => deliver(forwarded).pipe(logged("delivering a forwarded message")), {
+        const sessions = only(entry.fields.get("from"))
+        const delivered = Effect.forEach(batch.forwarded, (forwarded) => serving.deliver(forwarded, sessions).pipe(logged("delivering a forwarded message")), {
           discard: true
         })
         return batch.skipped === 0
           ? delivered
           : Effect.andThen(Effect.logWarning(`cluster: ${batch.skipped} unreadable forwarded messages, ignored`), delivered)
-      })
-    )))
+      }
+      const claimText = entry.fields.get("c")
+      const claim = claimText === undefined ? undefined : Envelope.decodeTakeover(claimText)
+      if (claim?._tag === "Claim") return onClaim(claim, serving)
+      return Effect.logWarning("cluster: an unreadable stream entry, ignored")
+    }, { discard: true })
+
+  /** Entries redirected from a gone node are for the sessions adopted from it (all when that is unknown: twice rather than never). */
+  const onlyAdopted = (from: string | undefined): ReadonlySet<string> | undefined =>
+    from === undefined ? undefined : adoptedFrom.get(from)
+
+  /** Delivers what the gone node `dead`'s stream still holds to the sessions adopted from it, then removes its keys. */
+  const drain = (serving: Host, dead: string, sessions: number) =>
+    Effect.gen(function*() {
+      let delivered = 0
+      for (;;) {
+        const entries = StreamEntries.fromRange(
+          yield* attempt("adopt", () => send<unknown>(client, ["XRANGE", key.stream(dead), "-", "+", "COUNT", String(READ_COUNT)]))
+        )
+        if (entries.length === 0) break
+        yield* handle(serving, entries, () => adoptedFrom.get(dead))
+        delivered += entries.length
+        yield* attempt("adopt", () => send(client, ["XDEL", key.stream(dead), ...entries.map((entry) => entry.id)]))
+      }
+      yield* attempt("adopt", () =>
+        send(client, ["DEL", key.stream(dead), key.clients(dead), key.filters(dead), key.alive(dead), key.adopter(dead)])
+          .then(() => send(client, ["SREM", key.nodes, dead]))
+          .then(() => send(client, ["PUBLISH", key.control, Envelope.encodeControl({ _tag: "Adopted", node: dead, by: self })])))
+      yield* serial.withPermits(1)(Effect.sync(() => forget(dead)))
+      // sends to it are redirected here for as long as its gone marker lives
+      yield* Effect.forkDetach(Effect.andThen(Effect.sleep(GONE_MS), Effect.sync(() => adoptedFrom.delete(dead))))
+      yield* Effect.logInfo(
+        `cluster: adopted node ${dead}: ${sessions} session${sessions === 1 ? "" : "s"}, ${delivered} undelivered entr${delivered === 1 ? "y" : "ies"} of its stream`
+      )
+    })
+
+  /**
+   * Adopts the dead node `dead`: its clients become this node's, their stored sessions routed
+   * here, and sends to it are redirected here; then, on a fiber of its own (a claim waiting for
+   * the adoption need not wait for it), what its stream still holds is delivered to them — to a
+   * client already back here, live — its keys go and peers forget it.
+   */
+  const adopt = (serving: Host, dead: string) =>
+    Effect.gen(function*() {
+      const clients = membersOf(yield* attempt("adopt", () => send<unknown>(client, ["SMEMBERS", key.clients(dead)])))
+      const moved = yield* attempt("adopt", () =>
+        Promise.all(clients.map((clientId) =>
+          send<number>(client, ["EVAL", Scripts.TRANSFER, "1", key.owner(clientId), key.nodePrefix, clientId, dead, self])
+        )))
+      const sessions = new Set(clients.filter((_, index) => moved[index] === 1))
+      adoptedFrom.set(dead, sessions)
+      yield* serving.adopt(Array.from(sessions))
+      // from here on, what is sent to it comes here
+      yield* attempt("adopt", () => send(client, ["SET", key.gone(dead), self, "PX", String(GONE_MS)]))
+      yield* Effect.forkDetach(drain(serving, dead, sessions.size).pipe(logged(`delivering what node ${dead} left`)))
+    })
+
+  /** Adopts `dead` unless another node does (its lock); with `wait`, until whoever adopts it is done. */
+  const adoptOrAwait = (dead: string, wait: boolean): Effect.Effect<void, ClusterError> =>
+    Effect.gen(function*() {
+      const serving = host
+      if (serving === undefined) return
+      const won = yield* attempt("adopt", () => send<string | null>(client, ["SET", key.adopter(dead), self, "NX", "PX", String(ADOPTION_LOCK_MS)]))
+      if (won !== null) {
+        yield* Effect.logWarning(`cluster: node ${dead} is gone (no heartbeat); adopting its sessions`)
+        return yield* adopt(serving, dead)
+      }
+      if (!wait) return
+      for (let waited = 0; waited < ADOPTION_LOCK_MS; waited += heartbeatMs) {
+        const [gone, locked] = yield* attempt("adopt", () =>
+          Promise.all([send<number>(client, ["EXISTS", key.gone(dead)]), send<number>(client, ["EXISTS", key.adopter(dead)])]))
+        // adopted, or its adopter gave up (died): the claim asks again
+        if (gone === 1 || locked === 0) return
+        yield* Effect.sleep(heartbeatMs)
+      }
+    })
+  adoptIfFree = (node) => adoptOrAwait(node, false).pipe(logged(`adopting node ${node}`))
+
+  const serve = (serving: Host) =>
+    Effect.gen(function*() {
+      host = serving
+      // this node's stream, in order; an entry goes once handled (its sessions hold the messages)
+      yield* Effect.forkScoped(Effect.forever(
+        Effect.gen(function*() {
+          const reply = yield* attempt("read stream", () =>
+            send<unknown>(reader, ["XREAD", "COUNT", String(READ_COUNT), "BLOCK", String(READ_BLOCK_MS), "STREAMS", key.stream(self), "0"]))
+          const entries = StreamEntries.fromRead(reply)
+          if (entries.length === 0) return
+          yield* handle(serving, entries, onlyAdopted)
+          yield* attempt("read stream", () => send(reader, ["XDEL", key.stream(self), ...entries.map((entry) => entry.id)]))
+        }).pipe(
+          // Redis away: the entries stay in the stream, read again once it is back
+          Effect.catch((error) => Effect.andThen(Effect.sync(() => failed(error.cause)), Effect.sleep(heartbeatMs)))
+        )
+      ))
+    })
+
+  const restored = (clientIds: ReadonlyArray<string>): Effect.Effect<void> =>
+    Effect.gen(function*() {
+      // the nodes of before first (their clients, what was sent to them), then whatever else is stored
+      const members = membersOf(yield* attempt("restore", () => send<unknown>(client, ["SMEMBERS", key.nodes])))
+      for (const node of members) {
+        if (node === self) continue
+        const alive = yield* attempt("restore", () => send<number>(client, ["EXISTS", key.alive(node)]))
+        if (alive === 0) yield* adoptOrAwait(node, true)
+      }
+      yield* attempt("restore", () =>
+        Promise.all(clientIds.map((clientId) =>
+          send(client, ["EVAL", Scripts.CLAIM, "1", key.owner(clientId), key.nodePrefix, self, clientId, "1"])
+        )))
+    }).pipe(Effect.catch((error) => Effect.logWarning(`cluster: ${error.message}`)))
 
   // ownership of client ids: `owner:<clientId>` names the node whose connection (or, offline,
-  // whose router) has the client; a CONNECT elsewhere claims it and has the old owner let go
-  let onClaimed: (clientId: string) => Effect.Effect<void> = () => Effect.void
-  const awaitingRelease = new Map<string, () => void>()
+  // whose router) has the client; a CONNECT elsewhere claims it and the old owner hands it over
+  const claimOnce = (clientId: string, force: boolean) =>
+    attempt("claim", () =>
+      send<[string, string]>(client, ["EVAL", Scripts.CLAIM, "1", key.owner(clientId), key.nodePrefix, self, clientId, force ? "1" : "0"]))
+
+  /** Asks the live `owner` for `clientId` through its stream; says how the wait ended. */
+  const ask = (clientId: string, owner: string) => {
+    const request = randomUUID()
+    return Effect.gen(function*() {
+      const answered = new Promise<void>((resolve) => awaitingRelease.set(request, resolve))
+      yield* attempt("claim", () => sendTo(owner, "c", Envelope.encodeTakeover({ _tag: "Claim", clientId, from: self, request })))
+      for (let waited = 0; waited < CLAIM_TIMEOUT_MS; waited += heartbeatMs) {
+        if ((yield* Effect.promise(() => answered).pipe(Effect.timeoutOption(heartbeatMs)))._tag === "Some") return "answered" as const
+        // it died meanwhile: it is adopted, and the claim goes to the adopter
+        if ((yield* attempt("claim", () => send<number>(client, ["EXISTS", key.alive(owner)]))) === 0) return "died" as const
+      }
+      return "timeout" as const
+    }).pipe(Effect.ensuring(Effect.sync(() => awaitingRelease.delete(request))))
+  }
+
   const claim = (clientId: string): Effect.Effect<void> =>
     Effect.gen(function*() {
-      const previous = yield* attempt("claim", () => send<string | null>(client, ["SET", key.owner(clientId), self, "GET"]))
-      if (previous === null || previous === self) return
-      const alive = yield* attempt("claim", () => send<number>(client, ["EXISTS", key.alive(previous)]))
-      if (alive !== 1) return
-      const request = randomUUID()
-      const released = new Promise<void>((resolve) => awaitingRelease.set(request, resolve))
-      yield* attempt("claim", () =>
-        send(client, ["PUBLISH", key.takeovers(previous), Envelope.encodeTakeover({ _tag: "Claim", clientId, from: self, request })]))
-      const answered = yield* Effect.promise(() => released).pipe(Effect.timeoutOption(CLAIM_TIMEOUT_MS))
-      awaitingRelease.delete(request)
-      if (answered._tag === "None") {
-        yield* Effect.logWarning(`cluster: node ${previous} did not let ${clientId} go within ${CLAIM_TIMEOUT_MS} ms; taking it over anyway`)
+      for (let round = 0; round < 5; round++) {
+        const [status, owner] = yield* claimOnce(clientId, false)
+        if (status === "ok") return
+        if (status === "dead") {
+          yield* adoptOrAwait(owner, true)
+          continue
+        }
+        const outcome = yield* ask(clientId, owner)
+        if (outcome === "timeout") {
+          yield* Effect.logWarning(`cluster: node ${owner} did not let ${clientId} go within ${CLAIM_TIMEOUT_MS} ms; taking it over anyway`)
+          break
+        }
       }
+      yield* claimOnce(clientId, true)
     }).pipe(
       // without Redis there is no one to ask: the CONNECT goes on as on a single broker
       Effect.catch((error) => Effect.logWarning(`cluster: ${error.message}`))
@@ -436,23 +655,15 @@ const joinAs = Effect.fnUntraced(function*(
       Effect.catch(() => Effect.succeed(true))
     )
   const release = (clientId: string): Effect.Effect<void> =>
-    Effect.ignore(attempt("release", () => send(client, ["EVAL", RELEASE, "1", key.owner(clientId), self])))
-  // each claim is served on its own fiber: a connection slow to end holds up no other takeover
+    Effect.ignore(attempt("release", () => send(client, ["EVAL", Scripts.RELEASE, "1", key.owner(clientId), key.nodePrefix, self, clientId])))
+  // answers to this node's claims
   yield* Effect.forkScoped(Effect.forever(
     Effect.flatMap(Queue.take(takeovers), (received) => {
       const takeover = Envelope.decodeTakeover(received.message)
-      if (takeover === undefined) return Effect.logWarning("cluster: an unreadable takeover message, ignored")
-      if (takeover._tag === "Released") {
-        awaitingRelease.get(takeover.request)?.()
-        return Effect.void
-      }
-      const answer = Envelope.encodeTakeover({ _tag: "Released", request: takeover.request })
-      return Effect.asVoid(Effect.forkScoped(
-        onClaimed(takeover.clientId).pipe(
-          Effect.andThen(attempt("release", () => send(client, ["PUBLISH", key.takeovers(takeover.from), answer]))),
-          logged(`handing ${takeover.clientId} over to node ${takeover.from}`)
-        )
-      ))
+      if (takeover?._tag !== "Released") return Effect.logWarning("cluster: an unreadable answer to a claim, ignored")
+      awaitingRelease.get(takeover.request)?.()
+      awaitingRelease.delete(takeover.request)
+      return Effect.void
     })
   ))
 
@@ -460,13 +671,11 @@ const joinAs = Effect.fnUntraced(function*(
     nodeId: self,
     peersAtStart,
     forward,
-    listen,
+    serve,
+    restored,
     claim,
     owns,
-    release,
-    onClaimed: (handler) => {
-      onClaimed = handler
-    }
+    release
   }
   return node
 })

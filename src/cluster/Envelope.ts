@@ -27,8 +27,10 @@ export type Control =
   | { readonly _tag: "FilterRemoved"; readonly node: string; readonly filter: string }
   /** `node` wrote its whole filter set again (after Redis lost it): read it anew. */
   | { readonly _tag: "FiltersReset"; readonly node: string }
-  /** `node` stopped: forget its filters. */
+  /** `node` stopped: a live node adopts its sessions and what was sent to it (`Adopted` follows). */
   | { readonly _tag: "NodeLeft"; readonly node: string }
+  /** `by` adopted the stopped or dead `node`: its sessions are routed by `by` now, forget `node`'s filters. */
+  | { readonly _tag: "Adopted"; readonly node: string; readonly by: string }
   /** `node` made `message` the retained message of `topic` (none: cleared it). */
   | { readonly _tag: "Retained"; readonly node: string; readonly topic: string; readonly message: Message | undefined }
 
@@ -95,6 +97,8 @@ export const encodeControl = (control: Control): string => {
       return JSON.stringify(["reset", control.node])
     case "NodeLeft":
       return JSON.stringify(["bye", control.node])
+    case "Adopted":
+      return JSON.stringify(["adopted", control.node, control.by])
     case "Retained":
       return JSON.stringify(["r", control.node, control.topic, control.message === undefined ? null : SessionCodec.encodeMessage(control.message)])
   }
@@ -114,6 +118,8 @@ export const decodeControl = (text: string): Control | undefined => {
       return value.length === 2 ? { _tag: "FiltersReset", node: first } : undefined
     case "bye":
       return value.length === 2 ? { _tag: "NodeLeft", node: first } : undefined
+    case "adopted":
+      return value.length === 3 && isString(second) ? { _tag: "Adopted", node: first, by: second } : undefined
     case "r": {
       const text: unknown = value[3]
       if (value.length !== 4 || !isString(second)) return undefined
@@ -126,11 +132,14 @@ export const decodeControl = (text: string): Control | undefined => {
   }
 }
 
-/** What nodes say about who owns a client id, on the receiving node's takeover channel. */
+/**
+ * What nodes say about who owns a client id: a claim goes into the owner's stream (after the
+ * messages sent to it before), the answer to the claimant's takeover channel.
+ */
 export type Takeover =
-  /** `from` took `clientId` over: end its connection here, drop its subscriptions, then answer `request`. */
+  /** `from` claims `clientId`: end its connection here, drop its subscriptions, hand it over, then answer `request`. */
   | { readonly _tag: "Claim"; readonly clientId: string; readonly from: string; readonly request: string }
-  /** The claim `request` is done: the client is gone from the node that answers. */
+  /** The claim `request` is handled: the answering node no longer has the client (the claimant asks Redis who owns it now). */
   | { readonly _tag: "Released"; readonly request: string }
 
 /** A takeover message as text. */

@@ -18,11 +18,12 @@ import * as RedisServer from "../support/RedisServer.ts"
 
 const redisUrl = RedisServer.useRedisServer()
 
-/** A node: its router, its cluster membership and what peers forwarded to it. */
+/** A node: its router, its cluster membership, what peers forwarded to it, and what it does when told to let a client go. */
 interface TestNode {
   readonly router: Router
   readonly node: ClusterNode
   readonly received: Array<Forwarded>
+  letGo: (clientId: string) => Effect.Effect<void>
 }
 
 const join = (url: string, prefix: string, nodeId: string) =>
@@ -33,8 +34,13 @@ const join = (url: string, prefix: string, nodeId: string) =>
     const router = new Router()
     const node = (yield* cluster.join(router))!
     const received: Array<Forwarded> = []
-    yield* node.listen((forwarded) => Effect.sync(() => received.push(forwarded)))
-    return { router, node, received } satisfies TestNode
+    const test: TestNode = { router, node, received, letGo: () => Effect.void }
+    yield* node.serve({
+      deliver: (forwarded) => Effect.sync(() => received.push(forwarded)),
+      letGo: (clientId) => test.letGo(clientId),
+      adopt: () => Effect.void
+    })
+    return test
   })
 
 const until = (what: string, check: () => boolean) =>
@@ -141,8 +147,8 @@ describe("ClusterRedis", () => {
       const one = yield* join(redisUrl(), prefix, "one")
       const two = yield* join(redisUrl(), prefix, "two")
       const letGo: Array<string> = []
-      one.node.onClaimed((clientId) => Effect.andThen(Effect.sleep(100), Effect.sync(() => letGo.push(clientId))))
-      two.node.onClaimed((clientId) => Effect.sync(() => letGo.push(`two:${clientId}`)))
+      one.letGo = (clientId) => Effect.andThen(Effect.sleep(100), Effect.sync(() => letGo.push(clientId)))
+      two.letGo = (clientId) => Effect.sync(() => letGo.push(`two:${clientId}`))
       // nobody owned it: nobody is asked
       yield* one.node.claim("dev-1")
       expect(letGo).toEqual([])

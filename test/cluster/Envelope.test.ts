@@ -44,6 +44,7 @@ describe("cluster Envelope", () => {
       fc.record({ _tag: fc.constant("FilterRemoved" as const), node: fc.string(), filter: fc.string() }),
       fc.record({ _tag: fc.constant("FiltersReset" as const), node: fc.string() }),
       fc.record({ _tag: fc.constant("NodeLeft" as const), node: fc.string() }),
+      fc.record({ _tag: fc.constant("Adopted" as const), node: fc.string(), by: fc.string() }),
       fc.record({ _tag: fc.constant("Retained" as const), node: fc.string(), topic: fc.string(), message: fc.option(messageArb, { nil: undefined }) })
     )
     fc.assert(fc.property(controlArb, (event) => {
