@@ -4,7 +4,7 @@
  * other through Redis alone.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Exit, Layer, Scope } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import * as NodeRedis from "@effect/platform-node/NodeRedis"
 import { randomUUID } from "node:crypto"
@@ -18,11 +18,13 @@ import * as RedisServer from "../support/RedisServer.ts"
 
 const redisUrl = RedisServer.useRedisServer()
 
-/** A node: its router, its cluster membership, what peers forwarded to it, and what it does when told to let a client go. */
+/** A node: its router, its cluster membership, what peers forwarded to it (and for which sessions), what it adopted, and what it does when told to let a client go. */
 interface TestNode {
   readonly router: Router
   readonly node: ClusterNode
   readonly received: Array<Forwarded>
+  readonly receivedFor: Array<ReadonlySet<string> | undefined>
+  readonly adopted: Array<string>
   letGo: (clientId: string) => Effect.Effect<void>
 }
 
@@ -33,12 +35,19 @@ const join = (url: string, prefix: string, nodeId: string) =>
     const cluster = Context.get(context, Cluster)
     const router = new Router()
     const node = (yield* cluster.join(router))!
-    const received: Array<Forwarded> = []
-    const test: TestNode = { router, node, received, letGo: () => Effect.void }
+    const test: TestNode = { router, node, received: [], receivedFor: [], adopted: [], letGo: () => Effect.void }
     yield* node.serve({
-      deliver: (forwarded) => Effect.sync(() => received.push(forwarded)),
+      deliver: (forwarded, only) =>
+        Effect.sync(() => {
+          test.received.push(forwarded)
+          test.receivedFor.push(only)
+        }),
       letGo: (clientId) => test.letGo(clientId),
-      adopt: () => Effect.void
+      adopt: (clientIds) =>
+        Effect.sync(() => {
+          test.adopted.push(...clientIds)
+          for (const clientId of clientIds) router.subscriptions.add(clientId, "adopted/#", 1)
+        })
     })
     return test
   })
@@ -164,5 +173,51 @@ describe("ClusterRedis", () => {
       expect(yield* one.node.owns("dev-1")).toBe(false)
       yield* two.node.release("dev-1")
       expect(yield* one.node.owns("dev-1")).toBe(true)
+    }))), 30_000)
+  it("a claim is handled after what was sent to the owner before it: every message forwarded before the claim is delivered before the owner lets the client go", () =>
+    Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const prefix = `t${randomUUID().slice(0, 6)}:`
+      const one = yield* join(redisUrl(), prefix, "one")
+      const two = yield* join(redisUrl(), prefix, "two")
+      one.router.subscriptions.add("dev-7", "o/#", 1)
+      yield* one.node.claim("dev-7")
+      yield* until("the filter on node two", () => {
+        Effect.runFork(two.node.forward(message("o/probe", "p"), undefined, []))
+        return one.received.length > 0
+      })
+      const deliveredAtLetGo: Array<number> = []
+      one.letGo = () => Effect.sync(() => deliveredAtLetGo.push(one.received.filter((f) => f.message.topic === "o/x").length))
+      // not awaited one by one: they and the claim go out back to back
+      const sent = Array.from({ length: 50 }, (_, i) => Effect.runPromise(two.node.forward(message("o/x", `m${i}`), "pub", [])))
+      yield* two.node.claim("dev-7")
+      yield* Effect.promise(() => Promise.all(sent))
+      expect(deliveredAtLetGo).toEqual([50])
+      expect([yield* one.node.owns("dev-7"), yield* two.node.owns("dev-7")]).toEqual([false, true])
+    }))), 30_000)
+
+  it("a node that stops while owning a client is adopted by a live one: the client's session is routed there, and what is sent to the stopped node is delivered there, for that session only", () =>
+    Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const prefix = `t${randomUUID().slice(0, 6)}:`
+      const scope = yield* Scope.make()
+      const one = yield* Scope.provide(scope)(join(redisUrl(), prefix, "one"))
+      const two = yield* join(redisUrl(), prefix, "two")
+      one.router.subscriptions.add("dev-9", "adopted/#", 1)
+      yield* one.node.claim("dev-9")
+      yield* until("the filter on node two", () => {
+        Effect.runFork(two.node.forward(message("adopted/probe", "p"), undefined, []))
+        return one.received.length > 0
+      })
+      yield* Scope.close(scope, Exit.void)
+      // two still routes to one until it has adopted it: these go to one's stream, then to two
+      for (let i = 0; i < 5; i++) yield* two.node.forward(message("adopted/x", `m${i}`), "pub", [])
+      yield* until("the adoption", () => two.adopted.includes("dev-9") && two.received.filter((f) => f.message.topic === "adopted/x").length === 5)
+      const forAdopted = two.receivedFor.filter((_, i) => two.received[i]!.message.topic === "adopted/x")
+      expect(forAdopted.every((only) => only !== undefined && Array.from(only).join() === "dev-9")).toBe(true)
+      expect(yield* two.node.owns("dev-9")).toBe(true)
+      const owner = yield* Effect.gen(function*() {
+        const redis = yield* Redis.Redis
+        return yield* redis.send<string>("GET", `${prefix}cluster:owner:dev-9`)
+      }).pipe(Effect.provide(NodeRedis.layer({ url: redisUrl() })))
+      expect(owner).toBe("two")
     }))), 30_000)
 })
