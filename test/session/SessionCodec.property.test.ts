@@ -110,6 +110,45 @@ describe("SessionCodec", () => {
     )
   })
 
+  it("reading a stored message by hand gives what MessageSchema decodes: for every encoded message, and for every tampered one it accepts", () => {
+    const bySchema = Schema.decodeUnknownExit(SessionCodec.MessageSchema)
+    // a stored message with one field replaced by anything JSON can hold
+    const tamperedArb = fc.tuple(fullMessageArb, fc.constantFrom("topic", "payload", "qos", "retain", "properties", "expiresAt", "subscriptionIds"), fc.jsonValue())
+    fc.assert(
+      fc.property(tamperedArb, fc.boolean(), ([message, field, value], tamper) => {
+        const stored = JSON.parse(SessionCodec.encodeMessage(message)).message
+        // what this module writes is read by hand, not by the Schema
+        expect(SessionCodec.byHand.message(stored)).toBeDefined()
+        if (tamper) stored[field] = value
+        const text = JSON.stringify({ v: SessionCodec.VERSION, message: stored })
+        const expected = bySchema(JSON.parse(JSON.stringify(stored)))
+        const decoded = Effect.runSyncExit(SessionCodec.decodeMessage(text))
+        expect(Exit.isSuccess(decoded)).toBe(Exit.isSuccess(expected))
+        if (Exit.isSuccess(decoded) && Exit.isSuccess(expected)) expect(plain(decoded.value)).toEqual(plain(expected.value))
+      }),
+      params()
+    )
+  })
+
+  it("reading a stored session by hand gives what SessionStateSchema decodes: for every encoded session, and for every tampered one it accepts", () => {
+    const bySchema = Schema.decodeUnknownExit(SessionCodec.SessionStateSchema)
+    const fields = ["clientId", "clean", "expiryInterval", "subscriptions", "inflight", "queue", "dropped", "awaitingPubrel", "nextPacketId", "will", "willDelayInterval", "willAt", "receiveMaximum", "maximumPacketSize", "disconnectedAt"]
+    const tamperedArb = fc.tuple(fullSessionArb, fc.constantFrom(...fields), fc.jsonValue())
+    fc.assert(
+      fc.property(tamperedArb, fc.boolean(), ([state, field, value], tamper) => {
+        const stored = JSON.parse(SessionCodec.encodeSession(state)).session
+        expect(SessionCodec.byHand.session(stored)).toBeDefined()
+        if (tamper) stored[field] = value
+        const text = JSON.stringify({ v: SessionCodec.VERSION, session: stored })
+        const expected = bySchema(JSON.parse(JSON.stringify(stored)))
+        const decoded = Effect.runSyncExit(SessionCodec.decodeSession(text))
+        expect(Exit.isSuccess(decoded)).toBe(Exit.isSuccess(expected))
+        if (Exit.isSuccess(decoded) && Exit.isSuccess(expected)) expect(plain(decoded.value)).toEqual(plain(expected.value))
+      }),
+      params()
+    )
+  })
+
   it("every stored text names its format version", () => {
     fc.assert(
       fc.property(fullMessageArb, (message) => {
