@@ -145,7 +145,14 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
           forwarded.shared.length === 0 ? noShared : new Set(forwarded.shared),
           only
         ).pipe(Effect.andThen(durable(core))),
-      letGo: (clientId) => Handover.letGo(core, clientId),
+      letGo: (clientId, beforeDrop) => Handover.letGo(core, clientId, beforeDrop),
+      deliverTo: (clientId, message) =>
+        Effect.gen(function*() {
+          const authorizer = core.authorizer
+          if (authorizer !== undefined && !(yield* Delivery.mayReceive(core, authorizer, clientId, message.topic))) return
+          yield* Delivery.deliverTo(core, clientId, message)
+          yield* durable(core)
+        }),
       adopt: (clientIds) =>
         routeStored(core, clientIds).pipe(
           Effect.provideService(SessionStateProvider, provider),

@@ -9,15 +9,22 @@
  * live connection per client id in the cluster.
  */
 import { Effect, Option } from "effect"
+import type { Subscription } from "../session/SessionState.ts"
 import type { Connected } from "../session/Transitions.ts"
 import type { Core } from "./Core.ts"
 
 /**
  * Ends `clientId`'s connection on this node, if any (waiting for its teardown, which stores the
  * session's end), then drops the session's subscriptions from this node's router and stops
- * watching its expiry here: the node that claimed it has them now.
+ * watching its expiry here: the node that claimed it has them now. `beforeDrop` is given them
+ * first, under the client's lock (the cluster keeps sending on what matches them); not called
+ * when a newer CONNECT here claimed the client again meanwhile.
  */
-export const letGo = (core: Core, clientId: string): Effect.Effect<void> =>
+export const letGo = (
+  core: Core,
+  clientId: string,
+  beforeDrop: (subscriptions: ReadonlyMap<string, Subscription>) => void = () => {}
+): Effect.Effect<void> =>
   Effect.gen(function*() {
     const live = core.registry.get(clientId)
     if (live !== undefined) yield* live.takeOver
@@ -27,10 +34,15 @@ export const letGo = (core: Core, clientId: string): Effect.Effect<void> =>
         // a connection registered meanwhile is a newer CONNECT here: it claimed the client again
         if (core.registry.get(clientId) !== undefined) return
         const stored = yield* core.sessions.get(clientId)
-        if (Option.isSome(stored)) core.router.subscriptions.removeClient(clientId, stored.value.subscriptions.keys())
         core.expiry.cancel(clientId)
+        if (Option.isNone(stored)) return
+        beforeDrop(stored.value.subscriptions)
+        core.router.subscriptions.removeClient(clientId, stored.value.subscriptions.keys())
       })
     )
+    // deliveries routed here before the drop and waiting for the lock (it is first come, first
+    // served) are in the session before the claimant reads it
+    yield* core.locks.withLock(clientId, Effect.void)
   }).pipe(
     Effect.catch((error) => Effect.logWarning(`cluster: letting ${clientId} go to another node: ${error.message}`)),
     Effect.annotateLogs({ clientId })
@@ -46,6 +58,8 @@ export const settle = (core: Core, clientId: string, connected: Connected): Effe
     const cluster = core.cluster
     if (cluster === undefined) return
     for (const [filter, subscription] of connected.state.subscriptions) core.router.subscriptions.add(clientId, filter, subscription)
+    // the node it came from stops sending on what it still got for it
+    yield* cluster.settled(clientId)
     if (yield* cluster.owns(clientId)) return
     yield* Effect.logInfo("cluster: another node claimed this client while it connected here; letting it go").pipe(
       Effect.annotateLogs({ clientId })

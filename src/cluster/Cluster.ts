@@ -11,6 +11,7 @@ import { Context, Effect, Layer, Schema, type Scope } from "effect"
 import type { Router } from "../routing/Router.ts"
 import type { SharedGroup } from "../routing/SubscriptionIndex.ts"
 import type { Message } from "../session/Message.ts"
+import type { Subscription } from "../session/SessionState.ts"
 import type { Forwarded } from "./Envelope.ts"
 
 /** Why the cluster link failed: which step (`connect`, `join`) and the cause (Redis' error). */
@@ -61,6 +62,12 @@ export interface ClusterNode {
    * a timeout, taken anyway, when the owner is alive but does not answer.
    */
   readonly claim: (clientId: string) => Effect.Effect<void>
+  /**
+   * The claimed `clientId`'s subscriptions are in this node's router now: the node it was taken
+   * from stops sending what matches them here (until then, what it still gets for the client is
+   * sent on, so nothing published during the move is lost).
+   */
+  readonly settled: (clientId: string) => Effect.Effect<void>
   /** Whether this node owns `clientId` now: a CONNECT on another node may have claimed it since. */
   readonly owns: (clientId: string) => Effect.Effect<boolean>
   /** Gives `clientId` up if this node owns it: its session ended with its connection. */
@@ -74,8 +81,13 @@ export interface Host {
    * when given); resolves once their sessions hold it durably.
    */
   readonly deliver: (forwarded: Forwarded, only: ReadonlySet<string> | undefined) => Effect.Effect<void, unknown>
-  /** Another node claimed `clientId`: end its connection here and drop its subscriptions. */
-  readonly letGo: (clientId: string) => Effect.Effect<void>
+  /**
+   * Another node claimed `clientId`: end its connection here and drop its subscriptions, giving
+   * them to `beforeDrop` first (not called if a newer CONNECT here took the client back).
+   */
+  readonly letGo: (clientId: string, beforeDrop: (subscriptions: ReadonlyMap<string, Subscription>) => void) => Effect.Effect<void>
+  /** Delivers `message`, already made for the client (QoS, RETAIN, identifiers), to `clientId`'s session here. */
+  readonly deliverTo: (clientId: string, message: Message) => Effect.Effect<void, unknown>
   /** This node adopted `clientIds` from a dead node: route their stored sessions here (offline). */
   readonly adopt: (clientIds: ReadonlyArray<string>) => Effect.Effect<void>
 }

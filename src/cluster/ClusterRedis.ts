@@ -42,8 +42,9 @@ import * as Redis from "effect/persistence/Redis"
 import { randomUUID } from "node:crypto"
 import { isSystemTopic } from "../protocol/Topic.ts"
 import type { Router } from "../routing/Router.ts"
-import type { SharedGroup } from "../routing/SubscriptionIndex.ts"
-import type { Message } from "../session/Message.ts"
+import { type SharedGroup, SubscriptionIndex } from "../routing/SubscriptionIndex.ts"
+import { type Message, minQos } from "../session/Message.ts"
+import type { Subscription } from "../session/SessionState.ts"
 import * as SessionCodec from "../session/SessionCodec.ts"
 import { Cluster, ClusterError, type ClusterNode, type Host } from "./Cluster.ts"
 import * as Envelope from "./Envelope.ts"
@@ -126,6 +127,8 @@ const CLAIM_TIMEOUT_MS = 5_000
 const ADOPTION_LOCK_MS = 60_000
 /** How long sends to an adopted node are still redirected to its adopter: longer than any peer needs to hear of it. */
 const GONE_MS = 600_000
+/** How long a node sends on what it gets for a client it handed over, at most (the claimant says when it is done sooner). */
+const FORWARDING_MS = 10_000
 /** How long a read of the stream waits for entries before it reads again. */
 const READ_BLOCK_MS = 1_000
 /** Stream entries handled in one go (each a batch of up to `MAX_BATCH` messages, or a claim). */
@@ -267,12 +270,13 @@ const joinAs = Effect.fnUntraced(function*(
     switch (event._tag) {
       case "FilterAdded":
         if (event.node !== self) peers.add(event.node, event.filter)
+        if (movingTo.size > 0) recheckSettled(event.node)
         return Effect.void
       case "FilterRemoved":
         if (event.node !== self) peers.remove(event.node, event.filter)
         return Effect.void
       case "FiltersReset":
-        return event.node === self ? Effect.void : load(event.node)
+        return event.node === self ? Effect.void : Effect.andThen(load(event.node), Effect.sync(() => recheckSettled(event.node)))
       case "NodeLeft":
         // its stream and sessions wait for an adopter; peers keep sending to it until then
         return event.node === self ? Effect.void : adoptInBackground(event.node)
@@ -437,6 +441,17 @@ const joinAs = Effect.fnUntraced(function*(
   ): Effect.Effect<ReadonlySet<string> | undefined> => {
     if (isSystemTopic(message.topic)) return Effect.succeed(undefined)
     const plan = Plan.plan(peers.route(message.topic), localShared, self, cursors)
+    const onward = moving.size === 0 ? undefined : sendOn(message, publisherId)
+    if (onward !== undefined && message.qos > 0) {
+      return Effect.andThen(Effect.promise(() => onward), sendPlanned(plan, message, publisherId))
+    }
+    return sendPlanned(plan, message, publisherId)
+  }
+  const sendPlanned = (
+    plan: Plan.Plan,
+    message: Message,
+    publisherId: string | undefined
+  ): Effect.Effect<ReadonlySet<string> | undefined> => {
     if (plan.sends.size === 0) return Effect.succeed(plan.local)
     if (message.qos === 0) {
       for (const [node, shared] of plan.sends) enqueue(node, { message, publisherId, shared })
@@ -452,6 +467,74 @@ const joinAs = Effect.fnUntraced(function*(
 
   // claims this node made, waiting for an answer, by request id
   const awaitingRelease = new Map<string, () => void>()
+  // clients this node took from a live node, until their subscriptions are in its router
+  const claimedFrom = new Map<string, string>()
+
+  // clients handed to another node whose subscriptions are not in that node's router yet: what
+  // still reaches this node for them is sent on, made for the client (a forwarding address)
+  const moving = new SubscriptionIndex()
+  const movingTo = new Map<string, { readonly node: string; readonly filters: ReadonlyArray<string>; settled: boolean }>()
+  // a moving client's filters stay announced (held once more) until it is settled there, so
+  // peers keep sending here what it must get
+  const hold = (filter: string) => held.set(filter, (held.get(filter) ?? 0) + 1)
+  const unhold = (filter: string) => {
+    const count = (held.get(filter) ?? 0) - 1
+    if (count > 0) {
+      held.set(filter, count)
+      return
+    }
+    held.delete(filter)
+    announce("srem", key.filters(self), filter, "", { _tag: "FilterRemoved", node: self, filter }).catch(failed)
+  }
+  const startForwarding = (clientId: string, node: string, subscriptions: ReadonlyMap<string, Subscription>) => {
+    stopForwarding(clientId, movingTo.get(clientId)?.node ?? "")
+    movingTo.set(clientId, { node, filters: Array.from(subscriptions.keys()), settled: false })
+    for (const [filter, subscription] of subscriptions) {
+      hold(filter)
+      moving.add(clientId, filter, subscription)
+    }
+  }
+  /**
+   * The claimant `node` routes the client itself: stop sending on once this node, too, knows that
+   * node holds every filter of it (its control events and its stream reach this node on separate
+   * connections, in either order); until then, this node's publishers would reach the client nowhere.
+   */
+  const settledThere = (clientId: string, node: string) => {
+    const move = movingTo.get(clientId)
+    if (move === undefined || move.node !== node) return
+    move.settled = true
+    const known = peers.filtersOf(node)
+    if (move.filters.every((filter) => known.has(filter))) stopForwarding(clientId, node)
+  }
+  /** `node`'s filters changed: the clients settled there that waited for it stop being sent on. */
+  const recheckSettled = (node: string) => {
+    for (const [clientId, move] of movingTo) if (move.settled && move.node === node) settledThere(clientId, node)
+  }
+  const stopForwarding = (clientId: string, node: string) => {
+    const move = movingTo.get(clientId)
+    if (move === undefined || move.node !== node) return
+    movingTo.delete(clientId)
+    moving.removeClient(clientId, move.filters)
+    for (const filter of move.filters) unhold(filter)
+  }
+  /** Sends on what matches a moving client's subscriptions; resolves once Redis has it. */
+  const sendOn = (message: Message, publisherId: string | undefined): Promise<unknown> | undefined => {
+    const route = moving.route(message.topic, publisherId)
+    if (route.clients.size === 0) return undefined
+    const sent: Array<Promise<unknown>> = []
+    for (const [clientId, matched] of route.clients) {
+      const move = movingTo.get(clientId)
+      if (move === undefined) continue
+      const made: Message = {
+        ...message,
+        qos: minQos(message.qos, matched.qos),
+        retain: matched.retainAsPublished && message.retain,
+        ...(matched.identifiers === undefined ? {} : { subscriptionIds: matched.identifiers })
+      }
+      sent.push(sendTo(move.node, "t", Envelope.encodeTargeted({ clientId, message: made })).catch(failed))
+    }
+    return Promise.all(sent)
+  }
 
   /**
    * A claim found in a stream (this node's, or a gone node's it adopted): the messages before it
@@ -463,13 +546,16 @@ const joinAs = Effect.fnUntraced(function*(
       awaitingRelease.get(claim.request)?.()
       return Effect.void
     }
-    const answer = Envelope.encodeTakeover({ _tag: "Released", request: claim.request })
+    const answer = Envelope.encodeTakeover({ _tag: "Released", request: claim.request, clientId: claim.clientId, node: self })
     // on its own fiber: a connection slow to end holds up no other message
     return Effect.asVoid(Effect.forkDetach(
-      serving.letGo(claim.clientId).pipe(
-        Effect.andThen(Effect.sync(() => {
+      serving.letGo(claim.clientId, (subscriptions) => startForwarding(claim.clientId, claim.from, subscriptions)).pipe(
+        Effect.andThen(() => {
           for (const adopted of adoptedFrom.values()) adopted.delete(claim.clientId)
-        })),
+          if (!movingTo.has(claim.clientId)) return Effect.void
+          // the claimant says when it routes the client itself; if it never does (it died), not forever
+          return Effect.asVoid(Effect.forkDetach(Effect.andThen(Effect.sleep(FORWARDING_MS), Effect.sync(() => stopForwarding(claim.clientId, claim.from)))))
+        }),
         Effect.andThen(attempt("hand over", () =>
           send(client, ["EVAL", Scripts.TRANSFER, "1", key.owner(claim.clientId), key.nodePrefix, claim.clientId, self, claim.from])
             .then(() => send(client, ["PUBLISH", key.takeovers(claim.from), answer])))),
@@ -490,12 +576,27 @@ const joinAs = Effect.fnUntraced(function*(
         const batch = Envelope.decodeBatch(batchText)
         if (batch === undefined) return Effect.logWarning("cluster: an unreadable batch of forwarded messages, ignored")
         const sessions = only(entry.fields.get("from"))
-        const delivered = Effect.forEach(batch.forwarded, (forwarded) => serving.deliver(forwarded, sessions).pipe(logged("delivering a forwarded message")), {
-          discard: true
-        })
+        const delivered = Effect.forEach(batch.forwarded, (forwarded) => {
+          const delivering = serving.deliver(forwarded, sessions).pipe(logged("delivering a forwarded message"))
+          if (moving.size === 0) return delivering
+          const onward = sendOn(forwarded.message, forwarded.publisherId)
+          return onward === undefined ? delivering : Effect.andThen(delivering, Effect.promise(() => onward))
+        }, { discard: true })
         return batch.skipped === 0
           ? delivered
           : Effect.andThen(Effect.logWarning(`cluster: ${batch.skipped} unreadable forwarded messages, ignored`), delivered)
+      }
+      const targetedText = entry.fields.get("t")
+      if (targetedText !== undefined) {
+        const targeted = Envelope.decodeTargeted(targetedText)
+        if (targeted === undefined) return Effect.logWarning("cluster: an unreadable message for a moved client, ignored")
+        return serving.deliverTo(targeted.clientId, targeted.message).pipe(logged("delivering a message for a moved client"))
+      }
+      const settledText = entry.fields.get("s")
+      if (settledText !== undefined) {
+        const settled = Envelope.decodeSettled(settledText)
+        if (settled !== undefined) settledThere(settled.clientId, settled.node)
+        return Effect.void
       }
       const claimText = entry.fields.get("c")
       const claim = claimText === undefined ? undefined : Envelope.decodeTakeover(claimText)
@@ -649,6 +750,19 @@ const joinAs = Effect.fnUntraced(function*(
       // without Redis there is no one to ask: the CONNECT goes on as on a single broker
       Effect.catch((error) => Effect.logWarning(`cluster: ${error.message}`))
     )
+  const settled = (clientId: string): Effect.Effect<void> => {
+    const from = claimedFrom.get(clientId)
+    if (from === undefined) return Effect.void
+    claimedFrom.delete(clientId)
+    // what waits for the end of this turn to go to that node goes first: it was routed before the
+    // client's subscriptions were here, and that node must still send it on
+    const waiting = batches.get(from)
+    if (waiting !== undefined) {
+      batches.delete(from)
+      sendBatch(from, waiting)
+    }
+    return Effect.ignore(attempt("settle", () => sendTo(from, "s", Envelope.encodeSettled({ clientId, node: self }))))
+  }
   const owns = (clientId: string): Effect.Effect<boolean> =>
     attempt("ownership", () => send<string | null>(client, ["GET", key.owner(clientId)])).pipe(
       Effect.map((owner) => owner === null || owner === self),
@@ -661,6 +775,8 @@ const joinAs = Effect.fnUntraced(function*(
     Effect.flatMap(Queue.take(takeovers), (received) => {
       const takeover = Envelope.decodeTakeover(received.message)
       if (takeover?._tag !== "Released") return Effect.logWarning("cluster: an unreadable answer to a claim, ignored")
+      // that node sends on what it gets for the client until this one says it routes it itself
+      claimedFrom.set(takeover.clientId, takeover.node)
       awaitingRelease.get(takeover.request)?.()
       awaitingRelease.delete(takeover.request)
       return Effect.void
@@ -674,6 +790,7 @@ const joinAs = Effect.fnUntraced(function*(
     serve,
     restored,
     claim,
+    settled,
     owns,
     release
   }

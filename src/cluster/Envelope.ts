@@ -139,20 +139,55 @@ export const decodeControl = (text: string): Control | undefined => {
 export type Takeover =
   /** `from` claims `clientId`: end its connection here, drop its subscriptions, hand it over, then answer `request`. */
   | { readonly _tag: "Claim"; readonly clientId: string; readonly from: string; readonly request: string }
-  /** The claim `request` is handled: the answering node no longer has the client (the claimant asks Redis who owns it now). */
-  | { readonly _tag: "Released"; readonly request: string }
+  /**
+   * The claim `request` for `clientId` is handled by `node`: it no longer has the client (the
+   * claimant asks Redis who owns it now) and sends on what it gets for it until told `Settled`.
+   */
+  | { readonly _tag: "Released"; readonly request: string; readonly clientId: string; readonly node: string }
 
 /** A takeover message as text. */
 export const encodeTakeover = (takeover: Takeover): string =>
   takeover._tag === "Claim"
     ? JSON.stringify(["claim", takeover.clientId, takeover.from, takeover.request])
-    : JSON.stringify(["released", takeover.request])
+    : JSON.stringify(["released", takeover.request, takeover.clientId, takeover.node])
 
 /** A takeover message from text; `undefined` when it is not one. */
 export const decodeTakeover = (text: string): Takeover | undefined => {
   const value = parse(text)
   if (!Array.isArray(value) || !value.every(isString)) return undefined
   if (value[0] === "claim" && value.length === 4) return { _tag: "Claim", clientId: value[1], from: value[2], request: value[3] }
-  if (value[0] === "released" && value.length === 2) return { _tag: "Released", request: value[1] }
+  if (value[0] === "released" && value.length === 4) return { _tag: "Released", request: value[1], clientId: value[2], node: value[3] }
   return undefined
+}
+
+/** A message for one client, made for it already (QoS, RETAIN, identifiers): what a node sends on for a client that moved away. */
+export interface Targeted {
+  readonly clientId: string
+  readonly message: Message
+}
+
+/** A targeted message as text. */
+export const encodeTargeted = (targeted: Targeted): string => JSON.stringify([targeted.clientId, SessionCodec.encodeMessage(targeted.message)])
+
+/** A targeted message from text; `undefined` when it is not one. */
+export const decodeTargeted = (text: string): Targeted | undefined => {
+  const value = parse(text)
+  if (!Array.isArray(value) || value.length !== 2 || !isString(value[0])) return undefined
+  const message = decodeMessage(value[1])
+  return message === undefined ? undefined : { clientId: value[0], message }
+}
+
+/** The claimant `node` has `clientId`'s subscriptions in its router now: the node it came from stops sending on. */
+export interface Settled {
+  readonly clientId: string
+  readonly node: string
+}
+
+/** A settled notice as text. */
+export const encodeSettled = (settled: Settled): string => JSON.stringify([settled.clientId, settled.node])
+
+/** A settled notice from text; `undefined` when it is not one. */
+export const decodeSettled = (text: string): Settled | undefined => {
+  const value = parse(text)
+  return Array.isArray(value) && value.length === 2 && value.every(isString) ? { clientId: value[0], node: value[1] } : undefined
 }

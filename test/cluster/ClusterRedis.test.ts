@@ -43,6 +43,7 @@ const join = (url: string, prefix: string, nodeId: string) =>
           test.receivedFor.push(only)
         }),
       letGo: (clientId) => test.letGo(clientId),
+      deliverTo: () => Effect.void,
       adopt: (clientIds) =>
         Effect.sync(() => {
           test.adopted.push(...clientIds)

@@ -72,7 +72,7 @@ describe("cluster Envelope", () => {
   it("any takeover message decodes to itself after encoding", () => {
     const takeoverArb: fc.Arbitrary<Envelope.Takeover> = fc.oneof(
       fc.record({ _tag: fc.constant("Claim" as const), clientId: fc.string(), from: fc.string(), request: fc.string() }),
-      fc.record({ _tag: fc.constant("Released" as const), request: fc.string() })
+      fc.record({ _tag: fc.constant("Released" as const), request: fc.string(), clientId: fc.string(), node: fc.string() })
     )
     fc.assert(fc.property(takeoverArb, (takeover) => {
       expect(Envelope.decodeTakeover(Envelope.encodeTakeover(takeover))).toEqual(takeover)

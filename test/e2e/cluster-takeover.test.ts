@@ -107,4 +107,40 @@ describe("cluster: takeover across nodes", () => {
       expect(both.filter((c) => c.client.connected)).toHaveLength(1)
     }
   }, 90_000)
+  it("a client moving from A to B while QoS 1 messages are published on both nodes: every acknowledged message reaches it, on A before the move or on B after", async () => {
+    const clientId = `flow-${randomUUID().slice(0, 8)}`
+    const topic = `flow/${randomUUID()}`
+    const options = { clientId, clean: false, protocolVersion: 5 as const, properties: { sessionExpiryInterval: 300 } }
+    const seen = new Set<string>()
+    const record = (opened: { client: MqttClient }) =>
+      opened.client.on("message", (received, payload) => {
+        if (received === topic) seen.add(payload.toString())
+      })
+    const first = await open(a, options)
+    first.client.on("error", () => {})
+    record(first)
+    await first.client.subscribeAsync(topic, { qos: 1 })
+    const publishers = await Promise.all([a, b].map((node, i) => open(node, { clientId: `flow-pub-${i}-${randomUUID().slice(0, 8)}`, protocolVersion: 5 })))
+    // B's publisher reaches the subscriber on A once A's filter reached B
+    await routed(publishers[1]!.client, topic, () => seen.has("probe"))
+    const acked = new Set<string>()
+    let publishing = true
+    const loops = publishers.map(async (publisher, i) => {
+      for (let seq = 0; publishing; seq++) {
+        const payload = `${i}-${seq}`
+        await publisher.client.publishAsync(topic, payload, { qos: 1 }).then(() => acked.add(payload), () => sleep(10))
+        await sleep(2)
+      }
+    })
+    await until("traffic on A", () => seen.size > 100)
+    const second = await open(b, options)
+    record(second)
+    await until("traffic on B", () => Array.from(seen).some((p) => p.startsWith("0-")) && seen.size > acked.size * 0.5)
+    await sleep(500)
+    publishing = false
+    await Promise.all(loops)
+    await until("every acknowledged message", () => Array.from(acked).every((p) => seen.has(p)), 15_000).catch(() => {})
+    expect(Array.from(acked).filter((p) => !seen.has(p))).toEqual([])
+    expect(acked.size).toBeGreaterThan(200)
+  }, 60_000)
 })
