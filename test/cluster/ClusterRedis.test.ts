@@ -10,6 +10,7 @@ import * as NodeRedis from "@effect/platform-node/NodeRedis"
 import { randomUUID } from "node:crypto"
 import { Cluster, type ClusterNode } from "../../src/cluster/Cluster.ts"
 import * as ClusterRedis from "../../src/cluster/ClusterRedis.ts"
+import * as Envelope from "../../src/cluster/Envelope.ts"
 import type { Forwarded } from "../../src/cluster/Envelope.ts"
 import { Router } from "../../src/routing/Router.ts"
 import type { Message } from "../../src/session/Message.ts"
@@ -220,5 +221,39 @@ describe("ClusterRedis", () => {
         return yield* redis.send<string>("GET", `${prefix}cluster:owner:dev-9`)
       }).pipe(Effect.provide(NodeRedis.layer({ url: redisUrl() })))
       expect(owner).toBe("two")
+    }))), 30_000)
+  it("the first node of a restarted cluster adopts the nodes of before: what their streams still hold reaches their sessions, and it owns every stored session", () =>
+    Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const prefix = `t${randomUUID().slice(0, 6)}:`
+      const k = `${prefix}cluster:`
+      // a node killed with the whole cluster: a member with no heartbeat, one client, one undelivered batch
+      yield* Effect.gen(function*() {
+        const redis = yield* Redis.Redis
+        yield* redis.send("SADD", `${k}nodes`, "old")
+        yield* redis.send("SADD", `${k}node:old:clients`, "dev-3")
+        yield* redis.send("SET", `${k}owner:dev-3`, "old")
+        const batch = Envelope.encodeBatch([{ message: message("adopted/left", "undelivered"), publisherId: "pub", shared: [] }])
+        yield* redis.send("XADD", `${k}node:old:stream`, "*", "b", batch)
+      }).pipe(Effect.provide(NodeRedis.layer({ url: redisUrl() })))
+      const one = yield* join(redisUrl(), prefix, "one")
+      expect(one.node.peersAtStart).toBe(0)
+      one.router.subscriptions.add("dev-3", "adopted/#", 1)
+      yield* one.node.restored(["dev-3", "dev-4"])
+      yield* until("the undelivered message", () => one.received.some((f) => text(f.message) === "undelivered"))
+      expect(one.adopted).toEqual(["dev-3"])
+      expect(Array.from(one.receivedFor[0]!)).toEqual(["dev-3"])
+      expect([yield* one.node.owns("dev-3"), yield* one.node.owns("dev-4")]).toEqual([true, true])
+      // its keys go once its stream is delivered
+      const left = yield* Effect.gen(function*() {
+        const redis = yield* Redis.Redis
+        for (let i = 0; i < 100; i++) {
+          const count = yield* redis.send<number>("EXISTS", `${k}node:old:stream`, `${k}node:old:clients`, `${k}node:old:gone`)
+          if (count === 1) return count
+          yield* Effect.sleep(20)
+        }
+        return -1
+      }).pipe(Effect.provide(NodeRedis.layer({ url: redisUrl() })))
+      // only the gone marker stays (for ten minutes): late sends to the old node come here
+      expect(left).toBe(1)
     }))), 30_000)
 })
