@@ -42,12 +42,12 @@ import * as Redis from "effect/persistence/Redis"
 import { randomUUID } from "node:crypto"
 import { isSystemTopic } from "../protocol/Topic.ts"
 import type { Router } from "../routing/Router.ts"
-import { type SharedGroup, SubscriptionIndex } from "../routing/SubscriptionIndex.ts"
-import { type Message, minQos } from "../session/Message.ts"
-import type { Subscription } from "../session/SessionState.ts"
+import type { SharedGroup } from "../routing/SubscriptionIndex.ts"
+import type { Message } from "../session/Message.ts"
 import * as SessionCodec from "../session/SessionCodec.ts"
 import { Cluster, ClusterError, type ClusterNode, type Host } from "./Cluster.ts"
 import * as Envelope from "./Envelope.ts"
+import { ForwardingAddresses } from "./ForwardingAddresses.ts"
 import { NodeFilters } from "./NodeFilters.ts"
 import * as Plan from "./Plan.ts"
 import * as Scripts from "./Scripts.ts"
@@ -270,13 +270,13 @@ const joinAs = Effect.fnUntraced(function*(
     switch (event._tag) {
       case "FilterAdded":
         if (event.node !== self) peers.add(event.node, event.filter)
-        if (movingTo.size > 0) recheckSettled(event.node)
+        if (!addresses.isEmpty) addresses.recheck(event.node, peers.filtersOf(event.node))
         return Effect.void
       case "FilterRemoved":
         if (event.node !== self) peers.remove(event.node, event.filter)
         return Effect.void
       case "FiltersReset":
-        return event.node === self ? Effect.void : Effect.andThen(load(event.node), Effect.sync(() => recheckSettled(event.node)))
+        return event.node === self ? Effect.void : Effect.andThen(load(event.node), Effect.sync(() => addresses.recheck(event.node, peers.filtersOf(event.node))))
       case "NodeLeft":
         // its stream and sessions wait for an adopter; peers keep sending to it until then
         return event.node === self ? Effect.void : adoptInBackground(event.node)
@@ -441,7 +441,7 @@ const joinAs = Effect.fnUntraced(function*(
   ): Effect.Effect<ReadonlySet<string> | undefined> => {
     if (isSystemTopic(message.topic)) return Effect.succeed(undefined)
     const plan = Plan.plan(peers.route(message.topic), localShared, self, cursors)
-    const onward = moving.size === 0 ? undefined : sendOn(message, publisherId)
+    const onward = addresses.isEmpty ? undefined : sendOn(message, publisherId)
     if (onward !== undefined && message.qos > 0) {
       return Effect.andThen(Effect.promise(() => onward), sendPlanned(plan, message, publisherId))
     }
@@ -470,70 +470,28 @@ const joinAs = Effect.fnUntraced(function*(
   // clients this node took from a live node, until their subscriptions are in its router
   const claimedFrom = new Map<string, string>()
 
-  // clients handed to another node whose subscriptions are not in that node's router yet: what
-  // still reaches this node for them is sent on, made for the client (a forwarding address)
-  const moving = new SubscriptionIndex()
-  const movingTo = new Map<string, { readonly node: string; readonly filters: ReadonlyArray<string>; settled: boolean }>()
-  // a moving client's filters stay announced (held once more) until it is settled there, so
-  // peers keep sending here what it must get
-  const hold = (filter: string) => held.set(filter, (held.get(filter) ?? 0) + 1)
-  const unhold = (filter: string) => {
-    const count = (held.get(filter) ?? 0) - 1
-    if (count > 0) {
-      held.set(filter, count)
-      return
+  // clients handed to another node that does not route them yet: what still reaches this node for
+  // them is sent on; their filters stay announced (held once more) meanwhile, so peers keep
+  // sending here what they must get
+  const addresses = new ForwardingAddresses({
+    hold: (filter) => held.set(filter, (held.get(filter) ?? 0) + 1),
+    unhold: (filter) => {
+      const count = (held.get(filter) ?? 0) - 1
+      if (count > 0) {
+        held.set(filter, count)
+        return
+      }
+      held.delete(filter)
+      announce("srem", key.filters(self), filter, "", { _tag: "FilterRemoved", node: self, filter }).catch(failed)
     }
-    held.delete(filter)
-    announce("srem", key.filters(self), filter, "", { _tag: "FilterRemoved", node: self, filter }).catch(failed)
-  }
-  const startForwarding = (clientId: string, node: string, subscriptions: ReadonlyMap<string, Subscription>) => {
-    stopForwarding(clientId, movingTo.get(clientId)?.node ?? "")
-    movingTo.set(clientId, { node, filters: Array.from(subscriptions.keys()), settled: false })
-    for (const [filter, subscription] of subscriptions) {
-      hold(filter)
-      moving.add(clientId, filter, subscription)
-    }
-  }
-  /**
-   * The claimant `node` routes the client itself: stop sending on once this node, too, knows that
-   * node holds every filter of it (its control events and its stream reach this node on separate
-   * connections, in either order); until then, this node's publishers would reach the client nowhere.
-   */
-  const settledThere = (clientId: string, node: string) => {
-    const move = movingTo.get(clientId)
-    if (move === undefined || move.node !== node) return
-    move.settled = true
-    const known = peers.filtersOf(node)
-    if (move.filters.every((filter) => known.has(filter))) stopForwarding(clientId, node)
-  }
-  /** `node`'s filters changed: the clients settled there that waited for it stop being sent on. */
-  const recheckSettled = (node: string) => {
-    for (const [clientId, move] of movingTo) if (move.settled && move.node === node) settledThere(clientId, node)
-  }
-  const stopForwarding = (clientId: string, node: string) => {
-    const move = movingTo.get(clientId)
-    if (move === undefined || move.node !== node) return
-    movingTo.delete(clientId)
-    moving.removeClient(clientId, move.filters)
-    for (const filter of move.filters) unhold(filter)
-  }
+  })
   /** Sends on what matches a moving client's subscriptions; resolves once Redis has it. */
   const sendOn = (message: Message, publisherId: string | undefined): Promise<unknown> | undefined => {
-    const route = moving.route(message.topic, publisherId)
-    if (route.clients.size === 0) return undefined
-    const sent: Array<Promise<unknown>> = []
-    for (const [clientId, matched] of route.clients) {
-      const move = movingTo.get(clientId)
-      if (move === undefined) continue
-      const made: Message = {
-        ...message,
-        qos: minQos(message.qos, matched.qos),
-        retain: matched.retainAsPublished && message.retain,
-        ...(matched.identifiers === undefined ? {} : { subscriptionIds: matched.identifiers })
-      }
-      sent.push(sendTo(move.node, "t", Envelope.encodeTargeted({ clientId, message: made })).catch(failed))
-    }
-    return Promise.all(sent)
+    const onward = addresses.route(message, publisherId)
+    if (onward.length === 0) return undefined
+    return Promise.all(onward.map(({ clientId, message, node }) =>
+      sendTo(node, "t", Envelope.encodeTargeted({ clientId, message })).catch(failed)
+    ))
   }
 
   /**
@@ -549,12 +507,12 @@ const joinAs = Effect.fnUntraced(function*(
     const answer = Envelope.encodeTakeover({ _tag: "Released", request: claim.request, clientId: claim.clientId, node: self })
     // on its own fiber: a connection slow to end holds up no other message
     return Effect.asVoid(Effect.forkDetach(
-      serving.letGo(claim.clientId, (subscriptions) => startForwarding(claim.clientId, claim.from, subscriptions)).pipe(
+      serving.letGo(claim.clientId, (subscriptions) => addresses.start(claim.clientId, claim.from, subscriptions)).pipe(
         Effect.andThen(() => {
           for (const adopted of adoptedFrom.values()) adopted.delete(claim.clientId)
-          if (!movingTo.has(claim.clientId)) return Effect.void
+          if (!addresses.has(claim.clientId)) return Effect.void
           // the claimant says when it routes the client itself; if it never does (it died), not forever
-          return Effect.asVoid(Effect.forkDetach(Effect.andThen(Effect.sleep(FORWARDING_MS), Effect.sync(() => stopForwarding(claim.clientId, claim.from)))))
+          return Effect.asVoid(Effect.forkDetach(Effect.andThen(Effect.sleep(FORWARDING_MS), Effect.sync(() => addresses.stop(claim.clientId, claim.from)))))
         }),
         Effect.andThen(attempt("hand over", () =>
           send(client, ["EVAL", Scripts.TRANSFER, "1", key.owner(claim.clientId), key.nodePrefix, claim.clientId, self, claim.from])
@@ -578,7 +536,7 @@ const joinAs = Effect.fnUntraced(function*(
         const sessions = only(entry.fields.get("from"))
         const delivered = Effect.forEach(batch.forwarded, (forwarded) => {
           const delivering = serving.deliver(forwarded, sessions).pipe(logged("delivering a forwarded message"))
-          if (moving.size === 0) return delivering
+          if (addresses.isEmpty) return delivering
           const onward = sendOn(forwarded.message, forwarded.publisherId)
           return onward === undefined ? delivering : Effect.andThen(delivering, Effect.promise(() => onward))
         }, { discard: true })
@@ -595,7 +553,7 @@ const joinAs = Effect.fnUntraced(function*(
       const settledText = entry.fields.get("s")
       if (settledText !== undefined) {
         const settled = Envelope.decodeSettled(settledText)
-        if (settled !== undefined) settledThere(settled.clientId, settled.node)
+        if (settled !== undefined) addresses.settled(settled.clientId, settled.node, peers.filtersOf(settled.node))
         return Effect.void
       }
       const claimText = entry.fields.get("c")
