@@ -345,24 +345,25 @@ const joinAs = Effect.fnUntraced(function*(
     }
     return yield* heartbeat
   }))
-  router.subscriptions.observe({
-    added: (filter) => {
-      const count = (held.get(filter) ?? 0) + 1
-      held.set(filter, count)
-      if (count === 1) {
-        announce("sadd", key.filters(self), filter, "", { _tag: "FilterAdded", node: self, filter }).catch(failed)
-      }
-    },
-    removed: (filter) => {
-      const count = (held.get(filter) ?? 0) - 1
-      if (count > 0) {
-        held.set(filter, count)
-        return
-      }
-      held.delete(filter)
-      announce("srem", key.filters(self), filter, "", { _tag: "FilterRemoved", node: self, filter }).catch(failed)
+  /** One more holder of `filter` here: the first one announces it. */
+  const hold = (filter: string) => {
+    const count = (held.get(filter) ?? 0) + 1
+    held.set(filter, count)
+    if (count === 1) {
+      announce("sadd", key.filters(self), filter, "", { _tag: "FilterAdded", node: self, filter }).catch(failed)
     }
-  })
+  }
+  /** One holder of `filter` less: the last one announces it gone. */
+  const unhold = (filter: string) => {
+    const count = (held.get(filter) ?? 0) - 1
+    if (count > 0) {
+      held.set(filter, count)
+      return
+    }
+    held.delete(filter)
+    announce("srem", key.filters(self), filter, "", { _tag: "FilterRemoved", node: self, filter }).catch(failed)
+  }
+  router.subscriptions.observe({ added: hold, removed: unhold })
   router.retained.writeThrough({ set: writeRetained, delete: (topic) => writeRetained(topic, undefined) })
   yield* Effect.logInfo(`cluster: node ${self} joined, ${peersAtStart} other node${peersAtStart === 1 ? "" : "s"} alive`)
 
@@ -473,18 +474,7 @@ const joinAs = Effect.fnUntraced(function*(
   // clients handed to another node that does not route them yet: what still reaches this node for
   // them is sent on; their filters stay announced (held once more) meanwhile, so peers keep
   // sending here what they must get
-  const addresses = new ForwardingAddresses({
-    hold: (filter) => held.set(filter, (held.get(filter) ?? 0) + 1),
-    unhold: (filter) => {
-      const count = (held.get(filter) ?? 0) - 1
-      if (count > 0) {
-        held.set(filter, count)
-        return
-      }
-      held.delete(filter)
-      announce("srem", key.filters(self), filter, "", { _tag: "FilterRemoved", node: self, filter }).catch(failed)
-    }
-  })
+  const addresses = new ForwardingAddresses({ hold, unhold })
   /** Sends on what matches a moving client's subscriptions; resolves once Redis has it. */
   const sendOn = (message: Message, publisherId: string | undefined): Promise<unknown> | undefined => {
     const onward = addresses.route(message, publisherId)

@@ -6,37 +6,23 @@
  * to it but not yet delivered, the ones sent to B's stream while it was dead, the ones queued for a
  * session that was offline when B died. Duplicates are allowed (QoS 1 is at least once).
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { beforeAll, describe, expect, it } from "@effect/vitest"
 import type { MqttClient } from "mqtt"
 import { randomUUID } from "node:crypto"
-import * as RedisServer from "../support/RedisServer.ts"
-import { type BrokerProcess, connect, end, startBroker } from "./persistence-harness.ts"
+import { sleep, until as waitUntil, useTwoNodes } from "./cluster-harness.ts"
+import { type BrokerProcess, connect, end } from "./persistence-harness.ts"
 
-const redisUrl = RedisServer.useRedisServer()
-
+const nodes = useTwoNodes()
 let a: BrokerProcess
 let b: BrokerProcess
-const clients: Array<MqttClient> = []
-
-beforeAll(async () => {
-  const args = ["--persistence", "redis", "--redis-url", redisUrl(), "--cluster", "--cluster-heartbeat-ms", "200"]
-  ;[a, b] = await Promise.all([startBroker(args, 30_000), startBroker(args, 30_000)])
-}, 60_000)
-
-afterAll(async () => {
-  for (const c of clients.splice(0)) c.end(true)
-  await Promise.all([a?.kill9(), b?.kill9()])
+const clients = nodes.clients
+beforeAll(() => {
+  a = nodes.a()
+  b = nodes.b()
 })
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-const until = async (what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> => {
-  const deadline = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${a.output().slice(-3000)}`)
-    await sleep(20)
-  }
-}
+/** `until`, with A's log in the message when it times out. */
+const until = (what: string, check: () => boolean, timeoutMs = 20_000) => waitUntil(what, check, timeoutMs, () => a.output().slice(-3000))
 
 /** A persistent subscriber: the sequence numbers it received, over all its connections. */
 interface Subscriber {

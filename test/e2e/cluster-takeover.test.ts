@@ -4,38 +4,20 @@
  * the A connection (MQTT 5: DISCONNECT 0x8E) and resumes the session on B, whose router then
  * holds its subscriptions (A's no longer); two CONNECTs racing on A and B leave one connection.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { beforeAll, describe, expect, it } from "@effect/vitest"
 import type { MqttClient } from "mqtt"
 import { randomUUID } from "node:crypto"
-import * as RedisServer from "../support/RedisServer.ts"
-import { type BrokerProcess, connect, startBroker } from "./persistence-harness.ts"
+import { sleep, until, useTwoNodes } from "./cluster-harness.ts"
+import { type BrokerProcess, connect } from "./persistence-harness.ts"
 
-const redisUrl = RedisServer.useRedisServer()
-
+const nodes = useTwoNodes()
 let a: BrokerProcess
 let b: BrokerProcess
-const clients: Array<MqttClient> = []
-
-beforeAll(async () => {
-  const args = ["--persistence", "redis", "--redis-url", redisUrl(), "--cluster", "--cluster-heartbeat-ms", "200"]
-  ;[a, b] = await Promise.all([startBroker(args, 30_000), startBroker(args, 30_000)])
-}, 60_000)
-
-afterAll(async () => {
-  for (const c of clients.splice(0)) c.end(true)
-  await Promise.all([a?.kill9(), b?.kill9()])
+const clients = nodes.clients
+beforeAll(() => {
+  a = nodes.a()
+  b = nodes.b()
 })
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** Resolves once `check` holds, polling; rejects after `timeoutMs`. */
-const until = async (what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> => {
-  const deadline = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(10)
-  }
-}
 
 /** A client of `node` that records the payloads it receives on each topic. */
 const open = async (node: BrokerProcess, options: Parameters<typeof connect>[1]) => {
