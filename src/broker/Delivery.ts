@@ -23,9 +23,13 @@ import * as FlowControl from "./FlowControl.ts"
 /** Whether a client id has a live connection (asked only when a subscriber is congested). */
 const isLive = (core: Core) => (clientId: string): boolean => core.registry.get(clientId) !== undefined
 
-/** The message at each delivery QoS with RETAIN=0, built at most once per publish. */
+/**
+ * The message at each delivery QoS with RETAIN=0, built at most once per publish; the message
+ * itself where it already is that (most publishes: one object less per message, queued or in flight).
+ */
 const variants = (message: Message): (qos: QoS) => Message => {
   const cache: Array<Message | undefined> = [undefined, undefined, undefined]
+  if (!message.retain) cache[message.qos] = message
   return (qos) => (cache[qos] ??= { ...message, qos, retain: false })
 }
 

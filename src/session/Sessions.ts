@@ -123,7 +123,8 @@ export const make = Effect.fnUntraced(function*(limits: Transitions.Limits) {
   const modifySync = groupCommit === undefined ? provider.modifySync : undefined
   const sync: SyncSessions | undefined = modifySync === undefined ? undefined : {
     deliver: (clientId, message, online) => {
-      const now = clock.currentTimeMillisUnsafe()
+      // a delivery reads the time only for the message's own expiry: no clock read per subscriber otherwise
+      const now = message.expiresAt === undefined ? 0 : clock.currentTimeMillisUnsafe()
       return modifySync(clientId, (current) =>
         outgoingUpdate(current, (state) => Transitions.deliver(state, message, online, limits, now)))
     },

@@ -39,14 +39,18 @@ const acknowledge = (
   )
 }
 
+const pubackNow: SyncAckTransition = (sync, clientId, packetId) => sync.puback(clientId, packetId)
+const pubrecNow: SyncAckTransition = (sync, clientId, packetId) => sync.pubrec(clientId, packetId)
+const pubcompNow: SyncAckTransition = (sync, clientId, packetId) => sync.pubcomp(clientId, packetId)
+
 /** PUBACK for a QoS 1 delivery. */
 export const handlePuback = (context: ConnectionContext, packetId: number | undefined) =>
-  acknowledge(context, packetId, context.core.sessions.puback, (sync, clientId, id) => sync.puback(clientId, id))
+  acknowledge(context, packetId, context.core.sessions.puback, pubackNow)
 
 /** PUBREC for a QoS 2 delivery. */
 export const handlePubrec = (context: ConnectionContext, packetId: number | undefined) =>
-  acknowledge(context, packetId, context.core.sessions.pubrec, (sync, clientId, id) => sync.pubrec(clientId, id))
+  acknowledge(context, packetId, context.core.sessions.pubrec, pubrecNow)
 
 /** PUBCOMP for a QoS 2 delivery. */
 export const handlePubcomp = (context: ConnectionContext, packetId: number | undefined) =>
-  acknowledge(context, packetId, context.core.sessions.pubcomp, (sync, clientId, id) => sync.pubcomp(clientId, id))
+  acknowledge(context, packetId, context.core.sessions.pubcomp, pubcompNow)

@@ -48,6 +48,8 @@ const flatten = (grouped: GroupedUserProperties): Array<UserProperty> =>
 /** The message to route: forwarded properties only (no alias, no subscription ids), expiry made absolute. */
 export const toMessage = (fields: PublishFields, now = 0): Message => {
   const p = fields.properties
+  // 3.1.1, and MQTT 5 without properties: one plain object of a single shape
+  if (p === undefined) return { topic: fields.topic, payload: fields.payload, qos: fields.qos, retain: fields.retain }
   const properties: { -readonly [K in keyof PublishProperties]: PublishProperties[K] } = {}
   let any = false
   if (p !== undefined) {
