@@ -6,6 +6,11 @@
  * publisher back, see `FlowControl`); everything else is a session transition under the client's
  * lock, so an online client gets it now and an offline one gets it queued. With an `Authorizer`,
  * a client that may not `receive` the topic is skipped.
+ *
+ * Over the memory provider a delivery whose client's lock is free is a plain function call (no
+ * Effect, no fiber step): a fan-out to 50 QoS 1 subscribers builds no Effect at all. Only what
+ * must wait (a lock held by a CONNECT or a takeover, a congested subscriber, an `Authorizer`, a
+ * provider that does I/O) is left as an Effect, run in order after what was done at once.
  */
 import { Effect } from "effect"
 import type { Authorizer } from "../auth/Authorizer.ts"
@@ -18,9 +23,13 @@ import * as FlowControl from "./FlowControl.ts"
 /** Whether a client id has a live connection (asked only when a subscriber is congested). */
 const isLive = (core: Core) => (clientId: string): boolean => core.registry.get(clientId) !== undefined
 
-/** The message at each delivery QoS with RETAIN=0, built at most once per publish. */
+/**
+ * The message at each delivery QoS with RETAIN=0, built at most once per publish; the message
+ * itself where it already is that (most publishes: one object less per message, queued or in flight).
+ */
 const variants = (message: Message): (qos: QoS) => Message => {
   const cache: Array<Message | undefined> = [undefined, undefined, undefined]
+  if (!message.retain) cache[message.qos] = message
   return (qos) => (cache[qos] ??= { ...message, qos, retain: false })
 }
 
@@ -36,23 +45,39 @@ export const deliverTo = (core: Core, clientId: string, message: Message): Effec
     })
   )
 
+/**
+ * Delivers one message to one client now when nothing needs awaiting: the provider changes
+ * sessions synchronously (memory) and nobody holds or waits for the client's lock, so this
+ * synchronous section is as good as holding it. Otherwise returns the Effect that delivers it
+ * under the lock (it has not happened yet).
+ */
+const deliverNow = (core: Core, clientId: string, message: Message): Effect.Effect<void, SessionStoreError> | undefined => {
+  const sync = core.sessions.sync
+  if (sync === undefined || !core.locks.isFree(clientId)) return deliverTo(core, clientId, message)
+  const live = core.registry.get(clientId)
+  const outgoing = sync.deliver(clientId, message, live !== undefined)
+  if (live !== undefined && outgoing.length > 0) live.send(outgoing)
+  return undefined
+}
+
+/** As `deliverNow`, for any QoS: QoS 0 to an online client goes straight to its outbox. */
 const deliverOne = (
   core: Core,
   clientId: string,
   message: Message,
   publisherId: string | undefined
-): Effect.Effect<void, SessionStoreError> => {
+): Effect.Effect<void, SessionStoreError> | undefined => {
   if (message.qos === 0) {
     const live = core.registry.get(clientId)
     if (live !== undefined) {
       const congested = live.sendQos0(message)
       return congested === undefined
-        ? Effect.void
+        ? undefined
         : FlowControl.congested(core.registry.flow, congested, clientId, publisherId, isLive(core))
     }
-    if (!core.sessions.limits.queueQos0) return Effect.void
+    if (!core.sessions.limits.queueQos0) return undefined
   }
-  return deliverTo(core, clientId, message)
+  return deliverNow(core, clientId, message)
 }
 
 /** One member of a shared subscription: the next online one in turn, else the next one (its session queues it). */
@@ -90,23 +115,57 @@ export const mayReceive = (
 ): Effect.Effect<boolean> =>
   authorizer.authorize({ username: core.registry.usernameOf(clientId), clientId, action: "receive", topic })
 
-/** Publishes a message from a client (`publisherId`, for No Local) or a will: retained bookkeeping, then fan-out (and to other cluster nodes). */
-export const publish = Effect.fnUntraced(function*(core: Core, message: Message, publisherId?: string) {
+/**
+ * Publishes a message from a client (`publisherId`, for No Local) or a will: retained bookkeeping,
+ * then fan-out (and to other cluster nodes). Nothing happens until the Effect runs.
+ */
+export const publish = (core: Core, message: Message, publisherId?: string): Effect.Effect<void, SessionStoreError> =>
+  Effect.suspend(() => publishNow(core, message, publisherId) ?? Effect.void)
+
+/**
+ * `publish` begun at once: whatever can be done synchronously (every delivery over the memory
+ * provider whose client's lock is free, QoS 0 to an uncongested client) is done before this
+ * returns, in order; what is left is returned as an Effect that must be run next, before anything
+ * else this publisher sends (undefined: nothing is left). The PUBLISH handler's fast path.
+ */
+export const publishNow = (
+  core: Core,
+  message: Message,
+  publisherId: string | undefined
+): Effect.Effect<void, SessionStoreError> | undefined => {
   // the clock is read for a sample of the messages only: two reads would cost more than the rest of the counting
   const started = core.stats.sampleLatency() ? performance.now() : -1
   if (message.retain) core.router.retain(message)
   const route = core.router.subscriptions.route(message.topic, publisherId)
   const cluster = core.cluster
-  if (cluster === undefined) {
-    if (route.clients.size === 0 && route.shared.length === 0) return
-    yield* fanOut(core, route, message, publisherId, undefined)
-  } else {
-    // the peers first: then a QoS 1/2 message is with Redis before any local subscriber sees it
-    const serve = yield* cluster.forward(message, publisherId, route.shared)
-    yield* fanOut(core, route, message, publisherId, serve)
+  if (cluster !== undefined) {
+    return Effect.gen(function*() {
+      // the peers first: then a QoS 1/2 message is with Redis before any local subscriber sees it
+      const serve = yield* cluster.forward(message, publisherId, route.shared)
+      yield* fanOut(core, route, message, publisherId, serve)
+      if (started >= 0) core.stats.deliveryLatency.observe((performance.now() - started) / 1000)
+    })
   }
-  if (started >= 0) core.stats.deliveryLatency.observe((performance.now() - started) / 1000)
-})
+  if (route.clients.size === 0 && route.shared.length === 0) return undefined
+  const rest = runNow(fanOut(core, route, message, publisherId, undefined))
+  if (started < 0) return rest
+  const observe = () => core.stats.deliveryLatency.observe((performance.now() - started) / 1000)
+  if (rest === undefined) return void observe()
+  return Effect.map(rest, observe)
+}
+
+/**
+ * Runs a plain generator of Effects (as `Effect.gen` would) synchronously up to its first yielded
+ * Effect, and returns an Effect running the rest from there; undefined when it ran to its end.
+ */
+const runNow = <E>(steps: Generator<Effect.Effect<unknown, E>, void, any>): Effect.Effect<void, E> | undefined => {
+  const first = steps.next()
+  if (first.done === true) return undefined
+  return Effect.gen(function*() {
+    let next: IteratorResult<Effect.Effect<unknown, E>, void> = first
+    while (next.done !== true) next = steps.next(yield* next.value)
+  })
+}
 
 /**
  * Delivers a message another cluster node forwarded: to this node's matching subscribers and the
@@ -130,7 +189,8 @@ export const publishForwarded = (
 /**
  * One copy to each client of `route`, one member for each of its shared subscriptions (only those
  * in `serve`, by `SharedGroup.key`, when given: the others are served on another cluster node).
- * A plain generator, run inside the caller's (`yield*`): no Effect of its own per message.
+ * A plain generator, run inside the caller's (`yield*`) or by `runNow`: no Effect of its own per
+ * message, and none yielded for a delivery done at once.
  */
 function* fanOut(
   core: Core,
@@ -150,7 +210,8 @@ function* fanOut(
   const authorizer = core.authorizer
   for (const [clientId, matched] of route.clients) {
     if (authorizer !== undefined && !(yield* mayReceive(core, authorizer, clientId, message.topic))) continue
-    yield* deliverOne(core, clientId, forClient(matched), publisherId)
+    const pending = deliverOne(core, clientId, forClient(matched), publisherId)
+    if (pending !== undefined) yield* pending
   }
   for (const group of route.shared) {
     if (serve !== undefined && !serve.has(group.key)) continue
@@ -158,6 +219,7 @@ function* fanOut(
     if (member === undefined) continue
     // a member that may not read the topic does not get it, and no other member gets it instead
     if (authorizer !== undefined && !(yield* mayReceive(core, authorizer, member[0], message.topic))) continue
-    yield* deliverOne(core, member[0], forClient(member[1]), publisherId)
+    const pending = deliverOne(core, member[0], forClient(member[1]), publisherId)
+    if (pending !== undefined) yield* pending
   }
 }

@@ -6,6 +6,11 @@
  *
  * Hand-rolled rather than a Semaphore per key: almost every acquisition is uncontended, and
  * then taking the lock is one Map lookup. Waiters are served first come, first served.
+ *
+ * A synchronous section (no Effect, nothing awaited) cannot interleave with anything, so it
+ * needs no lock at all, only the guarantee that nobody holds or waits for it: `isFree`. That is
+ * the hot path of deliveries and acknowledgements over the memory provider; when the lock is
+ * taken, they queue behind its holder with `withLock` like everything else, so order is kept.
  */
 import { Effect } from "effect"
 
@@ -59,6 +64,14 @@ export class KeyedLock {
         )
       })
     )
+  }
+
+  /**
+   * Whether nobody holds or waits for `key`'s lock: a synchronous section run now behaves as if
+   * it had taken the lock (nothing can run before it ends) and overtakes nobody.
+   */
+  isFree(key: string): boolean {
+    return !this.held.has(key)
   }
 
   /** Number of keys currently locked (diagnostics, tests). */

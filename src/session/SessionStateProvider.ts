@@ -29,6 +29,13 @@ export class SessionStateProvider extends Context.Service<SessionStateProvider, 
   readonly remove: (clientId: string) => Effect.Effect<void, SessionStoreError>
   /** Atomic read-modify-write of one client's session: no other update to it interleaves. */
   readonly modify: <A>(clientId: string, update: SessionUpdate<A>) => Effect.Effect<A, SessionStoreError>
+  /**
+   * Optional: the same atomic update as `modify`, applied synchronously, for a provider that keeps
+   * sessions in this process and cannot fail (the memory provider). `Sessions` then runs the
+   * per-message transitions (a delivery, a PUBACK) without building an Effect for each. A wrapper
+   * that changes what `modify` does must not pass this member on.
+   */
+  readonly modifySync?: (<A>(clientId: string, update: SessionUpdate<A>) => A) | undefined
   /** The client ids with a stored session (for restoring the router and for diagnostics). */
   readonly clientIds: Effect.Effect<ReadonlyArray<string>, SessionStoreError>
 }>()("effect-mqtt-broker/session/SessionStateProvider") {}

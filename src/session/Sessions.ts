@@ -13,6 +13,33 @@ import * as Transitions from "./Transitions.ts"
 type Outgoing = Transitions.Outgoing
 const noOutgoing: ReadonlyArray<Outgoing> = []
 
+/**
+ * The per-message transitions applied synchronously: no Effect is built, nothing is awaited, so
+ * the caller's synchronous section stays one (see `KeyedLock.isFree`). Each returns what to send
+ * now (nothing when there is no session). Offered over a provider with `modifySync` that does not
+ * commit in groups, i.e. the memory provider; the time is the `Clock` the Sessions were made with.
+ */
+export interface SyncSessions {
+  /** As `Sessions.deliver`. */
+  readonly deliver: (clientId: string, message: Message, online: boolean) => ReadonlyArray<Outgoing>
+  /** As `Sessions.puback`. */
+  readonly puback: (clientId: string, packetId: number) => ReadonlyArray<Outgoing>
+  /** As `Sessions.pubrec`. */
+  readonly pubrec: (clientId: string, packetId: number) => ReadonlyArray<Outgoing>
+  /** As `Sessions.pubcomp`. */
+  readonly pubcomp: (clientId: string, packetId: number) => ReadonlyArray<Outgoing>
+}
+
+/** A transition applied to the stored session, if any: what to send, and the session to store. */
+const outgoingUpdate = (
+  current: Option.Option<SessionState>,
+  f: (state: SessionState) => Transitions.Step
+): readonly [ReadonlyArray<Outgoing>, Option.Option<SessionState>] => {
+  if (Option.isNone(current)) return [noOutgoing, current]
+  const { outgoing, state } = f(current.value)
+  return [outgoing, state === current.value ? current : Option.some(state)]
+}
+
 /** Session operations over the provider. */
 export class Sessions extends Context.Service<Sessions, {
   readonly limits: Transitions.Limits
@@ -55,6 +82,11 @@ export class Sessions extends Context.Service<Sessions, {
    * provider that stores each change before returning.
    */
   readonly whenDurable: (f: () => void) => void
+  /**
+   * The per-message transitions without an Effect, when the provider allows it (memory); undefined
+   * otherwise, and then only the Effect operations above apply.
+   */
+  readonly sync: SyncSessions | undefined
   /** The stored session (diagnostics and tests). */
   readonly get: (clientId: string) => Effect.Effect<Option.Option<SessionState>, SessionStoreError>
 }>()("effect-mqtt-broker/session/Sessions") {}
@@ -63,6 +95,7 @@ export class Sessions extends Context.Service<Sessions, {
 export const make = Effect.fnUntraced(function*(limits: Transitions.Limits) {
   const provider = yield* SessionStateProvider
   const groupCommit = Option.getOrUndefined(yield* Effect.serviceOption(GroupCommit))
+  const clock = yield* Clock.Clock
   /** For changes nothing acknowledges by itself: not waiting for their commit (see `durable`). */
   const modifyDeferred = groupCommit?.modifyDeferred ?? provider.modify
 
@@ -85,11 +118,27 @@ export const make = Effect.fnUntraced(function*(limits: Transitions.Limits) {
     f: (state: SessionState, now: number) => Transitions.Step,
     modify: typeof provider.modify = provider.modify
   ) =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      step(clientId, noOutgoing, (state) => {
-        const { outgoing, state: next } = f(state, now)
-        return [outgoing, next]
-      }, modify))
+    Effect.flatMap(Clock.currentTimeMillis, (now) => modify(clientId, (current) => outgoingUpdate(current, (state) => f(state, now))))
+
+  const modifySync = groupCommit === undefined ? provider.modifySync : undefined
+  const sync: SyncSessions | undefined = modifySync === undefined ? undefined : {
+    deliver: (clientId, message, online) => {
+      // a delivery reads the time only for the message's own expiry: no clock read per subscriber otherwise
+      const now = message.expiresAt === undefined ? 0 : clock.currentTimeMillisUnsafe()
+      return modifySync(clientId, (current) =>
+        outgoingUpdate(current, (state) => Transitions.deliver(state, message, online, limits, now)))
+    },
+    puback: (clientId, packetId) => {
+      const now = clock.currentTimeMillisUnsafe()
+      return modifySync(clientId, (current) => outgoingUpdate(current, (state) => Transitions.puback(state, packetId, now)))
+    },
+    pubrec: (clientId, packetId) =>
+      modifySync(clientId, (current) => outgoingUpdate(current, (state) => Transitions.pubrec(state, packetId))),
+    pubcomp: (clientId, packetId) => {
+      const now = clock.currentTimeMillisUnsafe()
+      return modifySync(clientId, (current) => outgoingUpdate(current, (state) => Transitions.pubcomp(state, packetId, now)))
+    }
+  }
 
   /** Applies an end-of-connection or end-of-time transition that may remove the session. */
   const end = (clientId: string, f: (state: SessionState) => Transitions.Ended) =>
@@ -136,6 +185,7 @@ export const make = Effect.fnUntraced(function*(limits: Transitions.Limits) {
     disconnect: (clientId, options, now) => end(clientId, (state) => Transitions.disconnect(state, options, now)),
     expire: (clientId, now) => end(clientId, (state) => Transitions.expire(state, now)),
     whenDurable: groupCommit?.afterCommit ?? ((f) => f()),
+    sync,
     get: provider.get
   })
 })

@@ -53,10 +53,7 @@ const fits = (state: SessionState, message: Message): boolean =>
   state.maximumPacketSize === undefined || publishSize(message) <= state.maximumPacketSize
 
 /** Whether `id` is held by a message in flight. */
-const inUse = (state: SessionState, id: number): boolean => {
-  for (const entry of state.inflight) if (entry.packetId === id) return true
-  return false
-}
+const inUse = (state: SessionState, id: number): boolean => inList(state.inflight, id)
 
 /** The next free packet id at or after `state.nextPacketId`, cycling 1..65535 (ids in flight are skipped). */
 export const allocatePacketId = (state: SessionState): number => {
@@ -117,28 +114,59 @@ const resendHeldBack = (state: SessionState, outgoing: Array<Outgoing>): Session
 export const fillWindow = (state: SessionState, now = 0): Step => {
   if (state.queue.length === 0 && !hasAwaitingResend(state)) return { state, outgoing: none }
   const outgoing: Array<Outgoing> = []
-  let current = resendHeldBack(state, outgoing)
+  const current = resendHeldBack(state, outgoing)
   if (hasAwaitingResend(current)) return { state: current, outgoing }
+  const filled = fillFromQueue(current, undefined, outgoing, now)
+  // nothing resent and nothing taken from the queue: nothing changed
+  return filled === state ? { state, outgoing: none } : { state: filled, outgoing }
+}
+
+/**
+ * Sends queued messages while the window has room, nothing being held back: `inflight` is what is
+ * in flight when it differs from `state.inflight` (an array this call may extend: the caller made
+ * it and hands it over), or undefined. One copy of the in-flight list and one new state at most,
+ * however many messages go out: this runs for every PUBACK of a client with a queue.
+ */
+const fillFromQueue = (
+  state: SessionState,
+  handed: Array<InflightMessage> | undefined,
+  outgoing: Array<Outgoing>,
+  now: number
+): SessionState => {
+  const queue = state.queue
+  let inflight = handed
+  let nextPacketId = state.nextPacketId
+  // nothing is held back, so the window in use is everything in flight
+  let used = (inflight ?? state.inflight).length
   let taken = 0
-  // nothing is held back from here on, so the window in use is everything in flight
-  let used = current.inflight.length
-  while (taken < state.queue.length) {
-    const message = state.queue.at(taken)!
+  while (taken < queue.length) {
+    const message = queue.at(taken)!
     if (isExpired(message, now) || !fits(state, message)) {
       // never sent: MQTT 5 says an expired or oversized message is discarded for this client
     } else if (message.qos === 0) {
       outgoing.push(publish(message, undefined, false))
     } else {
-      if (used >= current.receiveMaximum) break
+      if (used >= state.receiveMaximum) break
       used++
-      const [next, out] = sendInflight(current, message)
-      current = next
-      outgoing.push(out)
+      inflight ??= state.inflight.slice()
+      let packetId = nextPacketId
+      while (inList(inflight, packetId)) packetId = nextAfter(packetId)
+      inflight.push({ packetId, message, stage: firstStage(message) })
+      nextPacketId = nextAfter(packetId)
+      outgoing.push(publish(message, packetId, false))
     }
     taken++
   }
-  if (taken === 0) return current === state ? { state, outgoing: none } : { state: current, outgoing }
-  return { state: { ...current, queue: state.queue.drop(taken) }, outgoing }
+  if (taken === 0) return handed === undefined ? state : { ...state, inflight: handed }
+  return inflight === undefined
+    ? { ...state, queue: queue.drop(taken) }
+    : { ...state, queue: queue.drop(taken), inflight, nextPacketId }
+}
+
+/** Whether `id` is held by an entry of `inflight`. */
+const inList = (inflight: ReadonlyArray<InflightMessage>, id: number): boolean => {
+  for (const entry of inflight) if (entry.packetId === id) return true
+  return false
 }
 
 /** The result of CONNECT: the session to keep, whether it was resumed, and what to resend. */
@@ -264,9 +292,15 @@ const indexOf = (state: SessionState, packetId: number, stage: InflightStage): n
 
 /** Releases an in-flight entry (acks only arrive while online, so the window refills). */
 const release = (state: SessionState, index: number, now: number): Step => {
+  // one copy of its final size (the entry sent next usually takes the freed slot), no splice
   const inflight = state.inflight.slice()
-  inflight.splice(index, 1)
-  return fillWindow({ ...state, inflight }, now)
+  for (let i = index; i < inflight.length - 1; i++) inflight[i] = inflight[i + 1]!
+  inflight.pop()
+  // held-back entries go first (rare: a window that shrank across a reconnect)
+  if (hasAwaitingResend(state)) return fillWindow({ ...state, inflight }, now)
+  if (state.queue.length === 0) return { state: { ...state, inflight }, outgoing: none }
+  const outgoing: Array<Outgoing> = []
+  return { state: fillFromQueue(state, inflight, outgoing, now), outgoing }
 }
 
 /** PUBACK for a QoS 1 message: releases its packet id and refills the window. Unknown ids are ignored. */

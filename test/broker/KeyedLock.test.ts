@@ -55,4 +55,25 @@ describe("KeyedLock", () => {
       assert.strictEqual(yield* lock.withLock("k", Effect.succeed(1)), 1)
       assert.strictEqual(lock.size, 0)
     }))
+
+  it.effect("isFree is false from the first holder until the last waiter has released, so a synchronous section never overtakes a queued one", () =>
+    Effect.gen(function*() {
+      const lock = new KeyedLock()
+      const gate = yield* Deferred.make<void>()
+      const second = yield* Deferred.make<void>()
+      const seen: Array<boolean> = [lock.isFree("k")]
+      const holder = yield* Effect.forkChild(lock.withLock("k", Deferred.await(gate)))
+      yield* Effect.yieldNow
+      seen.push(lock.isFree("k"), lock.isFree("other"))
+      const waiter = yield* Effect.forkChild(lock.withLock("k", Deferred.await(second)))
+      yield* Effect.yieldNow
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(holder)
+      // handed over to the waiter, which holds it now
+      seen.push(lock.isFree("k"))
+      yield* Deferred.succeed(second, undefined)
+      yield* Fiber.join(waiter)
+      seen.push(lock.isFree("k"))
+      assert.deepStrictEqual(seen, [true, false, true, false, true])
+    }))
 })

@@ -18,6 +18,7 @@ import { type ConnectionContext, whileOwner } from "../ConnectionContext.ts"
 import { ProtocolViolation } from "../ProtocolViolation.ts"
 import * as TopicLimits from "../TopicLimits.ts"
 import * as Delivery from "../Delivery.ts"
+import type { SessionStoreError } from "../../session/SessionStateProvider.ts"
 
 /** User properties as mqtt-packet parses them: repeated names grouped into arrays. */
 type GroupedUserProperties = Readonly<Record<string, string | ReadonlyArray<string>>>
@@ -47,6 +48,8 @@ const flatten = (grouped: GroupedUserProperties): Array<UserProperty> =>
 /** The message to route: forwarded properties only (no alias, no subscription ids), expiry made absolute. */
 export const toMessage = (fields: PublishFields, now = 0): Message => {
   const p = fields.properties
+  // 3.1.1, and MQTT 5 without properties: one plain object of a single shape
+  if (p === undefined) return { topic: fields.topic, payload: fields.payload, qos: fields.qos, retain: fields.retain }
   const properties: { -readonly [K in keyof PublishProperties]: PublishProperties[K] } = {}
   let any = false
   if (p !== undefined) {
@@ -96,32 +99,84 @@ const resolveTopic = (context: ConnectionContext, packet: PublishPacket): string
     new ProtocolViolation({ reason: `unknown topic alias ${alias}`, code: ReasonCode.ProtocolError })
 }
 
-/** Handles a PUBLISH from the client. */
-export const handlePublish = Effect.fnUntraced(function*(context: ConnectionContext, packet: PublishPacket) {
+/** The checks a PUBLISH must pass before anything else: its topic (alias resolved), or the violation. */
+const check = (context: ConnectionContext, packet: PublishPacket): string | ProtocolViolation => {
   const { config } = context.core
   const topic = resolveTopic(context, packet)
-  if (topic instanceof ProtocolViolation) return yield* topic
+  if (topic instanceof ProtocolViolation) return topic
   if (!isValidTopicName(topic)) {
-    return yield* new ProtocolViolation({ reason: `invalid topic name ${JSON.stringify(topic)}`, code: ReasonCode.TopicNameInvalid })
+    return new ProtocolViolation({ reason: `invalid topic name ${JSON.stringify(topic)}`, code: ReasonCode.TopicNameInvalid })
   }
   const overLimit = TopicLimits.exceeded(topic, config.maxTopicLength, config.maxTopicLevels)
   if (overLimit !== undefined) {
     // the operator's bound, not the protocol's: still a topic this broker will not take (0x90)
-    return yield* new ProtocolViolation({ reason: `topic name of ${overLimit}`, code: ReasonCode.TopicNameInvalid })
+    return new ProtocolViolation({ reason: `topic name of ${overLimit}`, code: ReasonCode.TopicNameInvalid })
   }
   if (packet.qos > config.maximumQos) {
-    return yield* new ProtocolViolation({ reason: `QoS ${packet.qos} above the maximum`, code: ReasonCode.QosNotSupported })
+    return new ProtocolViolation({ reason: `QoS ${packet.qos} above the maximum`, code: ReasonCode.QosNotSupported })
   }
   if (packet.retain && !config.retainAvailable) {
-    return yield* new ProtocolViolation({ reason: "retain is not available", code: ReasonCode.RetainNotSupported })
+    return new ProtocolViolation({ reason: "retain is not available", code: ReasonCode.RetainNotSupported })
   }
   if (packet.properties?.subscriptionIdentifier !== undefined) {
-    return yield* new ProtocolViolation({ reason: "a client PUBLISH carried a subscription identifier" })
+    return new ProtocolViolation({ reason: "a client PUBLISH carried a subscription identifier" })
   }
-  const packetId = packet.messageId ?? 0
+  return topic
+}
+
+/** The message fields of a PUBLISH. */
+const fieldsOf = (packet: PublishPacket, topic: string, payload: Uint8Array): PublishFields => ({
+  topic,
+  payload,
+  qos: packet.qos,
+  retain: packet.retain,
+  properties: packet.properties,
+  orderedUserProperties: (packet as { orderedUserProperties?: ReadonlyArray<UserProperty> }).orderedUserProperties
+})
+
+/**
+ * Handles a PUBLISH from the client. The common case (QoS 0 or 1, no `Authorizer`, no payload
+ * limit hit, no message expiry) is handled when this is called, without building an Effect, as
+ * far as `Delivery.publishNow` can go; the reader runs the returned Effect at once, so that is
+ * the same order. Everything else goes through `handleChecked`.
+ */
+export const handlePublish = (
+  context: ConnectionContext,
+  packet: PublishPacket
+): Effect.Effect<void, ProtocolViolation | SessionStoreError> => {
+  const topic = check(context, packet)
+  if (topic instanceof ProtocolViolation) return Effect.fail(topic)
+  const { core } = context
   const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload
-  context.core.stats.publishReceived++
-  context.core.stats.publishBytesReceived += payload.length
+  core.stats.publishReceived++
+  core.stats.publishBytesReceived += payload.length
+  if (
+    packet.qos === 2 || core.authorizer !== undefined ||
+    (core.config.maxPayloadSize > 0 && payload.length > core.config.maxPayloadSize) ||
+    packet.properties?.payloadFormatIndicator === true || packet.properties?.messageExpiryInterval !== undefined
+  ) return handleChecked(context, packet, topic, payload)
+  // no expiry: the message does not depend on the time
+  const rest = Router.acceptsPublish(topic)
+    ? Delivery.publishNow(core, toMessage(fieldsOf(packet, topic, payload)), context.session.clientId)
+    : undefined
+  if (packet.qos === 0) return rest ?? Effect.void
+  const packetId = packet.messageId ?? 0
+  if (rest === undefined) {
+    ack(context, "puback", packetId, ReasonCode.Success)
+    return Effect.void
+  }
+  return Effect.map(rest, () => ack(context, "puback", packetId, ReasonCode.Success))
+}
+
+/** A PUBLISH past `check` that needs more than the fast path: limits, authorization, expiry, QoS 2. */
+const handleChecked = Effect.fnUntraced(function*(
+  context: ConnectionContext,
+  packet: PublishPacket,
+  topic: string,
+  payload: Uint8Array
+) {
+  const { config } = context.core
+  const packetId = packet.messageId ?? 0
   if (config.maxPayloadSize > 0 && payload.length > config.maxPayloadSize) {
     // as Mosquitto's message_size_limit: not routed, the flow completed so the client does not resend
     // it. MQTT 5 is told 0x97 quota exceeded: Mosquitto sends 0x95, which the spec does not allow in
@@ -148,15 +203,7 @@ export const handlePublish = Effect.fnUntraced(function*(context: ConnectionCont
   }
   // 3.1.1 has no code for it: a denied PUBLISH is dropped like a `$SYS` one, its QoS flow completed
   const routable = permitted && Router.acceptsPublish(topic)
-  const message = () =>
-    Effect.map(Clock.currentTimeMillis, (now) => toMessage({
-      topic,
-      payload,
-      qos: packet.qos,
-      retain: packet.retain,
-      properties: packet.properties,
-      orderedUserProperties: (packet as { orderedUserProperties?: ReadonlyArray<UserProperty> }).orderedUserProperties
-    }, now))
+  const message = () => Effect.map(Clock.currentTimeMillis, (now) => toMessage(fieldsOf(packet, topic, payload), now))
   switch (packet.qos) {
     case 0: {
       if (routable) yield* Delivery.publish(context.core, yield* message(), context.session.clientId)
