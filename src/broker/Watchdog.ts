@@ -10,8 +10,8 @@ import { Clock, Effect, Schedule } from "effect"
 export interface Watched {
   /** When it must be closed (epoch ms); `Infinity` for never. */
   readonly deadline: () => number
-  /** Closes it; runs once, after which it is no longer watched. */
-  readonly expire: Effect.Effect<void>
+  /** Closes it (starting its teardown, not waiting for it); called once, after which it is no longer watched. */
+  expire(): void
 }
 
 /** The set of watched connections. */
@@ -30,15 +30,13 @@ export class Watchdog {
 
   /** Expires every connection whose deadline is at or before `now`. */
   sweep(now: number): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      const expired: Array<Effect.Effect<void>> = []
+    return Effect.sync(() => {
       for (const connection of this.watched) {
         if (connection.deadline() <= now) {
           this.watched.delete(connection)
-          expired.push(connection.expire)
+          connection.expire()
         }
       }
-      return expired.length === 0 ? Effect.void : Effect.forEach(expired, (expire) => expire, { discard: true })
     })
   }
 
