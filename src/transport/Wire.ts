@@ -1,11 +1,13 @@
 /**
- * The byte stream one MQTT connection speaks over: chunks in (`pull`), batches out (`writer`), and
- * the TCP socket its peer is known by. Most connections are idle most of the time (issue 16:
- * memory per idle connection), so a TCP or TLS connection's wire is one small object over the
- * `net.Socket` itself: its `data` events feed a buffer the connection pulls from, `pause()` and
- * `resume()` are the backpressure, and the event listeners are module functions shared by every
- * socket (they find their wire through the socket), so an idle wire holds no closures, no queue
- * and no fiber of its own. A WebSocket connection keeps Effect's socket (`fromSocket`).
+ * The byte stream one MQTT connection speaks over: chunks in (`read`, with the connection told
+ * when there are some; or `pull` as an Effect), batches out (`writer`), and the TCP socket its
+ * peer is known by. Most connections are idle most of the time (issue 16: memory per idle
+ * connection), so a TCP or TLS connection's wire is one small object over the `net.Socket`
+ * itself: its `data` events feed a buffer and tell the connection (which then reads in a fiber of
+ * its own until the buffer is empty), `pause()` and `resume()` are the backpressure, and the
+ * event listeners are module functions shared by every socket (they find their wire through the
+ * socket), so an idle wire holds no closures, no queue and no fiber. A WebSocket connection keeps
+ * Effect's socket (`fromSocket`), whose reads a fiber moves into the same kind of buffer.
  */
 import { Effect, type Scope } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
