@@ -6,8 +6,8 @@
  * Most connections are idle most of the time (issue 16: memory per idle connection), so an idle
  * one is a plain object and no fiber: when bytes arrive, the wire tells the connection, which
  * starts a fiber for the burst; the fiber decodes and handles what is there (waiting, when it
- * must, for a congested subscriber or the receive budget) and ends once the wire has nothing more
- * to read. A close from outside (takeover, keepalive, shutdown) interrupts that fiber if there is
+ * must, for a congested subscriber or the receive budget), waits for more, and ends once the wire
+ * has had nothing to read for a couple of watchdog ticks. A close from outside (takeover, keepalive, shutdown) interrupts that fiber if there is
  * one (a handler runs to completion first), or starts one for the teardown. Whatever ends
  * the connection becomes one `CloseReason` (client DISCONNECT, protocol violation, refused
  * CONNECT, takeover, keepalive, shutdown, I/O error, a bug), and the teardown is the same for
@@ -104,6 +104,16 @@ const dispatch = (
 const IDLE = Symbol("idle")
 
 /**
+ * Watchdog ticks (250 ms apart) a reader waits for bytes before it ends: a busy connection
+ * keeps its fiber between packets (one per packet would cost a fiber's start each time), an
+ * idle one has none within half a second.
+ */
+const LINGER_TICKS = 2
+
+const MORE = Effect.succeed(true)
+const NO_MORE = Effect.succeed(false)
+
+/**
  * One served connection. Its methods live on the prototype and its state in fields, since
  * every connection, idle or not, is one of these: no closures, no fiber, no Deferred until a
  * burst, a takeover or the teardown needs one.
@@ -122,8 +132,12 @@ class Connection implements Readable, Watched, Served, ConnectBinding, LiveConne
   private lastActivity: number
   // the state machine: `step` feeds it an event and performs what it asks
   private phase: ConnectionPhase.Phase = ConnectionPhase.awaitingConnect
-  /** The fiber reading a burst (or tearing down), while there is one. */
+  /** The fiber reading (or tearing down), while there is one. */
   private reading: Fiber.Fiber<unknown, unknown> | undefined = undefined
+  /** Resumes the reader waiting for bytes: `true`, there are some; `false`, it has waited long enough. */
+  private parked: ((more: Effect.Effect<boolean>) => void) | undefined = undefined
+  /** Watchdog ticks the reader has waited through. */
+  private parkedTicks = 0
   /** The teardown has started: no more bursts. */
   private finishing = false
   /** The teardown has finished. */
@@ -246,15 +260,41 @@ class Connection implements Readable, Watched, Served, ConnectBinding, LiveConne
 
   // ---- reading
 
-  /** Readable: bytes (or the end) arrived. Starts a burst unless one is running or the connection is on its way out. */
+  /** Watched: a watchdog tick. A reader that has waited through `LINGER_TICKS` of them ends (the connection is idle). */
+  tick(): void {
+    const parked = this.parked
+    if (parked === undefined || ++this.parkedTicks < LINGER_TICKS) return
+    this.parked = undefined
+    // from here on, bytes start a new burst; the one parked only ends
+    this.reading = undefined
+    parked(NO_MORE)
+  }
+
+  /** Readable: bytes (or the end) arrived. Wakes the reader, or starts one unless it is running or the connection is on its way out. */
   readable(): void {
-    if (this.reading !== undefined || this.finishing) return
-    this.fork(this.burst())
+    if (this.finishing) return
+    const parked = this.parked
+    if (parked !== undefined) {
+      this.parked = undefined
+      return parked(MORE)
+    }
+    if (this.reading === undefined) this.fork(this.burst())
+  }
+
+  /** Waits for bytes; false once it has waited long enough (see `tick`). */
+  private park(): Effect.Effect<boolean> {
+    return Effect.callback<boolean>((resume) => {
+      this.parked = resume
+      this.parkedTicks = 0
+      return Effect.sync(() => {
+        if (this.parked === resume) this.parked = undefined
+      })
+    })
   }
 
   /**
-   * One burst: reads until the wire is empty (the connection goes idle) or a packet ends the
-   * connection. Only the reading can be interrupted (by `step`, a handler running to completion
+   * One burst: reads until the wire has stayed empty for a while (the connection goes idle) or a
+   * packet ends the connection. Only the reading can be interrupted (by `step`, a handler running to completion
    * first); whatever ends it other than going idle runs the teardown, in this fiber.
    */
   private burst(): Effect.Effect<void> {
@@ -278,7 +318,7 @@ class Connection implements Readable, Watched, Served, ConnectBinding, LiveConne
     return timed(handleConnect(this.context, packet, this), this.core.stats.connectDuration)
   }
 
-  /** Reads what the wire holds: IDLE once it is empty, or the reason a packet ends the connection. */
+  /** Reads what the wire holds: IDLE once it has stayed empty for a while, or the reason a packet ends the connection. */
   private readLoop(): Effect.Effect<CloseReason.CloseReason | typeof IDLE, CloseReason.ReaderError> {
     const self = this
     const { core, decoder, outbox, context } = this
@@ -287,8 +327,8 @@ class Connection implements Readable, Watched, Served, ConnectBinding, LiveConne
       while (true) {
         const chunks = self.wire.read()
         if (chunks === undefined) {
-          // nothing more: the next bytes start another burst (decided here, synchronously, so none is missed)
-          self.reading = undefined
+          // nothing more for now: wait a little, then end (`tick` has made sure the next bytes start another burst)
+          if (yield* self.park()) continue
           return IDLE
         }
         if (!isChunks(chunks)) return yield* Effect.fail(chunks)

@@ -2,7 +2,8 @@
  * One broker-wide timer for connect timeouts and keepalives. A fiber and a timer per
  * connection would cost memory on every idle client; instead a single sweep every
  * `intervalMs` closes the connections whose deadline has passed (so a deadline is honoured
- * within one interval).
+ * within one interval), and ticks the others (a connection whose reader has waited through a
+ * couple of ticks lets it go).
  */
 import { Clock, Effect, Schedule } from "effect"
 
@@ -12,6 +13,8 @@ export interface Watched {
   readonly deadline: () => number
   /** Closes it (starting its teardown, not waiting for it); called once, after which it is no longer watched. */
   expire(): void
+  /** Called at every sweep that does not expire it (a connection lets go of a reader idle for a while). */
+  tick(): void
 }
 
 /** The set of watched connections. */
@@ -35,6 +38,8 @@ export class Watchdog {
         if (connection.deadline() <= now) {
           this.watched.delete(connection)
           connection.expire()
+        } else {
+          connection.tick()
         }
       }
     })

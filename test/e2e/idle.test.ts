@@ -1,7 +1,8 @@
 /**
- * Connections that go idle between bytes (issue 16: an idle connection has no fiber; the next
- * bytes start a burst): packets split across idle gaps are put back together, and a close from
- * outside (a takeover, the broker stopping) reaches a connection that is idle at that moment.
+ * Connections that go idle between bytes (issue 16: an idle connection has no fiber; its reader
+ * waits a couple of watchdog ticks, then ends, and the next bytes start another): packets split
+ * across short and long silences are put back together, and a close from outside (a takeover,
+ * the broker stopping) reaches a connection that is idle at that moment.
  */
 import { describe, expect, it } from "@effect/vitest"
 import type { IConnackPacket, IPublishPacket, ISubackPacket } from "mqtt-packet"
@@ -19,7 +20,26 @@ const trickle = async (write: (bytes: Buffer) => void, bytes: Buffer, size: numb
 }
 
 describe("idle connections", () => {
-  it("CONNECT, SUBSCRIBE and PUBLISH sent a few bytes at a time with idle gaps are each handled once, in order", async () => {
+  it("a CONNECT and two PUBLISHes cut apart by silences long enough for the reader to end are put back together", async () => {
+    const broker = await e2e.broker()
+    const raw = await e2e.raw(broker)
+    const write = (bytes: Buffer) => raw.write(bytes)
+    // a reader lets go after two watchdog ticks (250 ms apart): 700 ms of silence outlasts it
+    await trickle(write, encodeConnect({ clientId: uniqueId("gaps"), clean: true }), 9, 700)
+    expect(((await raw.next("connack")) as IConnackPacket).returnCode).toBe(0)
+    raw.write(generate({ cmd: "subscribe", messageId: 3, subscriptions: [{ topic: "idle/gap", qos: 0 }] }))
+    expect(((await raw.next("suback")) as ISubackPacket).granted).toEqual([0])
+    const both = Buffer.concat([
+      generate({ cmd: "publish", topic: "idle/gap", payload: Buffer.from("left"), qos: 0, retain: false, dup: false }),
+      generate({ cmd: "publish", topic: "idle/gap", payload: Buffer.from("right"), qos: 0, retain: false, dup: false })
+    ])
+    await trickle(write, both, 17, 700)
+    const first = (await raw.next("publish")) as IPublishPacket
+    const second = (await raw.next("publish")) as IPublishPacket
+    expect([first.payload.toString(), second.payload.toString()]).toEqual(["left", "right"])
+  }, 15_000)
+
+  it("CONNECT, SUBSCRIBE and PUBLISH sent a few bytes at a time with short gaps are each handled once, in order", async () => {
     const broker = await e2e.broker()
     const raw = await e2e.raw(broker)
     const write = (bytes: Buffer) => raw.write(bytes)
