@@ -63,7 +63,7 @@ const port = await freePort()
 const broker = spawn(
   process.execPath,
   [...nodeFlags, "--expose-gc", "--import", join(ROOT, "bench/peers/heap-probe.mjs"), join(ROOT, "dist/start/main.js"),
-    "--port", String(port), "--host", "127.0.0.1", "--log-level", "warn", ...brokerFlags],
+    "--port", String(port), "--host", "127.0.0.1", ...(brokerFlags.includes("--log-level") ? [] : ["--log-level", "warn"]), ...brokerFlags],
   { env: { ...process.env, NODE_ENV: "production", BENCH_HEAP_FILE: heapFile, ...(snapshots ? { BENCH_HEAP_SNAPSHOTS: snapshots } : {}) }, stdio: ["ignore", process.env.IDLE_PROBE_STDOUT ? "inherit" : "ignore", "inherit"] }
 )
 

@@ -104,9 +104,11 @@ const dispatch = (
 const IDLE = Symbol("idle")
 
 /**
- * Watchdog ticks (250 ms apart) a reader waits for bytes before it ends: a busy connection
- * keeps its fiber between packets (one per packet would cost a fiber's start each time), an
- * idle one has none within half a second.
+ * Watchdog ticks (250 ms apart) the reader of a busy connection waits for bytes before it ends:
+ * it keeps its fiber between packets (one per packet would cost a fiber's start each time). A
+ * connection is busy when bytes come again within a tick of its last burst; a client that only
+ * connected is not, and its reader ends at once (a waiting fiber per connection during a connect
+ * flood survives collections, and makes V8 grow its young generation for good).
  */
 const LINGER_TICKS = 2
 
@@ -138,6 +140,10 @@ class Connection implements Readable, Watched, Served, ConnectBinding, LiveConne
   private parked: ((more: Effect.Effect<boolean>) => void) | undefined = undefined
   /** Watchdog ticks the reader has waited through. */
   private parkedTicks = 0
+  /** A reader ended since the last watchdog tick: bytes that come now make the connection busy. */
+  private justEnded = false
+  /** Its reader waits for more bytes before it ends (see `LINGER_TICKS`). */
+  private busy = false
   /** The teardown has started: no more bursts. */
   private finishing = false
   /** The teardown has finished. */
@@ -262,9 +268,11 @@ class Connection implements Readable, Watched, Served, ConnectBinding, LiveConne
 
   /** Watched: a watchdog tick. A reader that has waited through `LINGER_TICKS` of them ends (the connection is idle). */
   tick(): void {
+    this.justEnded = false
     const parked = this.parked
     if (parked === undefined || ++this.parkedTicks < LINGER_TICKS) return
     this.parked = undefined
+    this.busy = false
     // from here on, bytes start a new burst; the one parked only ends
     this.reading = undefined
     parked(NO_MORE)
@@ -278,7 +286,9 @@ class Connection implements Readable, Watched, Served, ConnectBinding, LiveConne
       this.parked = undefined
       return parked(MORE)
     }
-    if (this.reading === undefined) this.fork(this.burst())
+    if (this.reading !== undefined) return
+    if (this.justEnded) this.busy = true
+    this.fork(this.burst())
   }
 
   /** Waits for bytes; false once it has waited long enough (see `tick`). */
@@ -324,13 +334,23 @@ class Connection implements Readable, Watched, Served, ConnectBinding, LiveConne
     const { core, decoder, outbox, context } = this
     const { stats } = core
     return Effect.gen(function*() {
+      // whether this burst found bytes (the first one, started before any came, may find none)
+      let read = false
       while (true) {
         const chunks = self.wire.read()
         if (chunks === undefined) {
-          // nothing more for now: wait a little, then end (`tick` has made sure the next bytes start another burst)
-          if (yield* self.park()) continue
+          // nothing more for now: a busy connection waits a little, then ends (`tick` has made sure
+          // the next bytes start another burst); any other ends now (decided here, synchronously,
+          // so no bytes are missed)
+          if (self.busy) {
+            if (yield* self.park()) continue
+            return IDLE
+          }
+          self.reading = undefined
+          self.justEnded = read
           return IDLE
         }
+        read = true
         if (!isChunks(chunks)) return yield* Effect.fail(chunks)
         self.lastActivity = self.clock.currentTimeMillisUnsafe()
         for (const chunk of chunks) {
