@@ -176,8 +176,9 @@ class Connection implements Readable, Watched, Served, ConnectBinding, LiveConne
     if (!this.wire.direct) this.fork(Effect.exit(this.outbox.run))
     this.core.watchdog.add(this)
     this.wire.notify(this)
-    // bytes may have arrived before the wire had a reader
-    this.readable()
+    // an Effect socket's wire may have received bytes before it had a reader; a net socket's
+    // first bytes come in a later turn of the event loop, and will tell this connection
+    if (!this.wire.direct) this.readable()
   }
 
   /** Runs `effect` in a fiber of its own (started at once), with the listener's services and this connection's log annotation. */
