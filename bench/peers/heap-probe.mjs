@@ -8,7 +8,7 @@
 // stripper into the broker and add ~18 MB to the RSS being measured.
 import { renameSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { getHeapStatistics, writeHeapSnapshot } from "node:v8"
+import { getHeapSpaceStatistics, getHeapStatistics, writeHeapSnapshot } from "node:v8"
 
 const file = process.env.BENCH_HEAP_FILE
 const snapshots = process.env.BENCH_HEAP_SNAPSHOTS
@@ -23,6 +23,10 @@ if (file) {
       usedHeapKb: heap.used_heap_size / 1024,
       totalHeapKb: heap.total_heap_size / 1024,
       externalKb: heap.external_memory / 1024,
+      physicalHeapKb: heap.total_physical_size / 1024,
+      mallocedKb: heap.malloced_memory / 1024,
+      arrayBuffersKb: process.memoryUsage().arrayBuffers / 1024,
+      spacesKb: Object.fromEntries(getHeapSpaceStatistics().map((s) => [s.space_name, Math.round(s.space_size / 1024)])),
       gcExposed: typeof globalThis.gc === "function",
       snapshot
     }

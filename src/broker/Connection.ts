@@ -1,21 +1,29 @@
 /**
- * One client connection as a thin Effect program around the `ConnectionPhase` state machine: a
- * reader that decodes packets and runs each handler to completion, and an outbox that writes
- * what they queue in batches; the broker's watchdog enforces the connect timeout and keepalive. Whatever ends
+ * One client connection around the `ConnectionPhase` state machine: a reader that decodes packets
+ * and runs each handler to completion, and an outbox that writes what they queue in batches; the
+ * broker's watchdog enforces the connect timeout and keepalive.
+ *
+ * Most connections are idle most of the time (issue 16: memory per idle connection), so an idle
+ * one is a plain object and no fiber: when bytes arrive, the wire tells the connection, which
+ * starts a fiber for the burst; the fiber decodes and handles what is there (waiting, when it
+ * must, for a congested subscriber or the receive budget), waits for more, and ends once the wire
+ * has had nothing to read for a couple of watchdog ticks. A close from outside (takeover, keepalive, shutdown) interrupts that fiber if there is
+ * one (a handler runs to completion first), or starts one for the teardown. Whatever ends
  * the connection becomes one `CloseReason` (client DISCONNECT, protocol violation, refused
  * CONNECT, takeover, keepalive, shutdown, I/O error, a bug), and the teardown is the same for
  * every reason: a live MQTT 5 client gets a DISCONNECT saying why, the session transition for
  * the end of a connection runs, the will is published if due, the outbox is flushed and the
  * socket closed.
  */
-import { Clock, Deferred, Effect, Exit, Fiber, Option } from "effect"
+import { Clock, Context, Effect, Exit, type Fiber, Option } from "effect"
 import type { Histogram } from "../observability/Histogram.ts"
 import * as Codec from "../protocol/Codec.ts"
 import { DecodeError, type DecodeErrorReason, reasonCodeOf } from "../protocol/DecodeError.ts"
 import type { Packet } from "../protocol/Packet.ts"
 import { ConnackCode } from "../protocol/ReasonCode.ts"
 import { nextDeadline } from "../session/SessionState.ts"
-import type { Wire } from "../transport/Wire.ts"
+import type { Handler, Served, Tracker } from "../transport/Listener.ts"
+import { isChunks, type Readable, type Wire } from "../transport/Wire.ts"
 import * as CloseReason from "./CloseReason.ts"
 import * as ConnectionContext from "./ConnectionContext.ts"
 import * as ConnectionPhase from "./ConnectionPhase.ts"
@@ -31,8 +39,10 @@ import { handleUnsubscribe } from "./handlers/unsubscribe.ts"
 import * as LiveConnection from "./LiveConnection.ts"
 import * as Outbox from "./Outbox.ts"
 import * as Peer from "./Peer.ts"
+import type { PacedReader } from "./UploadPacer.ts"
 import { ProtocolViolation } from "./ProtocolViolation.ts"
 import type { Watched } from "./Watchdog.ts"
+import type { Decoder } from "../protocol/Decoder.ts"
 
 /** How long teardown waits for queued bytes to reach the socket before closing it anyway. */
 const FLUSH_TIMEOUT_MS = 2000
@@ -90,194 +100,377 @@ const dispatch = (
   }
 }
 
-/** Serves one accepted connection until it closes. */
-export const serve = (core: Core) => (wire: Wire): Effect.Effect<void> => {
-  const peer = Peer.identify(core, wire)
-  if (peer === undefined) {
-    wire.close()
-    return Effect.void
+/** What a burst's reader returns when the wire has nothing more to read: the connection goes idle. */
+const IDLE = Symbol("idle")
+
+/**
+ * Watchdog ticks (250 ms apart) the reader of a busy connection waits for bytes before it ends:
+ * it keeps its fiber between packets (one per packet would cost a fiber's start each time). A
+ * connection is busy when bytes come again within a tick of its last burst; a client that only
+ * connected is not, and its reader ends at once (a waiting fiber per connection during a connect
+ * flood survives collections, and makes V8 grow its young generation for good).
+ */
+const LINGER_TICKS = 2
+
+const MORE = Effect.succeed(true)
+const NO_MORE = Effect.succeed(false)
+
+/**
+ * One served connection. Its methods live on the prototype and its state in fields, since
+ * every connection, idle or not, is one of these: no closures, no fiber, no Deferred until a
+ * burst, a takeover or the teardown needs one.
+ */
+class Connection implements Readable, Watched, Served, ConnectBinding, LiveConnection.TakeOverTarget {
+  private readonly core: Core
+  private readonly wire: Wire
+  private readonly services: Context.Context<never>
+  private readonly tracker: Tracker
+  private readonly remote: string
+  private readonly clock: Clock.Clock
+  private readonly context: ConnectionContext.ConnectionContext
+  private readonly outbox: Outbox.Outbox
+  private readonly decoder: Decoder
+  private readonly acceptedAt: number
+  private lastActivity: number
+  // the state machine: `step` feeds it an event and performs what it asks
+  private phase: ConnectionPhase.Phase = ConnectionPhase.awaitingConnect
+  /** The fiber reading (or tearing down), while there is one. */
+  private reading: Fiber.Fiber<unknown, unknown> | undefined = undefined
+  /** Resumes the reader waiting for bytes: `true`, there are some; `false`, it has waited long enough. */
+  private parked: ((more: Effect.Effect<boolean>) => void) | undefined = undefined
+  /** Watchdog ticks the reader has waited through. */
+  private parkedTicks = 0
+  /** A reader ended since the last watchdog tick: bytes that come now make the connection busy. */
+  private justEnded = false
+  /** Its reader waits for more bytes before it ends (see `LINGER_TICKS`). */
+  private busy = false
+  /** The teardown has started: no more bursts. */
+  private finishing = false
+  /** The teardown has finished. */
+  private ended = false
+  /** Who waits for the end (a takeover, the listener stopping); made at the first one. */
+  private endWaiters: Array<() => void> | undefined = undefined
+  /** The share of the upload budget, made at the first large packet. */
+  private paced: PacedReader | undefined = undefined
+
+  constructor(core: Core, wire: Wire, peer: Peer.Peer, services: Context.Context<never>, tracker: Tracker) {
+    this.core = core
+    this.wire = wire
+    this.services = services
+    this.tracker = tracker
+    this.remote = peer.remote
+    // every time this connection reads (connect timeout, keepalive, message expiry) comes from Effect's Clock
+    this.clock = Context.get(services, Clock.Clock)
+    this.outbox = Outbox.make(wire.writer, core.config.maxOutboxBytes, core.stats)
+    this.context = ConnectionContext.make(core, this.outbox, peer.remote, peer.certificate)
+    this.decoder = Codec.makeDecoder(core.config.maxPacketSize, core.receiving)
+    this.acceptedAt = this.clock.currentTimeMillisUnsafe()
+    this.lastActivity = this.acceptedAt
   }
-  const { remote } = peer
-  // one annotation for every log line of this connection, its writer and monitor included
-  return Effect.scoped(
-    Effect.gen(function*() {
-      const { stats } = core
-      stats.socketsAccepted++
-      // every time this connection reads (connect timeout, keepalive, message expiry) comes from Effect's Clock
-      const clock = yield* Clock.Clock
-      const pull = wire.pull
-      const outbox = Outbox.make(wire.writer, core.config.maxOutboxBytes, stats)
-      yield* outbox.start
-      const context = ConnectionContext.make(core, outbox, remote, peer.certificate)
-      const ended = Deferred.makeUnsafe<void>()
-      const acceptedAt = clock.currentTimeMillisUnsafe()
-      let lastActivity = acceptedAt
 
-      // the state machine: `step` feeds it an event and performs what it asks
-      let phase = ConnectionPhase.awaitingConnect as ConnectionPhase.Phase
-      let reading: Fiber.Fiber<unknown, unknown> | undefined
-      const step = (event: ConnectionPhase.Event): void => {
-        const next = ConnectionPhase.transition(phase, event)
-        phase = next.phase
-        for (const action of next.actions) {
-          if (action._tag === "StopReading") {
-            // a handler runs to completion: the interruption waits for it, so no packet is half-handled
-            reading?.interruptUnsafe()
-          } else {
-            const properties = action.reasonString === undefined ? {} : { properties: { reasonString: action.reasonString } }
-            outbox.send(Codec.encode({ cmd: "disconnect", reasonCode: action.code, ...properties }, 5))
-          }
-        }
+  /** Starts serving: watched for the connect timeout, told when bytes arrive. */
+  start(): void {
+    this.core.stats.socketsAccepted++
+    this.tracker.add(this)
+    // an Effect socket's writer (WebSocket) needs a fiber to write; a direct one writes from the sends
+    if (!this.wire.direct) this.fork(Effect.exit(this.outbox.run))
+    this.core.watchdog.add(this)
+    this.wire.notify(this)
+    // an Effect socket's wire may have received bytes before it had a reader; a net socket's
+    // first bytes come in a later turn of the event loop, and will tell this connection
+    if (!this.wire.direct) this.readable()
+  }
+
+  /** Runs `effect` in a fiber of its own (started at once), with the listener's services and this connection's log annotation. */
+  private fork<A, E>(effect: Effect.Effect<A, E>): void {
+    Effect.runForkWith(this.services)(Effect.annotateLogs(effect, { remote: this.remote }))
+  }
+
+  // ---- the state machine
+
+  private step(event: ConnectionPhase.Event): void {
+    const next = ConnectionPhase.transition(this.phase, event)
+    this.phase = next.phase
+    for (const action of next.actions) {
+      if (action._tag === "StopReading") {
+        // a handler runs to completion: the interruption waits for it, so no packet is half-handled;
+        // an idle connection has nobody reading: its teardown starts here
+        if (this.reading !== undefined) this.reading.interruptUnsafe()
+        else if (!this.finishing) this.fork(this.teardown(this.closingReason()))
+      } else {
+        const properties = action.reasonString === undefined ? {} : { properties: { reasonString: action.reasonString } }
+        this.outbox.send(Codec.encode({ cmd: "disconnect", reasonCode: action.code, ...properties }, 5))
       }
+    }
+  }
 
-      const takeOver = Effect.suspend(() => {
-        step({ _tag: "CloseRequested", reason: CloseReason.TakenOver })
-        return Deferred.await(ended)
+  private closingReason(): CloseReason.CloseReason {
+    return this.phase._tag === "Closing" ? this.phase.reason : CloseReason.BrokerShutdown
+  }
+
+  /** Asks the connection to close for `reason` and waits until it has ended. */
+  private closeAndWait(reason: CloseReason.CloseReason): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.step({ _tag: "CloseRequested", reason })
+      if (this.ended) return Effect.void
+      return Effect.callback<void>((resume) => {
+        ;(this.endWaiters ??= []).push(() => resume(Effect.void))
       })
-      const binding: ConnectBinding = {
-        makeLive: (clientId, topicAliasMaximum, maximumPacketSize) =>
-          LiveConnection.make({
-            core,
-            outbox,
-            clock,
-            clientId,
-            version: context.protocol.version,
-            session: context.session,
-            topicAliasMaximum,
-            maximumPacketSize,
-            takeOver
-          }),
-        accepted: (problemInformation) =>
-          step({ _tag: "ConnectAccepted", v5: context.protocol.version === 5, problemInformation })
-      }
+    })
+  }
 
-      const watched: Watched = {
-        deadline: () =>
-          ConnectionPhase.deadline(phase, acceptedAt, core.config.connectTimeoutMs, lastActivity, context.protocol.keepaliveMs),
-        expire: Effect.sync(() => step({ _tag: "CloseRequested", reason: ConnectionPhase.expiryReason(phase) }))
-      }
-      core.watchdog.add(watched)
+  /** Served: the listener stops. */
+  get stop(): Effect.Effect<void> {
+    return this.closeAndWait(CloseReason.BrokerShutdown)
+  }
 
-      /** The first packet: only CONNECT is accepted. */
-      const first = (packet: Packet): Effect.Effect<void, CloseReason.ReaderError> => {
-        if (packet.cmd !== "connect") {
-          return Effect.fail(new ProtocolViolation({ reason: `first packet was ${packet.cmd.toUpperCase()}, not CONNECT` }))
-        }
-        step(ConnectionPhase.connectReceived)
-        return timed(handleConnect(context, packet, binding), stats.connectDuration)
-      }
+  /** TakeOverTarget: a new connection takes the session over. */
+  takeOver(): Effect.Effect<void> {
+    return this.closeAndWait(CloseReason.TakenOver)
+  }
 
-      const decoder = Codec.makeDecoder(core.config.maxPacketSize, core.receiving)
-      const paced = core.pacer.reader()
-      /** Reads until a packet ends the connection (its reason is the result) or reading fails. */
-      const readLoop = Effect.gen(function*() {
-        while (true) {
-          const chunks = yield* pull
-          lastActivity = clock.currentTimeMillisUnsafe()
-          for (const chunk of chunks) {
-            stats.bytesReceived += chunk.length
-            let decoded = decoder.decode(chunk)
-            while (true) {
-              stats.packetsReceived += decoded.packets.length
-              for (const packet of decoded.packets) {
-                const closed = yield* Effect.uninterruptible(
-                  phase._tag === "AwaitingConnect" ? first(packet) : dispatch(context, packet)
-                )
-                if (closed !== undefined) return closed
-                // closed from outside while the handler ran: the packets after it are not handled
-                if (phase._tag === "Closing") return phase.reason
-                // a delivery found a subscriber congested: read no more from this socket until it drains
-                if (core.registry.flow.held.size !== 0) yield* core.registry.flow.awaitRelease(context.session.clientId)
-              }
-              const error = decoded.error
-              if (error !== undefined) {
-                const refusal = phase._tag === "AwaitingConnect" ? refusalFor(error) : undefined
-                if (refusal !== undefined) outbox.send(refusal)
-                return yield* new DecodeError({ reason: error })
-              }
-              // a large packet waits for room among all partly received ones: this socket is not read meanwhile
-              const waitingFor = decoder.waitingFor()
-              if (waitingFor === 0) {
-                // a large upload reads on within the byte rate the event loop's lag allows (UploadPacer)
-                if (decoder.receivingLarge()) yield* paced.pace(chunk.length)
-                break
-              }
-              yield* core.receiving.take(waitingFor, (bytes) => decoder.adopt(bytes))
-              decoded = Codec.resume(decoder)
-            }
-          }
-        }
+  /** Watched: when the watchdog closes it. */
+  deadline(): number {
+    return ConnectionPhase.deadline(
+      this.phase,
+      this.acceptedAt,
+      this.core.config.connectTimeoutMs,
+      this.lastActivity,
+      this.context.protocol.keepaliveMs
+    )
+  }
+
+  /** Watched: the deadline passed. */
+  expire(): void {
+    this.step({ _tag: "CloseRequested", reason: ConnectionPhase.expiryReason(this.phase) })
+  }
+
+  /** ConnectBinding: this connection's registry entry. */
+  makeLive(clientId: string, topicAliasMaximum: number, maximumPacketSize: number | undefined): Live {
+    return LiveConnection.make({
+      core: this.core,
+      outbox: this.outbox,
+      clock: this.clock,
+      clientId,
+      version: this.context.protocol.version,
+      session: this.context.session,
+      topicAliasMaximum,
+      maximumPacketSize,
+      connection: this
+    })
+  }
+
+  /** ConnectBinding: the client is connected. */
+  accepted(problemInformation: boolean): void {
+    this.step({ _tag: "ConnectAccepted", v5: this.context.protocol.version === 5, problemInformation })
+  }
+
+  // ---- reading
+
+  /** Watched: a watchdog tick. A reader that has waited through `LINGER_TICKS` of them ends (the connection is idle). */
+  tick(): void {
+    this.justEnded = false
+    const parked = this.parked
+    if (parked === undefined || ++this.parkedTicks < LINGER_TICKS) return
+    this.parked = undefined
+    this.busy = false
+    // from here on, bytes start a new burst; the one parked only ends
+    this.reading = undefined
+    parked(NO_MORE)
+  }
+
+  /** Readable: bytes (or the end) arrived. Wakes the reader, or starts one unless it is running or the connection is on its way out. */
+  readable(): void {
+    if (this.finishing) return
+    const parked = this.parked
+    if (parked !== undefined) {
+      this.parked = undefined
+      return parked(MORE)
+    }
+    if (this.reading !== undefined) return
+    if (this.justEnded) this.busy = true
+    this.fork(this.burst())
+  }
+
+  /** Waits for bytes; false once it has waited long enough (see `tick`). */
+  private park(): Effect.Effect<boolean> {
+    return Effect.callback<boolean>((resume) => {
+      this.parked = resume
+      this.parkedTicks = 0
+      return Effect.sync(() => {
+        if (this.parked === resume) this.parked = undefined
       })
+    })
+  }
 
-      /** The end of the session side: the session transition, the will, the log line. */
-      const endSession = (reason: CloseReason.CloseReason, live: Live) =>
-        Effect.gen(function*() {
-          const { clientId } = context.session
-          const graceful = CloseReason.isGraceful(reason)
-          const expiryInterval = reason._tag === "ClientDisconnect" ? reason.expiryInterval : undefined
-          const now = yield* Clock.currentTimeMillis
-          const will = yield* core.locks.withLock(
-            clientId,
-            Effect.gen(function*() {
-              if (!core.registry.delete(live)) return undefined
-              const stored = yield* core.sessions.get(clientId)
-              const end = yield* core.sessions.disconnect(clientId, { graceful, expiryInterval }, now)
-              if (end.state === undefined) {
-                if (Option.isSome(stored)) core.router.subscriptions.removeClient(clientId, stored.value.subscriptions.keys())
-                // no session left to queue for: nothing to authorize as this user any more
-                core.registry.forgetUsername(clientId)
-                // and nothing for this node of a cluster to hold on to
-                if (core.cluster !== undefined) yield* core.cluster.release(clientId)
-              } else {
-                core.expiry.schedule(clientId, nextDeadline(end.state))
-              }
-              return end.will
-            })
-          )
-          if (will !== undefined) yield* Delivery.publish(core, will, clientId)
-          yield* Effect.logInfo(graceful ? "client disconnected" : "connection lost")
-        })
-
-      /** The one way out, whatever the reason. */
-      const teardown = (stoppedFor: CloseReason.CloseReason) =>
-        Effect.gen(function*() {
-          step({ _tag: "ReaderStopped", reason: stoppedFor })
-          const reason = phase._tag === "Closing" ? phase.reason : stoppedFor
-          const annotations = {
-            clientId: context.session.clientId,
-            protocolVersion: context.protocol.version,
-            reasonCode: CloseReason.logCode(reason)
-          }
-          const line = CloseReason.closeLine(reason)
-          if (line !== undefined) {
-            const log = Effect.logWithLevel(line.level)
-            yield* (line.cause === undefined ? log(line.message) : log(line.message, line.cause)).pipe(Effect.annotateLogs(annotations))
-          }
-          context.session.releaseSeat?.()
-          core.watchdog.delete(watched)
-          const live = context.session.live
-          if (live !== undefined) yield* endSession(reason, live).pipe(Effect.annotateLogs(annotations))
-        }).pipe(
-          Effect.catchCause((cause) => Effect.logError("session teardown failed", cause)),
-          Effect.ensuring(Effect.suspend(() => {
-            decoder.dispose()
-            outbox.close()
-            return outbox.finished.pipe(Effect.timeoutOption(FLUSH_TIMEOUT_MS), Effect.asVoid)
-          })),
-          Effect.ensuring(Deferred.done(ended, Exit.void))
+  /**
+   * One burst: reads until the wire has stayed empty for a while (the connection goes idle) or a
+   * packet ends the connection. Only the reading can be interrupted (by `step`, a handler running to completion
+   * first); whatever ends it other than going idle runs the teardown, in this fiber.
+   */
+  private burst(): Effect.Effect<void> {
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.withFiber((fiber) => {
+        // set from inside: the fiber runs at once, and may be done (idle again) before `fork` returns
+        this.reading = fiber
+        return Effect.flatMap(Effect.exit(restore(this.readLoop())), (exit) =>
+          Exit.isSuccess(exit) && exit.value === IDLE ? Effect.void : this.teardown(CloseReason.ofExit(exit as Exit.Exit<CloseReason.CloseReason, CloseReason.ReaderError>))
         )
+      })
+    )
+  }
 
-      // the reader runs in this fiber, the only part of it that can be interrupted: `step` stops
-      // it by interrupting this fiber (a handler runs to completion first), and so does the
-      // broker stopping (then the reader has no reason of its own); the teardown always runs
-      yield* Effect.uninterruptibleMask((restore) =>
-        Effect.withFiber((fiber) => {
-          reading = fiber
-          // closed (a takeover, a timer) before the reader started
-          if (phase._tag === "Closing") fiber.interruptUnsafe()
-          return Effect.flatMap(Effect.exit(restore(readLoop)), (exit) => teardown(CloseReason.ofExit(exit)))
+  /** The first packet: only CONNECT is accepted. */
+  private first(packet: Packet): Effect.Effect<void, CloseReason.ReaderError> {
+    if (packet.cmd !== "connect") {
+      return Effect.fail(new ProtocolViolation({ reason: `first packet was ${packet.cmd.toUpperCase()}, not CONNECT` }))
+    }
+    this.step(ConnectionPhase.connectReceived)
+    return timed(handleConnect(this.context, packet, this), this.core.stats.connectDuration)
+  }
+
+  /** Reads what the wire holds: IDLE once it has stayed empty for a while, or the reason a packet ends the connection. */
+  private readLoop(): Effect.Effect<CloseReason.CloseReason | typeof IDLE, CloseReason.ReaderError> {
+    const self = this
+    const { core, decoder, outbox, context } = this
+    const { stats } = core
+    return Effect.gen(function*() {
+      // whether this burst found bytes (the first one, started before any came, may find none)
+      let read = false
+      while (true) {
+        const chunks = self.wire.read()
+        if (chunks === undefined) {
+          // nothing more for now: a busy connection waits a little, then ends (`tick` has made sure
+          // the next bytes start another burst); any other ends now (decided here, synchronously,
+          // so no bytes are missed)
+          if (self.busy) {
+            if (yield* self.park()) continue
+            return IDLE
+          }
+          self.reading = undefined
+          self.justEnded = read
+          return IDLE
+        }
+        read = true
+        if (!isChunks(chunks)) return yield* Effect.fail(chunks)
+        self.lastActivity = self.clock.currentTimeMillisUnsafe()
+        for (const chunk of chunks) {
+          stats.bytesReceived += chunk.length
+          let decoded = decoder.decode(chunk)
+          while (true) {
+            stats.packetsReceived += decoded.packets.length
+            for (const packet of decoded.packets) {
+              const closed = yield* Effect.uninterruptible(
+                self.phase._tag === "AwaitingConnect" ? self.first(packet) : dispatch(context, packet)
+              )
+              if (closed !== undefined) return closed
+              // closed from outside while the handler ran: the packets after it are not handled
+              if (self.phase._tag === "Closing") return self.phase.reason
+              // a delivery found a subscriber congested: read no more from this socket until it drains
+              if (core.registry.flow.held.size !== 0) yield* core.registry.flow.awaitRelease(context.session.clientId)
+            }
+            const error = decoded.error
+            if (error !== undefined) {
+              const refusal = self.phase._tag === "AwaitingConnect" ? refusalFor(error) : undefined
+              if (refusal !== undefined) outbox.send(refusal)
+              return yield* new DecodeError({ reason: error })
+            }
+            // a large packet waits for room among all partly received ones: this socket is not read meanwhile
+            const waitingFor = decoder.waitingFor()
+            if (waitingFor === 0) {
+              // a large upload reads on within the byte rate the event loop's lag allows (UploadPacer)
+              if (decoder.receivingLarge()) yield* (self.paced ??= core.pacer.reader()).pace(chunk.length)
+              break
+            }
+            yield* core.receiving.take(waitingFor, (bytes) => decoder.adopt(bytes))
+            decoded = Codec.resume(decoder)
+          }
+        }
+      }
+    })
+  }
+
+  // ---- the end
+
+  /** The end of the session side: the session transition, the will, the log line. */
+  private endSession(reason: CloseReason.CloseReason, live: Live): Effect.Effect<void, never> {
+    const { core, context } = this
+    return Effect.gen(function*() {
+      const { clientId } = context.session
+      const graceful = CloseReason.isGraceful(reason)
+      const expiryInterval = reason._tag === "ClientDisconnect" ? reason.expiryInterval : undefined
+      const now = yield* Clock.currentTimeMillis
+      const will = yield* core.locks.withLock(
+        clientId,
+        Effect.gen(function*() {
+          if (!core.registry.delete(live)) return undefined
+          const stored = yield* core.sessions.get(clientId)
+          const end = yield* core.sessions.disconnect(clientId, { graceful, expiryInterval }, now)
+          if (end.state === undefined) {
+            if (Option.isSome(stored)) core.router.subscriptions.removeClient(clientId, stored.value.subscriptions.keys())
+            // no session left to queue for: nothing to authorize as this user any more
+            core.registry.forgetUsername(clientId)
+            // and nothing for this node of a cluster to hold on to
+            if (core.cluster !== undefined) yield* core.cluster.release(clientId)
+          } else {
+            core.expiry.schedule(clientId, nextDeadline(end.state))
+          }
+          return end.will
         })
       )
-    })
-  ).pipe(Effect.annotateLogs({ remote }), Effect.ensuring(Effect.sync(() => wire.close())))
+      if (will !== undefined) yield* Delivery.publish(core, will, clientId)
+      yield* Effect.logInfo(graceful ? "client disconnected" : "connection lost")
+    }) as Effect.Effect<void, never>
+  }
+
+  /** The one way out, whatever the reason; runs once. */
+  private teardown(stoppedFor: CloseReason.CloseReason): Effect.Effect<void> {
+    const self = this
+    const { core, context, decoder, outbox } = this
+    return Effect.gen(function*() {
+      self.finishing = true
+      self.step({ _tag: "ReaderStopped", reason: stoppedFor })
+      const reason = self.closingReason()
+      const annotations = {
+        clientId: context.session.clientId,
+        protocolVersion: context.protocol.version,
+        reasonCode: CloseReason.logCode(reason)
+      }
+      const line = CloseReason.closeLine(reason)
+      if (line !== undefined) {
+        const log = Effect.logWithLevel(line.level)
+        yield* (line.cause === undefined ? log(line.message) : log(line.message, line.cause)).pipe(Effect.annotateLogs(annotations))
+      }
+      context.session.releaseSeat?.()
+      core.watchdog.delete(self)
+      const live = context.session.live
+      if (live !== undefined) yield* self.endSession(reason, live).pipe(Effect.annotateLogs(annotations))
+    }).pipe(
+      Effect.catchCause((cause) => Effect.logError("session teardown failed", cause)),
+      Effect.ensuring(Effect.suspend(() => {
+        decoder.dispose()
+        outbox.close()
+        return outbox.finished.pipe(Effect.timeoutOption(FLUSH_TIMEOUT_MS), Effect.asVoid)
+      })),
+      Effect.ensuring(Effect.sync(() => self.end()))
+    )
+  }
+
+  /** The connection is over: the socket closes, and whoever waited for the end goes on. */
+  private end(): void {
+    this.ended = true
+    this.reading = undefined
+    this.wire.close()
+    this.tracker.delete(this)
+    const waiters = this.endWaiters
+    this.endWaiters = undefined
+    if (waiters !== undefined) for (const resume of waiters) resume()
+  }
+}
+
+/** Serves accepted connections for `core`: the handler every listener is given. */
+export const serve = (core: Core): Handler => (wire, services, tracker) => {
+  const peer = Peer.identify(core, wire)
+  if (peer === undefined) return wire.close()
+  new Connection(core, wire, peer, services, tracker).start()
 }

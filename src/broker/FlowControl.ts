@@ -54,21 +54,12 @@ export interface Qos0Target {
   readonly protocolVersion: number
   /** MQTT 5 Maximum Packet Size of the client: larger messages are not sent to it. */
   readonly maximumPacketSize: number | undefined
-  /** Encodes a QoS 0 PUBLISH for this client (topic aliases included). */
-  readonly encode: (message: Message) => Uint8Array
+  /** Encodes a QoS 0 PUBLISH for this client (topic aliases included); called once per message actually sent. */
+  encodeQos0(message: Message): Uint8Array
 }
 
-/**
- * Builds a live connection's QoS 0 sender over its outbox (configuring the outbox's slow-consumer
- * limits). The sender returns the outbox when it is congested (whether the message was queued or
- * dropped), so the delivery can hold the publisher back and have the outbox watched.
- */
-export const qos0Sender = (
-  config: BrokerConfig,
-  flow: FlowControl,
-  outbox: Outbox,
-  target: Qos0Target
-): (message: Message) => Outbox | undefined => {
+/** Sets `outbox`'s slow-consumer limits for the client of `target` (at CONNECT). */
+export const configure = (config: BrokerConfig, outbox: Outbox, target: Qos0Target): void =>
   outbox.configure({
     clientId: target.clientId,
     highWaterBytes: config.outboxHighWaterBytes,
@@ -78,18 +69,24 @@ export const qos0Sender = (
       ? Codec.encode({ cmd: "disconnect", reasonCode: QUOTA_EXCEEDED }, 5)
       : undefined
   })
-  const { maximumPacketSize, encode } = target
-  return (message) => {
-    if (maximumPacketSize !== undefined && publishSize(message) > maximumPacketSize) return undefined
-    if (!outbox.congested()) {
-      outbox.send(encode(message))
-      return undefined
-    }
-    // decided before encoding: encoding may hand out a topic alias the client must then receive
-    if (outbox.admit(publishSize(message) + ALIAS_MARGIN)) outbox.send(encode(message))
-    else flow.dropped++
-    return outbox
+
+/**
+ * Sends a QoS 0 message to `target` through its `outbox` (configured by `configure`). Returns the
+ * outbox when it is congested (whether the message was queued or dropped), so the delivery can
+ * hold the publisher back and have the outbox watched. A function, not a closure per
+ * connection: every connection has a sender, most of them idle.
+ */
+export const sendQos0 = (flow: FlowControl, outbox: Outbox, target: Qos0Target, message: Message): Outbox | undefined => {
+  const maximumPacketSize = target.maximumPacketSize
+  if (maximumPacketSize !== undefined && publishSize(message) > maximumPacketSize) return undefined
+  if (!outbox.congested()) {
+    outbox.send(target.encodeQos0(message))
+    return undefined
   }
+  // decided before encoding: encoding may hand out a topic alias the client must then receive
+  if (outbox.admit(publishSize(message) + ALIAS_MARGIN)) outbox.send(target.encodeQos0(message))
+  else flow.dropped++
+  return outbox
 }
 
 /**

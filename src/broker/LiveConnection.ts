@@ -32,6 +32,12 @@ export const topicAliases = (maximum: number): (topic: string) => Codec.PublishO
   }
 }
 
+/** Who a registry entry closes for a takeover: its connection. */
+export interface TakeOverTarget {
+  /** Closes the connection for a takeover and waits until it has ended. */
+  takeOver(): Effect.Effect<void>
+}
+
 /** What a registry entry is made of. */
 export interface LiveOptions {
   readonly core: Core
@@ -45,43 +51,75 @@ export interface LiveOptions {
   readonly topicAliasMaximum: number
   /** MQTT 5: the largest packet the client takes. */
   readonly maximumPacketSize: number | undefined
-  /** Closes the connection for a takeover and waits until it has ended. */
-  readonly takeOver: Effect.Effect<void>
+  /** The connection a takeover closes. */
+  readonly connection: TakeOverTarget
+}
+
+/**
+ * A registry entry: one object with its methods on the prototype, as every connected client,
+ * idle or not, has one (issue 16: memory per idle connection).
+ */
+class Live implements LiveConnection, FlowControl.Qos0Target {
+  readonly clientId: string
+  readonly protocolVersion: number
+  readonly maximumPacketSize: number | undefined
+  private readonly core: Core
+  private readonly outbox: Outbox
+  private readonly clock: Clock.Clock
+  private readonly session: { readonly username: string | undefined }
+  private readonly aliasFor: (topic: string) => Codec.PublishOptions | undefined
+  private readonly connection: TakeOverTarget
+
+  constructor(options: LiveOptions) {
+    this.clientId = options.clientId
+    this.protocolVersion = options.version
+    this.maximumPacketSize = options.maximumPacketSize
+    this.core = options.core
+    this.outbox = options.outbox
+    this.clock = options.clock
+    this.session = options.session
+    this.aliasFor = topicAliases(options.topicAliasMaximum)
+    this.connection = options.connection
+    FlowControl.configure(options.core.config, options.outbox, this)
+  }
+
+  get username(): string | undefined {
+    return this.session.username
+  }
+
+  get takeOver(): Effect.Effect<void> {
+    return this.connection.takeOver()
+  }
+
+  private publishOptions(message: Message): Codec.PublishOptions | undefined {
+    if (this.protocolVersion !== 5) return undefined
+    const alias = this.aliasFor(message.topic)
+    return message.expiresAt === undefined ? alias : { ...alias, now: this.clock.currentTimeMillisUnsafe() }
+  }
+
+  send(outgoing: ReadonlyArray<Outgoing>): void {
+    const version = this.protocolVersion
+    for (const out of outgoing) {
+      if (out._tag === "Publish") this.core.stats.countPublishSent(out.message.payload.length)
+      this.outbox.send(Codec.encodeOutgoing(out, version, out._tag === "Publish" ? this.publishOptions(out.message) : undefined))
+    }
+  }
+
+  // QoS 0 goes straight to the outbox; a congested one holds the publisher back (FlowControl)
+  sendQos0(message: Message): Outbox | undefined {
+    return FlowControl.sendQos0(this.core.registry.flow, this.outbox, this, message)
+  }
+
+  /** Called once per QoS 0 message actually sent. */
+  encodeQos0(message: Message): Uint8Array {
+    this.core.stats.countPublishSent(message.payload.length)
+    return Codec.encodePublish(message, undefined, false, this.protocolVersion, this.publishOptions(message))
+  }
+
+  outboxBytes(): number {
+    return this.outbox.pendingBytes()
+  }
 }
 
 /** A registry entry sending through `outbox`. */
-export const make = (options: LiveOptions): LiveConnection => {
-  const { clientId, clock, core, outbox, session, version } = options
-  const { stats } = core
-  const aliasFor = topicAliases(options.topicAliasMaximum)
-  const publishOptions = (message: Message): Codec.PublishOptions | undefined => {
-    if (version !== 5) return undefined
-    const alias = aliasFor(message.topic)
-    return message.expiresAt === undefined ? alias : { ...alias, now: clock.currentTimeMillisUnsafe() }
-  }
-  return {
-    clientId,
-    get username() {
-      return session.username
-    },
-    send: (outgoing: ReadonlyArray<Outgoing>) => {
-      for (const out of outgoing) {
-        if (out._tag === "Publish") stats.countPublishSent(out.message.payload.length)
-        outbox.send(Codec.encodeOutgoing(out, version, out._tag === "Publish" ? publishOptions(out.message) : undefined))
-      }
-    },
-    // QoS 0 goes straight to the outbox; a congested one holds the publisher back (FlowControl)
-    sendQos0: FlowControl.qos0Sender(core.config, core.registry.flow, outbox, {
-      clientId,
-      protocolVersion: version,
-      maximumPacketSize: options.maximumPacketSize,
-      // called once per message actually sent
-      encode: (message) => {
-        stats.countPublishSent(message.payload.length)
-        return Codec.encodePublish(message, undefined, false, version, publishOptions(message))
-      }
-    }),
-    outboxBytes: outbox.pendingBytes,
-    takeOver: options.takeOver
-  }
-}
+export const make = (options: LiveOptions): LiveConnection => new Live(options)

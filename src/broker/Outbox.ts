@@ -82,7 +82,8 @@ export interface Outbox {
   readonly run: Effect.Effect<void, Socket.SocketError>
   /**
    * Starts writing in the current scope (a fiber running `run` for a writer that is not direct);
-   * the slow-consumer monitor, when a congestion needs it, runs in that scope too.
+   * the slow-consumer monitor, when a congestion needs it, runs in that scope too. Optional for a
+   * direct writer (it writes from `send`): without a scope, its monitor runs detached.
    */
   readonly start: Effect.Effect<void, never, Scope.Scope>
   /** Completes once the outbox is closed and what was queued is written (or the socket failed). */
@@ -237,9 +238,11 @@ class OutboxImpl implements Outbox {
         resume()
         return Effect.void
       }
-      if (this.monitorStarted || this.runScope === undefined || this.subscriber === undefined || !this.open) return Effect.void
+      if (this.monitorStarted || this.subscriber === undefined || !this.open) return Effect.void
       this.monitorStarted = true
-      return Effect.asVoid(Effect.forkIn(this.monitor(), this.runScope))
+      // a direct outbox that was not started in a scope has no fiber of its own to hang the monitor
+      // on: the monitor then runs on its own, and ends once `close` wakes it
+      return Effect.asVoid(this.runScope === undefined ? Effect.forkDetach(this.monitor()) : Effect.forkIn(this.monitor(), this.runScope))
     })
   }
 

@@ -2,7 +2,8 @@
  * One broker-wide timer for connect timeouts and keepalives. A fiber and a timer per
  * connection would cost memory on every idle client; instead a single sweep every
  * `intervalMs` closes the connections whose deadline has passed (so a deadline is honoured
- * within one interval).
+ * within one interval), and ticks the others (a connection whose reader has waited through a
+ * couple of ticks lets it go).
  */
 import { Clock, Effect, Schedule } from "effect"
 
@@ -10,8 +11,10 @@ import { Clock, Effect, Schedule } from "effect"
 export interface Watched {
   /** When it must be closed (epoch ms); `Infinity` for never. */
   readonly deadline: () => number
-  /** Closes it; runs once, after which it is no longer watched. */
-  readonly expire: Effect.Effect<void>
+  /** Closes it (starting its teardown, not waiting for it); called once, after which it is no longer watched. */
+  expire(): void
+  /** Called at every sweep that does not expire it (a connection lets go of a reader idle for a while). */
+  tick(): void
 }
 
 /** The set of watched connections. */
@@ -30,15 +33,15 @@ export class Watchdog {
 
   /** Expires every connection whose deadline is at or before `now`. */
   sweep(now: number): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      const expired: Array<Effect.Effect<void>> = []
+    return Effect.sync(() => {
       for (const connection of this.watched) {
         if (connection.deadline() <= now) {
           this.watched.delete(connection)
-          expired.push(connection.expire)
+          connection.expire()
+        } else {
+          connection.tick()
         }
       }
-      return expired.length === 0 ? Effect.void : Effect.forEach(expired, (expire) => expire, { discard: true })
     })
   }
 

@@ -2,7 +2,7 @@
 import { NodeSocketServer } from "@effect/platform-node"
 import { Effect, type Scope } from "effect"
 import type { WebSocketListenerConfig } from "../config/BrokerConfig.ts"
-import { type BoundAddress, type Handler, serve } from "./Listener.ts"
+import { type BoundAddress, type Handler, inFiber, serve } from "./Listener.ts"
 import * as Wire from "./Wire.ts"
 import type { ListenerError } from "./ListenerError.ts"
 
@@ -11,6 +11,7 @@ export const listen = (
   options: WebSocketListenerConfig,
   handler: Handler
 ): Effect.Effect<BoundAddress, ListenerError, Scope.Scope> => {
+  const served = inFiber(handler)
   const host = options.host ?? "0.0.0.0"
   return serve(
     { transport: "ws", host, port: options.port },
@@ -25,7 +26,7 @@ export const listen = (
     (socket) =>
       Effect.scoped(
         Effect.flatMap(Effect.serviceOption(NodeSocketServer.IncomingMessage), (upgrade) =>
-          Effect.flatMap(Wire.fromSocket(socket, upgrade._tag === "Some" ? upgrade.value : undefined), handler))
+          Effect.flatMap(Wire.fromSocket(socket, upgrade._tag === "Some" ? upgrade.value : undefined), served))
       ).pipe(Effect.catch((error) => Effect.logDebug("socket failed before it was read", error)))
   )
 }

@@ -1,11 +1,13 @@
 /**
- * The byte stream one MQTT connection speaks over: chunks in (`pull`), batches out (`writer`), and
- * the TCP socket its peer is known by. Most connections are idle most of the time (issue 16:
- * memory per idle connection), so a TCP or TLS connection's wire is one small object over the
- * `net.Socket` itself: its `data` events feed a buffer the connection pulls from, `pause()` and
- * `resume()` are the backpressure, and the event listeners are module functions shared by every
- * socket (they find their wire through the socket), so an idle wire holds no closures, no queue
- * and no fiber of its own. A WebSocket connection keeps Effect's socket (`fromSocket`).
+ * The byte stream one MQTT connection speaks over: chunks in (`read`, with the connection told
+ * when there are some; or `pull` as an Effect), batches out (`writer`), and the TCP socket its
+ * peer is known by. Most connections are idle most of the time (issue 16: memory per idle
+ * connection), so a TCP or TLS connection's wire is one small object over the `net.Socket`
+ * itself: its `data` events feed a buffer and tell the connection (which then reads in a fiber of
+ * its own until the buffer is empty), `pause()` and `resume()` are the backpressure, and the
+ * event listeners are module functions shared by every socket (they find their wire through the
+ * socket), so an idle wire holds no closures, no queue and no fiber. A WebSocket connection keeps
+ * Effect's socket (`fromSocket`), whose reads a fiber moves into the same kind of buffer.
  */
 import { Effect, type Scope } from "effect"
 import type { NonEmptyReadonlyArray } from "effect/Array"
@@ -13,9 +15,23 @@ import * as Socket from "effect/socket/Socket"
 import type * as Http from "node:http"
 import type * as Net from "node:net"
 
+/** Who a wire tells that something can be read: a connection reading in bursts, not a parked fiber. */
+export interface Readable {
+  /** Called for every chunk received and once at the end of the stream; `Wire.read` takes what is there. */
+  readonly readable: () => void
+}
+
 /** One connection's byte stream. */
 export interface Wire {
-  /** The next chunks received; fails with a `SocketError` once the stream has ended or failed. */
+  /**
+   * Takes what was received since the last call: the chunks, or once they are all taken the
+   * `SocketError` the stream ended with; undefined when there is nothing yet (the `Readable`
+   * given to `notify` hears when there is).
+   */
+  readonly read: () => ReadonlyArray<Uint8Array> | Socket.SocketError | undefined
+  /** Sets who hears about received bytes and the end of the stream. */
+  readonly notify: (reader: Readable) => void
+  /** The next chunks received as an Effect (waits for them); fails with a `SocketError` once the stream has ended or failed. */
   readonly pull: Effect.Effect<ReadonlyArray<Uint8Array>, Socket.SocketError>
   /** Writes batches; a `CloseEvent` closes the stream. */
   readonly writer: Socket.Writer
@@ -41,12 +57,86 @@ export interface DirectWriter extends Socket.Writer {
   readonly afterDrain: (callback: (error: unknown) => void) => void
 }
 
-/** Buffered bytes above which the socket is paused until the connection pulls them. */
+/** Buffered bytes above which the socket is paused until the connection reads them. */
 const PAUSE_BYTES = 64 * 1024
 
 const WIRE = Symbol("Wire")
 
+/** Whether what `read` returned is chunks (not the end of the stream). */
+export const isChunks = (read: ReadonlyArray<Uint8Array> | Socket.SocketError): read is ReadonlyArray<Uint8Array> => Array.isArray(read)
+
 type Resume = (effect: Effect.Effect<ReadonlyArray<Uint8Array>, Socket.SocketError>) => void
+
+/**
+ * What was received and not read yet, and who hears about more: the reading half every wire
+ * shares. A reader that is not reading costs nothing here but its `Readable`.
+ */
+class Inbox {
+  protected chunks: Array<Uint8Array> = []
+  protected bytes = 0
+  private failure: Socket.SocketError | undefined = undefined
+  private reader: Readable | undefined = undefined
+  // a `pull` waiting for bytes (tests, and readers that want an Effect)
+  private puller: Resume | undefined = undefined
+
+  notify(reader: Readable): void {
+    this.reader = reader
+  }
+
+  received(chunk: Uint8Array): void {
+    this.chunks.push(chunk)
+    this.bytes += chunk.length
+    this.arrived()
+  }
+
+  /** The stream ended (`discard`: failed, what is buffered is dropped) — the reader sees it after the buffered chunks. */
+  ended(error: Socket.SocketError, discard: boolean): void {
+    this.failure ??= error
+    if (discard) {
+      this.chunks = []
+      this.bytes = 0
+    }
+    this.arrived()
+  }
+
+  private arrived(): void {
+    const puller = this.puller
+    if (puller !== undefined) {
+      const next = this.read()
+      if (next === undefined) return
+      this.puller = undefined
+      return puller(isChunks(next) ? Effect.succeed(next) : Effect.fail(next))
+    }
+    this.reader?.readable()
+  }
+
+  read(): ReadonlyArray<Uint8Array> | Socket.SocketError | undefined {
+    if (this.chunks.length > 0) {
+      const chunks = this.chunks
+      this.chunks = []
+      this.bytes = 0
+      this.taken()
+      return chunks
+    }
+    return this.failure
+  }
+
+  /** The buffer was emptied by a read. */
+  protected taken(): void {}
+
+  get pull(): Effect.Effect<ReadonlyArray<Uint8Array>, Socket.SocketError> {
+    return Effect.suspend(() => {
+      const next = this.read()
+      if (next !== undefined) return isChunks(next) ? Effect.succeed(next) : Effect.fail(next)
+      return Effect.callback<ReadonlyArray<Uint8Array>, Socket.SocketError>((resume) => {
+        this.puller = resume
+        return Effect.sync(() => {
+          if (this.puller === resume) this.puller = undefined
+        })
+      })
+    })
+  }
+}
 
 /** How the socket's events find their wire; module-level listeners instead of closures per socket. */
 interface Tagged extends Net.Socket {
@@ -54,7 +144,7 @@ interface Tagged extends Net.Socket {
 }
 
 function onData(this: Tagged, chunk: Buffer): void {
-  this[WIRE]?.received(chunk)
+  this[WIRE]?.receivedFromSocket(chunk)
 }
 function onEnd(this: Tagged): void {
   this[WIRE]?.ended(new Socket.SocketError({ reason: new Socket.SocketCloseError({ code: 1000 }) }), false)
@@ -73,17 +163,14 @@ function onDrain(this: Tagged): void {
 const writeFailed = (cause: unknown) => new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause }) })
 
 /** A wire over a `net.Socket` (TCP, or TLS after its handshake). */
-class NetWire implements Wire, DirectWriter {
+class NetWire extends Inbox implements Wire, DirectWriter {
   readonly direct = true
-  private chunks: Array<Uint8Array> = []
-  private bytes = 0
   private paused = false
-  private failure: Socket.SocketError | undefined = undefined
-  private reader: Resume | undefined = undefined
   private drainWaiter: ((error: unknown) => void) | undefined = undefined
   readonly tcp: Tagged
 
   constructor(socket: Net.Socket) {
+    super()
     this.tcp = socket
     this.tcp[WIRE] = this
     socket.on("data", onData)
@@ -99,33 +186,19 @@ class NetWire implements Wire, DirectWriter {
     return this
   }
 
-  received(chunk: Uint8Array): void {
-    const reader = this.reader
-    if (reader !== undefined) {
-      this.reader = undefined
-      reader(Effect.succeed([chunk]))
-      return
-    }
-    this.chunks.push(chunk)
-    this.bytes += chunk.length
+  receivedFromSocket(chunk: Uint8Array): void {
     // the connection is busy with what came before: stop reading from the kernel until it catches up
-    if (this.bytes >= PAUSE_BYTES && !this.paused) {
+    if (this.bytes + chunk.length >= PAUSE_BYTES && !this.paused) {
       this.paused = true
       this.tcp.pause()
     }
+    this.received(chunk)
   }
 
-  /** The stream ended (`discard`: failed, what is buffered is dropped) — the reader sees it after the buffered chunks. */
-  ended(error: Socket.SocketError, discard: boolean): void {
-    this.failure ??= error
-    if (discard) {
-      this.chunks = []
-      this.bytes = 0
-    }
-    if (this.chunks.length === 0) {
-      const reader = this.reader
-      this.reader = undefined
-      reader?.(Effect.fail(this.failure))
+  protected override taken(): void {
+    if (this.paused) {
+      this.paused = false
+      this.tcp.resume()
     }
   }
 
@@ -153,28 +226,6 @@ class NetWire implements Wire, DirectWriter {
   afterDrain(callback: (error: unknown) => void): void {
     if (this.tcp.destroyed) return callback(new Error("socket closed"))
     this.drainWaiter = callback
-  }
-
-  get pull(): Effect.Effect<ReadonlyArray<Uint8Array>, Socket.SocketError> {
-    return Effect.suspend(() => {
-      if (this.chunks.length > 0) {
-        const chunks = this.chunks
-        this.chunks = []
-        this.bytes = 0
-        if (this.paused) {
-          this.paused = false
-          this.tcp.resume()
-        }
-        return Effect.succeed(chunks)
-      }
-      if (this.failure !== undefined) return Effect.fail(this.failure)
-      return Effect.callback<ReadonlyArray<Uint8Array>, Socket.SocketError>((resume) => {
-        this.reader = resume
-        return Effect.sync(() => {
-          if (this.reader === resume) this.reader = undefined
-        })
-      })
-    })
   }
 
   write(chunk: Uint8Array | string | Socket.CloseEvent): Effect.Effect<void, Socket.SocketError> {
@@ -221,6 +272,21 @@ class NetWire implements Wire, DirectWriter {
 /** The wire of a TCP or TLS socket the listener accepted (and paused). */
 export const fromNetSocket = (socket: Net.Socket): Wire => new NetWire(socket)
 
+/** A wire over an Effect `Socket` (a WebSocket): a fiber in its scope moves what the socket reads into the inbox. */
+class SocketWire extends Inbox implements Wire {
+  readonly direct = false
+  readonly writer: Socket.Writer
+  readonly tcp: Net.Socket | undefined
+
+  constructor(writer: Socket.Writer, tcp: Net.Socket | undefined) {
+    super()
+    this.writer = writer
+    this.tcp = tcp
+  }
+
+  close(): void {}
+}
+
 /**
  * The wire of an Effect `Socket` (a WebSocket), in the current scope: the scope's end closes it.
  * `upgrade` is the HTTP request that opened it, whose socket is the peer's.
@@ -232,5 +298,12 @@ export const fromSocket = (
   Effect.gen(function*() {
     const pull = yield* Socket.readerBytes(socket)
     const writer = yield* socket.writer
-    return { pull, writer, tcp: upgrade?.socket, direct: false, close: () => {} }
+    const wire = new SocketWire(writer, upgrade?.socket)
+    const pump: Effect.Effect<never, Socket.SocketError> = Effect.forever(
+      Effect.map(pull, (chunks) => {
+        for (const chunk of chunks) wire.received(chunk)
+      })
+    )
+    yield* Effect.forkScoped(Effect.catch(pump, (error) => Effect.sync(() => wire.ended(error, false))))
+    return wire
   })

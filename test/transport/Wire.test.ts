@@ -1,7 +1,8 @@
 /**
  * The thin wire over a real `net.Socket` pair on loopback: bytes arrive in order across pulls,
  * a reader that does not pull pauses the socket (and a pull resumes it), the end of the stream
- * comes after what was buffered, and direct writes report a full buffer and its drain.
+ * comes after what was buffered, a reader that is told (`notify`) finds the bytes with `read`, and
+ * direct writes report a full buffer and its drain.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
@@ -70,6 +71,51 @@ describe("Wire over a net.Socket", () => {
       const first = yield* wire.pull
       assert.isAbove(first.reduce((n, c) => n + c.length, 0), 64 * 1024 - 1)
       assert.isFalse(server.isPaused(), "resumed by the pull")
+      wire.close()
+    })))
+
+  it.live("a notified reader is told of every chunk and of the end; read gives the bytes in order, then the SocketError, and nothing in between", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { client, server } = yield* pair
+      const wire = Wire.fromNetSocket(server)
+      let told = 0
+      wire.notify({ readable: () => void told++ })
+      assert.isUndefined(wire.read(), "nothing received yet")
+      const sent = Buffer.from(Array.from({ length: 100_000 }, (_, i) => i % 253))
+      client.write(sent.subarray(0, 50_000))
+      yield* wait(100)
+      assert.isAbove(told, 0, "told of the first bytes")
+      const parts: Array<Uint8Array> = []
+      const first = wire.read()
+      assert.isTrue(first !== undefined && Wire.isChunks(first))
+      parts.push(...(first as ReadonlyArray<Uint8Array>))
+      assert.isUndefined(wire.read(), "emptied by the read")
+      const toldBefore = told
+      client.end(sent.subarray(50_000))
+      yield* wait(100)
+      assert.isAbove(told, toldBefore, "told again")
+      let next = wire.read()
+      while (next !== undefined && Wire.isChunks(next)) {
+        parts.push(...next)
+        next = wire.read()
+      }
+      assert.isTrue(Buffer.concat(parts).equals(sent), "all the bytes, in order")
+      assert.isDefined(next, "then the end of the stream")
+      assert.strictEqual((next as { _tag: string })._tag, "SocketError")
+      wire.close()
+    })))
+
+  it.live("a notified reader that does not read pauses the socket past 64 KiB; a read resumes it", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { client, server } = yield* pair
+      const wire = Wire.fromNetSocket(server)
+      wire.notify({ readable: () => {} })
+      client.write(Buffer.alloc(1024 * 1024))
+      yield* wait(200)
+      assert.isTrue(server.isPaused(), "paused while nobody reads")
+      const chunks = wire.read()
+      assert.isTrue(chunks !== undefined && Wire.isChunks(chunks))
+      assert.isFalse(server.isPaused(), "resumed by the read")
       wire.close()
     })))
 
