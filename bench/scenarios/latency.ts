@@ -5,6 +5,7 @@
  * measured window. Publisher and subscriber share the harness process, so the
  * clock is the same.
  */
+import { appendFileSync } from "node:fs"
 import { sleep } from "../lib/client.ts"
 import { closeAll, connectClient, CpuWindow, runTag, waitUntil } from "../lib/common.ts"
 import { statusKb } from "../lib/procs.ts"
@@ -23,6 +24,11 @@ const run = async (ctx: RunContext): Promise<RunResult> => {
   let n = 0
   let now = 0n
   let nowValid = false
+  // BENCH_LATENCY_TRACE=FILE (diagnostics): the wall-clock time of each sample's arrival, so the
+  // tail can be laid against the broker's GC and event-loop stalls (`bench/tools/tail-probe.mjs`)
+  const traceFile = process.env["BENCH_LATENCY_TRACE"]
+  let arrivals = traceFile === undefined ? undefined : new Float64Array(samples.length)
+  let nowEpoch = 0
 
   const { client: sub } = await connectClient(ctx, { clientId: `${tag}s`, clean: true, keepalive: 0 })
   sub.publishHook = (buf, ps, pe) => {
@@ -32,6 +38,7 @@ const run = async (ctx: RunContext): Promise<RunResult> => {
     }
     if (!nowValid) {
       now = process.hrtime.bigint()
+      if (arrivals !== undefined) nowEpoch = performance.timeOrigin + performance.now()
       nowValid = true
     }
     rcv.record(buf.readUInt16BE(ps), buf.readUInt32BE(ps + OFF_SEQ))
@@ -40,7 +47,13 @@ const run = async (ctx: RunContext): Promise<RunResult> => {
         const next = new Float64Array(samples.length * 2)
         next.set(samples)
         samples = next
+        if (arrivals !== undefined) {
+          const more = new Float64Array(next.length)
+          more.set(arrivals)
+          arrivals = more
+        }
       }
+      if (arrivals !== undefined) arrivals[n] = nowEpoch
       samples[n++] = Number(now - buf.readBigUInt64BE(ps + OFF_TS)) / 1e6
     }
   }
@@ -82,6 +95,11 @@ const run = async (ctx: RunContext): Promise<RunResult> => {
   const peak = statusKb(ctx.broker.pid, "VmHWM")
   await closeAll(ctx)
 
+  if (traceFile !== undefined && arrivals !== undefined) {
+    const lines = [`run ${tag} ${ctx.broker.name}`]
+    for (let i = 0; i < n; i++) lines.push(`${arrivals[i]!.toFixed(3)} ${samples[i]!.toFixed(3)}`)
+    appendFileSync(traceFile, lines.join("\n") + "\n")
+  }
   const sorted = samples.slice(0, n).sort()
   return {
     metrics: {
