@@ -136,16 +136,19 @@ export const publishNow = (
   // the clock is read for a sample of the messages only: two reads would cost more than the rest of the counting
   const started = core.stats.sampleLatency() ? performance.now() : -1
   if (message.retain) core.router.retain(message)
-  const route = core.router.subscriptions.route(message.topic, publisherId)
   const cluster = core.cluster
   if (cluster !== undefined) {
     return Effect.gen(function*() {
+      // routed here and sent to the peers in one synchronous step: a client moving between nodes
+      // meanwhile is routed by one of them (see ForwardingAddresses), never by neither
+      const route = core.router.subscriptions.route(message.topic, publisherId)
       // the peers first: then a QoS 1/2 message is with Redis before any local subscriber sees it
       const serve = yield* cluster.forward(message, publisherId, route.shared)
       yield* fanOut(core, route, message, publisherId, serve)
       if (started >= 0) core.stats.deliveryLatency.observe((performance.now() - started) / 1000)
     })
   }
+  const route = core.router.subscriptions.route(message.topic, publisherId)
   if (route.clients.size === 0 && route.shared.length === 0) return undefined
   const rest = runNow(fanOut(core, route, message, publisherId, undefined))
   if (started < 0) return rest
