@@ -81,7 +81,10 @@ interface Batch {
   readonly sent: () => void
 }
 
-/** Messages in one batch at most: a large burst goes out in several PUBLISHes rather than one huge one. */
+/** Batches to one node Redis may not have answered yet before QoS 0 messages for it are shed. */
+const MAX_BATCHES_IN_FLIGHT = 32
+
+/** Messages in one batch at most: a large burst goes out in several stream entries rather than one huge one. */
 const MAX_BATCH = 512
 
 const makeBatch = (): Batch => {
@@ -152,8 +155,12 @@ const membersOf = (reply: unknown): Array<string> =>
 
 const send = <A>(client: Client, args: ReadonlyArray<string>): Promise<A> => client.sendCommand([...args]) as Promise<A>
 
-/** A second connection for blocking reads of the node's stream (a blocked connection can send nothing else). */
-const connectReader = (client: Client) =>
+/**
+ * Another connection to the same server: for blocking reads of the node's stream (a blocked
+ * connection can send nothing else), and for the heartbeat (never queued behind a flood of
+ * forwarded messages: a node that is alive says so in time).
+ */
+const connectAnother = (client: Client) =>
   Effect.acquireRelease(
     Effect.tryPromise({
       try: async () => {
@@ -191,6 +198,8 @@ const joinAs = Effect.fnUntraced(function*(
   // writes that went out without anyone waiting for them; counted, and logged at the heartbeat
   let failedWrites = 0
   let lastFailure = ""
+  // QoS 0 messages for other nodes dropped while Redis was behind (see `unanswered`); logged likewise
+  let shed = 0
   const failed = (cause: unknown) => {
     failedWrites++
     lastFailure = cause instanceof Error ? cause.message : String(cause)
@@ -199,7 +208,8 @@ const joinAs = Effect.fnUntraced(function*(
   // listen first: what changes after a set is read below is heard
   const control = yield* redis.subscribe(key.control)
   const takeovers = yield* redis.subscribe(key.takeovers(self))
-  const reader = yield* connectReader(client)
+  const reader = yield* connectAnother(client)
+  const beat = yield* connectAnother(client)
 
   /** Reads `node`'s filter set (a snapshot; the control events heard since apply on top). */
   const load = (node: string) =>
@@ -300,12 +310,12 @@ const joinAs = Effect.fnUntraced(function*(
    * peers it has not read yet, and has the peers whose heartbeat expired adopted.
    */
   const heartbeat = Effect.gen(function*() {
-    yield* attempt("heartbeat", () => send(client, ["SET", key.alive(self), "1", "PX", ttl]))
-    const added = yield* attempt("heartbeat", () => send<number>(client, ["SADD", key.nodes, self]))
+    yield* attempt("heartbeat", () => send(beat, ["SET", key.alive(self), "1", "PX", ttl]))
+    const added = yield* attempt("heartbeat", () => send<number>(beat, ["SADD", key.nodes, self]))
     if (added === 1 && held.size > 0) yield* attempt("write filters", resetFilters)
-    const members = membersOf(yield* attempt("read nodes", () => send<unknown>(client, ["SMEMBERS", key.nodes])))
+    const members = membersOf(yield* attempt("read nodes", () => send<unknown>(beat, ["SMEMBERS", key.nodes])))
     const others = members.filter((node) => node !== self)
-    const alive = yield* attempt("read nodes", () => Promise.all(others.map((node) => send<number>(client, ["EXISTS", key.alive(node)]))))
+    const alive = yield* attempt("read nodes", () => Promise.all(others.map((node) => send<number>(beat, ["EXISTS", key.alive(node)]))))
     let living = 0
     for (const [index, node] of others.entries()) {
       if (alive[index] === 1) {
@@ -322,6 +332,10 @@ const joinAs = Effect.fnUntraced(function*(
     // heard of (a control event) but not a member: it was adopted, or never finished joining
     const known = new Set(members)
     for (const node of peers.nodes) if (!known.has(node)) forget(node)
+    if (shed > 0) {
+      yield* Effect.logWarning(`cluster: ${shed} QoS 0 messages for other nodes dropped since the last heartbeat: Redis was ${MAX_BATCHES_IN_FLIGHT} batches behind`)
+      shed = 0
+    }
     if (failedWrites > 0) {
       yield* Effect.logWarning(`cluster: ${failedWrites} writes to Redis failed since the last heartbeat: ${lastFailure}`)
       failedWrites = 0
@@ -406,11 +420,20 @@ const joinAs = Effect.fnUntraced(function*(
   // node: fewer commands, and the receiving node delivers a batch in one go (its outboxes write it at once)
   const batches = new Map<string, Batch>()
   let flushing = false
-  const sendBatch = (node: string, batch: Batch) =>
-    sendTo(node, "b", Envelope.encodeBatch(batch.entries)).then(batch.sent, (cause) => {
-      failed(cause)
+  // batches sent to each node that Redis has not answered yet: past a bound, QoS 0 is shed (as a
+  // congested subscriber's), so the connection's queue and the heartbeat behind it stay short
+  const unanswered = new Map<string, number>()
+  const sendBatch = (node: string, batch: Batch) => {
+    unanswered.set(node, (unanswered.get(node) ?? 0) + 1)
+    const answered = () => {
+      unanswered.set(node, (unanswered.get(node) ?? 1) - 1)
       batch.sent()
+    }
+    return sendTo(node, "b", Envelope.encodeBatch(batch.entries)).then(answered, (cause) => {
+      failed(cause)
+      answered()
     })
+  }
   const flush = () => {
     flushing = false
     for (const [node, batch] of batches) sendBatch(node, batch)
@@ -455,7 +478,10 @@ const joinAs = Effect.fnUntraced(function*(
   ): Effect.Effect<ReadonlySet<string> | undefined> => {
     if (plan.sends.size === 0) return Effect.succeed(plan.local)
     if (message.qos === 0) {
-      for (const [node, shared] of plan.sends) enqueue(node, { message, publisherId, shared })
+      for (const [node, shared] of plan.sends) {
+        if ((unanswered.get(node) ?? 0) >= MAX_BATCHES_IN_FLIGHT) shed++
+        else enqueue(node, { message, publisherId, shared })
+      }
       return Effect.succeed(plan.local)
     }
     // QoS 1 and 2: acknowledged to the publisher once Redis has taken every copy
