@@ -144,14 +144,14 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
           // most forwarded messages serve no shared subscription: no Set for them
           forwarded.shared.length === 0 ? noShared : new Set(forwarded.shared),
           only
-        ).pipe(Effect.andThen(durable(core))),
+        ),
+      durable: durable(core),
       letGo: (clientId, beforeDrop) => Handover.letGo(core, clientId, beforeDrop),
       deliverTo: (clientId, message) =>
         Effect.gen(function*() {
           const authorizer = core.authorizer
           if (authorizer !== undefined && !(yield* Delivery.mayReceive(core, authorizer, clientId, message.topic))) return
           yield* Delivery.deliverTo(core, clientId, message)
-          yield* durable(core)
         }),
       adopt: (clientIds) =>
         routeStored(core, clientIds).pipe(

@@ -76,11 +76,10 @@ export interface ClusterNode {
 
 /** What a node's broker does for the cluster. */
 export interface Host {
-  /**
-   * Delivers a message a peer sent: to this node's matching subscribers (only those in `only`
-   * when given); resolves once their sessions hold it durably.
-   */
+  /** Delivers a message a peer sent: to this node's matching subscribers (only those in `only` when given). */
   readonly deliver: (forwarded: Forwarded, only: ReadonlySet<string> | undefined) => Effect.Effect<void, unknown>
+  /** Resolves once every session change made so far is durable: asked once per read of the stream, before its entries go. */
+  readonly durable: Effect.Effect<void>
   /**
    * Another node claimed `clientId`: end its connection here and drop its subscriptions, giving
    * them to `beforeDrop` first (not called if a newer CONNECT here took the client back).

@@ -592,6 +592,7 @@ const joinAs = Effect.fnUntraced(function*(
         )
         if (entries.length === 0) break
         yield* handle(serving, entries, () => adoptedFrom.get(dead))
+        yield* serving.durable
         delivered += entries.length
         yield* attempt("adopt", () => send(client, ["XDEL", key.stream(dead), ...entries.map((entry) => entry.id)]))
       }
@@ -660,6 +661,7 @@ const joinAs = Effect.fnUntraced(function*(
           const entries = StreamEntries.fromRead(reply)
           if (entries.length === 0) return
           yield* handle(serving, entries, onlyAdopted)
+          yield* serving.durable
           yield* attempt("read stream", () => send(reader, ["XDEL", key.stream(self), ...entries.map((entry) => entry.id)]))
         }).pipe(
           // Redis away: the entries stay in the stream, read again once it is back

@@ -45,6 +45,7 @@ const join = (url: string, prefix: string, nodeId: string) =>
         }),
       letGo: (clientId) => test.letGo(clientId),
       deliverTo: () => Effect.void,
+      durable: Effect.void,
       adopt: (clientIds) =>
         Effect.sync(() => {
           test.adopted.push(...clientIds)
