@@ -357,6 +357,25 @@ const fromStoredSession = (value: unknown): SessionState | undefined => {
   return state as unknown as SessionState
 }
 
+/** The form this module writes, read by hand (`byHand`); anything else through the Schema (`decode`), which says what is wrong. */
+const readByHandOr = <A>(
+  kind: "session" | "message",
+  text: string,
+  byHand: (value: unknown) => A | undefined,
+  decode: (value: unknown) => Exit.Exit<{ readonly v: number } & Record<typeof kind, A>, unknown>
+): A => {
+  try {
+    const value: unknown = JSON.parse(text)
+    if (isRecord(value) && value.v === VERSION) {
+      const read = byHand(value[kind])
+      if (read !== undefined) return read
+    }
+  } catch {
+    // not JSON: the Schema path says so, in its words
+  }
+  return decodeText(kind, text, decode)
+}
+
 /**
  * The hand-written readers of a parsed stored message / session (`undefined`: not of the form
  * this module writes). Exported for the codec's test, which checks they read everything written.
@@ -364,19 +383,8 @@ const fromStoredSession = (value: unknown): SessionState | undefined => {
 export const byHand = { message: fromStoredMessage, session: fromStoredSession } as const
 
 /** A session from stored text; throws `SessionCodecError` for text of no known format. */
-export const decodeSessionSync = (text: string): SessionState => {
-  // the form this module writes, read by hand; anything else through the Schema
-  try {
-    const value: unknown = JSON.parse(text)
-    if (isRecord(value) && value.v === VERSION) {
-      const state = fromStoredSession(value.session)
-      if (state !== undefined) return state
-    }
-  } catch {
-    // not JSON: the Schema path says so, in its words
-  }
-  return decodeText("session", text, decodeSessionEnvelope as never) as SessionState
-}
+export const decodeSessionSync = (text: string): SessionState =>
+  readByHandOr("session", text, fromStoredSession, decodeSessionEnvelope as never)
 
 /** A session from stored text, failing with `SessionCodecError` for text of no known format. */
 export const decodeSession = (text: string): Effect.Effect<SessionState, SessionCodecError> =>
@@ -396,19 +404,8 @@ export const encodeMessage = (message: Message): string => {
 }
 
 /** A message from stored text; throws `SessionCodecError` for text of no known format. */
-export const decodeMessageSync = (text: string): Message => {
-  // the form this module writes, read by hand; anything else through the Schema
-  try {
-    const value: unknown = JSON.parse(text)
-    if (isRecord(value) && value.v === VERSION) {
-      const message = fromStoredMessage(value.message)
-      if (message !== undefined) return message
-    }
-  } catch {
-    // not JSON: the Schema path says so, in its words
-  }
-  return decodeText("message", text, decodeMessageEnvelope as never) as Message
-}
+export const decodeMessageSync = (text: string): Message =>
+  readByHandOr("message", text, fromStoredMessage, decodeMessageEnvelope as never)
 
 /** A message from stored text, failing with `SessionCodecError` for text of no known format. */
 export const decodeMessage = (text: string): Effect.Effect<Message, SessionCodecError> =>
