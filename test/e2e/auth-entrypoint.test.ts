@@ -21,7 +21,8 @@ describe("entrypoint: authentication", () => {
     expect(loopback.output()).not.toMatch(/anonymous/)
   })
 
-  it("npm start -- passwd writes the file that --password-file then checks; no warning with the file", async () => {
+  // two Node starts from the sources (passwd, then the broker): seconds each on a loaded machine
+  it("npm start -- passwd writes the file that --password-file then checks; no warning with the file", { timeout: 30_000 }, async () => {
     const file = join(mkdtempSync(join(tmpdir(), "auth-entry-")), "users")
     execFileSync(process.execPath, ["src/main.ts", "passwd", "-c", "-b", file, "alice", "pw"], { cwd: repoRoot, stdio: "pipe" })
     const port = await freePort()
