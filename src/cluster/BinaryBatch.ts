@@ -24,8 +24,7 @@
  * @module
  */
 import type { Message, PublishProperties, QoS, UserProperty } from "../session/Message.ts"
-import * as Envelope from "./Envelope.ts"
-import type { Forwarded } from "./Envelope.ts"
+import type { Forwarded } from "./Forwarded.ts"
 
 /** The first byte of a binary batch: never the first byte of a JSON text. */
 export const MAGIC = 0xb2
@@ -364,12 +363,3 @@ export const decode = (bytes: Uint8Array): { readonly forwarded: Array<Forwarded
   return { forwarded, skipped: count - forwarded.length }
 }
 
-/**
- * A batch as a stream entry holds it, in either form: bytes in this form, or the JSON text of
- * `Envelope.encodeBatch` (what nodes of before this form write; as a string or its UTF-8 bytes).
- */
-export const decodeAny = (value: string | Uint8Array): { readonly forwarded: Array<Forwarded>; readonly skipped: number } | undefined => {
-  if (typeof value === "string") return Envelope.decodeBatch(value)
-  if (isBinary(value)) return decode(value)
-  return Envelope.decodeBatch(Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("utf8"))
-}

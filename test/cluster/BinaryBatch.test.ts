@@ -69,15 +69,17 @@ describe("cluster BinaryBatch", () => {
     }), { numRuns: 300 })
   })
 
-  it("a binary batch is told from a JSON one by its first byte, and decodeAny reads both to the same messages", () => {
+  it("a binary batch is told from a JSON one by its first byte, and Envelope.decodeBatchEntry reads both (bytes, text, one char per byte) to the same messages", () => {
     fc.assert(fc.property(fc.array(forwardedJsonArb, { maxLength: 4 }), (batch) => {
       const binary = BinaryBatch.encode(batch)!
       const json = Envelope.encodeBatch(batch)
       expect(BinaryBatch.isBinary(binary)).toBe(true)
       expect(BinaryBatch.isBinary(Buffer.from(json))).toBe(false)
-      const fromJson = BinaryBatch.decodeAny(Buffer.from(json))
-      const fromText = BinaryBatch.decodeAny(json)
-      const fromBinary = BinaryBatch.decodeAny(binary)
+      const fromJson = Envelope.decodeBatchEntry(Buffer.from(json))
+      const fromText = Envelope.decodeBatchEntry(json)
+      const fromBinary = Envelope.decodeBatchEntry(binary)
+      const fromLatin1 = Envelope.decodeBatch(binary.toString("latin1"))
+      expect(fromLatin1!.forwarded.map(plain)).toStrictEqual(fromBinary!.forwarded.map(plain))
       expect(fromJson?.skipped).toBe(0)
       // the JSON form has no empty properties object nor key order to keep: compare what both carry
       expect(fromBinary!.forwarded.map(plain)).toMatchObject(fromJson!.forwarded.map(plain))
