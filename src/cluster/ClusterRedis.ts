@@ -23,7 +23,9 @@
  * others' changes to a topic while its own write to it is in flight (Redis orders it after them).
  *
  * Forwarded messages are batched per node until the end of the event loop turn (at most
- * `MAX_BATCH`), one stream entry per batch; commands go out on one connection in the order they are
+ * `MAX_BATCH`; longer while the node's earlier batches are unanswered), one stream entry per batch,
+ * in `BinaryBatch`'s form to nodes whose heartbeat key says they read it (`READS_BINARY`), else as
+ * JSON; commands go out on one connection in the order they are
  * issued, which keeps messages from one publisher on one topic in order to every node, and each
  * node handles its stream in order. A QoS 1 or 2 message is acknowledged to its publisher once
  * every copy is in a stream.
