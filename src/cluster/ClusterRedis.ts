@@ -114,6 +114,9 @@ const READS_BINARY = "2"
 /** Replies with bulk strings as `Buffer`s: stream entries whose batches are bytes. */
 const AS_BYTES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } } as const
 
+/** `forward`'s answer when no peer gets the message and no shared subscription matched here. */
+const NOTHING_SHARED: Effect.Effect<ReadonlySet<string>> = Effect.succeed(new Set<string>())
+
 const makeBatch = (): Batch => {
   let sent: () => void = () => {}
   const done = new Promise<void>((resolve) => (sent = resolve))
@@ -553,7 +556,10 @@ const joinAs = Effect.fnUntraced(function*(
     localShared: ReadonlyArray<SharedGroup>
   ): Effect.Effect<ReadonlySet<string> | undefined> => {
     if (isSystemTopic(message.topic)) return Effect.succeed(undefined)
-    const plan = Plan.plan(peers.route(message.topic), localShared, self, cursors)
+    const route = peers.route(message.topic)
+    // most messages of a node with no peer wanting them: nothing to plan, nothing to send
+    if (route.clients.size === 0 && route.shared.length === 0 && localShared.length === 0 && addresses.isEmpty) return NOTHING_SHARED
+    const plan = Plan.plan(route, localShared, self, cursors)
     const onward = addresses.isEmpty ? undefined : sendOn(message, publisherId)
     if (onward !== undefined && message.qos > 0) {
       return Effect.andThen(Effect.promise(() => onward), sendPlanned(plan, message, publisherId))
