@@ -12,7 +12,7 @@ import type { Router } from "../routing/Router.ts"
 import type { SharedGroup } from "../routing/SubscriptionIndex.ts"
 import type { Message } from "../session/Message.ts"
 import type { Subscription } from "../session/SessionState.ts"
-import type { Forwarded } from "./Envelope.ts"
+import type { Forwarded } from "./Forwarded.ts"
 
 /** Why the cluster link failed: which step (`connect`, `join`) and the cause (Redis' error). */
 export class ClusterError extends Schema.TaggedError<ClusterError>()("ClusterError", {

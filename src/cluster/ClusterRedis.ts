@@ -23,7 +23,9 @@
  * others' changes to a topic while its own write to it is in flight (Redis orders it after them).
  *
  * Forwarded messages are batched per node until the end of the event loop turn (at most
- * `MAX_BATCH`), one stream entry per batch; commands go out on one connection in the order they are
+ * `MAX_BATCH`; longer while the node's earlier batches are unanswered), one stream entry per batch,
+ * in `BinaryBatch`'s form to nodes whose heartbeat key says they read it (`READS_BINARY`), else as
+ * JSON; commands go out on one connection in the order they are
  * issued, which keeps messages from one publisher on one topic in order to every node, and each
  * node handles its stream in order. A QoS 1 or 2 message is acknowledged to its publisher once
  * every copy is in a stream.
@@ -40,12 +42,14 @@ import * as NodeRedis from "@effect/platform-node/NodeRedis"
 import { Effect, Layer, Queue, Semaphore } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { randomUUID } from "node:crypto"
+import { RESP_TYPES } from "redis"
 import { isSystemTopic } from "../protocol/Topic.ts"
 import type { Router } from "../routing/Router.ts"
 import type { SharedGroup } from "../routing/SubscriptionIndex.ts"
 import type { Message } from "../session/Message.ts"
 import * as SessionCodec from "../session/SessionCodec.ts"
 import { Cluster, ClusterError, type ClusterNode, type Host } from "./Cluster.ts"
+import * as BinaryBatch from "./BinaryBatch.ts"
 import * as Envelope from "./Envelope.ts"
 import { ForwardingAddresses } from "./ForwardingAddresses.ts"
 import { NodeFilters } from "./NodeFilters.ts"
@@ -76,7 +80,9 @@ type Client = NodeRedis.NodeRedis["Service"]["client"]
 /** Forwarded messages waiting to go to one node, and who waits for them to be with Redis. */
 interface Batch {
   readonly entries: Array<Envelope.Forwarded>
-  /** Resolves once the PUBLISH is answered (or failed, which is counted). */
+  /** Payload bytes in `entries`. */
+  bytes: number
+  /** Resolves once the stream entry is written (or failed, which is counted). */
   readonly done: Promise<void>
   readonly sent: () => void
 }
@@ -84,13 +90,37 @@ interface Batch {
 /** Batches to one node Redis may not have answered yet before QoS 0 messages for it are shed. */
 const MAX_BATCHES_IN_FLIGHT = 32
 
+/**
+ * Batches to one node in flight past which the next one waits for an answer, growing meanwhile:
+ * a sender that is behind (its event loop, or Redis) writes fewer, larger entries.
+ */
+const COALESCE_IN_FLIGHT = 2
+
+/** Entries in a node's stream (not yet handled by it) past which QoS 0 messages for it are shed: it is behind. */
+const MAX_BACKLOG_ENTRIES = 256
+
 /** Messages in one batch at most: a large burst goes out in several stream entries rather than one huge one. */
 const MAX_BATCH = 512
+
+/** Payload bytes in one batch past which it goes at once (large messages: one entry is not megabytes long). */
+const MAX_BATCH_BYTES = 1 << 20
+
+/**
+ * The value of a node's heartbeat key: the forms of a batch it reads. "2": the binary form
+ * (`BinaryBatch`) and the JSON one; anything else (nodes of before: "1"): the JSON one only.
+ */
+const READS_BINARY = "2"
+
+/** Replies with bulk strings as `Buffer`s: stream entries whose batches are bytes. */
+const AS_BYTES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } } as const
+
+/** `forward`'s answer when no peer gets the message and no shared subscription matched here. */
+const NOTHING_SHARED: Effect.Effect<ReadonlySet<string>> = Effect.succeed(new Set<string>())
 
 const makeBatch = (): Batch => {
   let sent: () => void = () => {}
   const done = new Promise<void>((resolve) => (sent = resolve))
-  return { entries: [], done, sent: () => sent() }
+  return { entries: [], bytes: 0, done, sent: () => sent() }
 }
 
 /** Builds the service over a connected node-redis client (`NodeRedis`) and the `Redis` service (for its subscriptions). */
@@ -153,7 +183,10 @@ const fieldsOf = (reply: unknown): Array<[string, string]> => {
 const membersOf = (reply: unknown): Array<string> =>
   Array.isArray(reply) || reply instanceof Set ? Array.from(reply as Iterable<unknown>, String) : []
 
-const send = <A>(client: Client, args: ReadonlyArray<string>): Promise<A> => client.sendCommand([...args]) as Promise<A>
+const send = <A>(client: Client, args: ReadonlyArray<string | Buffer>): Promise<A> => client.sendCommand([...args]) as Promise<A>
+
+/** A command whose reply's bulk strings come as `Buffer`s (a stream read: batches may be bytes). */
+const sendForBytes = (client: Client, args: ReadonlyArray<string>): Promise<unknown> => client.sendCommand([...args], AS_BYTES)
 
 /**
  * Another connection to the same server: for blocking reads of the node's stream (a blocked
@@ -193,6 +226,8 @@ const joinAs = Effect.fnUntraced(function*(
   // what peers hold, and which of them have had their set read (the rest only heard of)
   const peers = new NodeFilters()
   const loaded = new Set<string>()
+  // peers whose heartbeat says they read the binary form of a batch
+  const readsBinary = new Set<string>()
   // the control events and the heartbeat's reads apply one at a time, in order
   const serial = Semaphore.makeUnsafe(1)
   // writes that went out without anyone waiting for them; counted, and logged at the heartbeat
@@ -221,6 +256,7 @@ const joinAs = Effect.fnUntraced(function*(
   const forget = (node: string) => {
     peers.drop(node)
     loaded.delete(node)
+    readsBinary.delete(node)
   }
 
   // this node's filters: how many local subscriptions hold each (only the first and last go to Redis)
@@ -310,15 +346,18 @@ const joinAs = Effect.fnUntraced(function*(
    * peers it has not read yet, and has the peers whose heartbeat expired adopted.
    */
   const heartbeat = Effect.gen(function*() {
-    yield* attempt("heartbeat", () => send(beat, ["SET", key.alive(self), "1", "PX", ttl]))
+    yield* attempt("heartbeat", () => send(beat, ["SET", key.alive(self), READS_BINARY, "PX", ttl]))
     const added = yield* attempt("heartbeat", () => send<number>(beat, ["SADD", key.nodes, self]))
     if (added === 1 && held.size > 0) yield* attempt("write filters", resetFilters)
     const members = membersOf(yield* attempt("read nodes", () => send<unknown>(beat, ["SMEMBERS", key.nodes])))
     const others = members.filter((node) => node !== self)
-    const alive = yield* attempt("read nodes", () => Promise.all(others.map((node) => send<number>(beat, ["EXISTS", key.alive(node)]))))
+    const alive = yield* attempt("read nodes", () => Promise.all(others.map((node) => send<string | null>(beat, ["GET", key.alive(node)]))))
     let living = 0
     for (const [index, node] of others.entries()) {
-      if (alive[index] === 1) {
+      if (alive[index] !== null) {
+        // what it reads: a node of before gets the JSON form
+        if (alive[index] === READS_BINARY) readsBinary.add(node)
+        else readsBinary.delete(node)
         living++
         suspects.delete(node)
         if (!loaded.has(node)) yield* load(node)
@@ -333,7 +372,9 @@ const joinAs = Effect.fnUntraced(function*(
     const known = new Set(members)
     for (const node of peers.nodes) if (!known.has(node)) forget(node)
     if (shed > 0) {
-      yield* Effect.logWarning(`cluster: ${shed} QoS 0 messages for other nodes dropped since the last heartbeat: Redis was ${MAX_BATCHES_IN_FLIGHT} batches behind`)
+      yield* Effect.logWarning(
+        `cluster: ${shed} QoS 0 messages for other nodes dropped since the last heartbeat: Redis was ${MAX_BATCHES_IN_FLIGHT} batches behind, or the node ${MAX_BACKLOG_ENTRIES} stream entries`
+      )
       shed = 0
     }
     if (failedWrites > 0) {
@@ -412,10 +453,6 @@ const joinAs = Effect.fnUntraced(function*(
     Effect.andThen(Effect.sleep(heartbeatMs), serial.withPermits(1)(heartbeat).pipe(logged("the heartbeat")))
   ))
 
-  /** Appends an entry to `node`'s stream (its adopter's, once it is gone). */
-  const sendTo = (node: string, field: string, value: string) =>
-    send<string>(client, ["EVAL", Scripts.SEND, "2", key.stream(node), key.gone(node), key.nodePrefix, node, field, value])
-
   // forwarded messages wait for the end of the event loop turn, then go out one stream entry per
   // node: fewer commands, and the receiving node delivers a batch in one go (its outboxes write it at once)
   const batches = new Map<string, Batch>()
@@ -423,21 +460,67 @@ const joinAs = Effect.fnUntraced(function*(
   // batches sent to each node that Redis has not answered yet: past a bound, QoS 0 is shed (as a
   // congested subscriber's), so the connection's queue and the heartbeat behind it stay short
   const unanswered = new Map<string, number>()
+  // each node's stream length as of the last entry written to it: what it has not handled yet
+  const backlog = new Map<string, number>()
+
+  /**
+   * Appends an entry to `node`'s stream (its adopter's, once it is gone); the reply says whose
+   * stream took it and how long that is now. A binary batch (`bytes`) for an adopter that reads
+   * only JSON is not written: the reply says so, and the caller sends the JSON form.
+   */
+  const append = (node: string, field: string, value: string | Buffer, bytes: boolean) =>
+    send<[string, string, number]>(client, [
+      "EVAL",
+      Scripts.SEND,
+      "2",
+      key.stream(node),
+      key.gone(node),
+      key.nodePrefix,
+      node,
+      field,
+      value,
+      bytes ? "1" : "0",
+      READS_BINARY
+    ])
+
+  /** Appends an entry to `node`'s stream after what waits to go there (claims and notices keep their place behind messages). */
+  const sendTo = (node: string, field: string, value: string) => {
+    const waiting = batches.get(node)
+    if (waiting !== undefined) {
+      batches.delete(node)
+      sendBatch(node, waiting)
+    }
+    return append(node, field, value, false)
+  }
+
   const sendBatch = (node: string, batch: Batch) => {
     unanswered.set(node, (unanswered.get(node) ?? 0) + 1)
-    const answered = () => {
+    const answered = (length: number | undefined) => {
       unanswered.set(node, (unanswered.get(node) ?? 1) - 1)
+      if (length !== undefined) backlog.set(node, length)
       batch.sent()
+      // a batch held back while this one was in flight goes now
+      if (batches.has(node) && !flushing) {
+        flushing = true
+        setImmediate(flush)
+      }
     }
-    return sendTo(node, "b", Envelope.encodeBatch(batch.entries)).then(answered, (cause) => {
-      failed(cause)
-      answered()
-    })
+    const bytes = readsBinary.has(node) ? BinaryBatch.encode(batch.entries) : undefined
+    return append(node, "b", bytes ?? Envelope.encodeBatch(batch.entries), bytes !== undefined)
+      .then((reply) => reply[0] === "text" ? append(node, "b", Envelope.encodeBatch(batch.entries), false) : reply)
+      .then((reply) => answered(Number(reply[2])), (cause) => {
+        failed(cause)
+        answered(undefined)
+      })
   }
   const flush = () => {
     flushing = false
-    for (const [node, batch] of batches) sendBatch(node, batch)
-    batches.clear()
+    for (const [node, batch] of batches) {
+      // behind: the batch waits for an answer and grows meanwhile (fewer, larger entries)
+      if ((unanswered.get(node) ?? 0) >= COALESCE_IN_FLIGHT) continue
+      batches.delete(node)
+      sendBatch(node, batch)
+    }
   }
   const enqueue = (node: string, forwarded: Envelope.Forwarded): Promise<void> => {
     let batch = batches.get(node)
@@ -446,7 +529,8 @@ const joinAs = Effect.fnUntraced(function*(
       batches.set(node, batch)
     }
     batch.entries.push(forwarded)
-    if (batch.entries.length >= MAX_BATCH) {
+    batch.bytes += forwarded.message.payload.length
+    if (batch.entries.length >= MAX_BATCH || batch.bytes >= MAX_BATCH_BYTES) {
       // a full batch goes at once; this node's next messages start a new one, after it
       batches.delete(node)
       sendBatch(node, batch)
@@ -456,6 +540,14 @@ const joinAs = Effect.fnUntraced(function*(
     }
     return batch.done
   }
+  /**
+   * Whether a QoS 0 message for `node` is dropped: Redis is far behind, or the node is (its
+   * stream long). A node behind still gets one batch per answer, which also says when it caught up.
+   */
+  const shedding = (node: string): boolean => {
+    const inFlight = unanswered.get(node) ?? 0
+    return inFlight >= MAX_BATCHES_IN_FLIGHT || (inFlight > 0 && (backlog.get(node) ?? 0) >= MAX_BACKLOG_ENTRIES)
+  }
 
   const cursors: Plan.Cursors = new Map()
   const forward = (
@@ -464,7 +556,10 @@ const joinAs = Effect.fnUntraced(function*(
     localShared: ReadonlyArray<SharedGroup>
   ): Effect.Effect<ReadonlySet<string> | undefined> => {
     if (isSystemTopic(message.topic)) return Effect.succeed(undefined)
-    const plan = Plan.plan(peers.route(message.topic), localShared, self, cursors)
+    const route = peers.route(message.topic)
+    // most messages of a node with no peer wanting them: nothing to plan, nothing to send
+    if (route.clients.size === 0 && route.shared.length === 0 && localShared.length === 0 && addresses.isEmpty) return NOTHING_SHARED
+    const plan = Plan.plan(route, localShared, self, cursors)
     const onward = addresses.isEmpty ? undefined : sendOn(message, publisherId)
     if (onward !== undefined && message.qos > 0) {
       return Effect.andThen(Effect.promise(() => onward), sendPlanned(plan, message, publisherId))
@@ -479,7 +574,7 @@ const joinAs = Effect.fnUntraced(function*(
     if (plan.sends.size === 0) return Effect.succeed(plan.local)
     if (message.qos === 0) {
       for (const [node, shared] of plan.sends) {
-        if ((unanswered.get(node) ?? 0) >= MAX_BATCHES_IN_FLIGHT) shed++
+        if (shedding(node)) shed++
         else enqueue(node, { message, publisherId, shared })
       }
       return Effect.succeed(plan.local)
@@ -545,11 +640,11 @@ const joinAs = Effect.fnUntraced(function*(
     only: (from: string | undefined) => ReadonlySet<string> | undefined
   ) =>
     Effect.forEach(entries, (entry) => {
-      const batchText = entry.fields.get("b")
-      if (batchText !== undefined) {
-        const batch = Envelope.decodeBatch(batchText)
+      const batchValue = entry.fields.get("b")
+      if (batchValue !== undefined) {
+        const batch = Envelope.decodeBatchEntry(batchValue)
         if (batch === undefined) return Effect.logWarning("cluster: an unreadable batch of forwarded messages, ignored")
-        const sessions = only(entry.fields.get("from"))
+        const sessions = only(StreamEntries.text(entry.fields.get("from")))
         const delivered = Effect.forEach(batch.forwarded, (forwarded) => {
           const delivering = serving.deliver(forwarded, sessions).pipe(logged("delivering a forwarded message"))
           if (addresses.isEmpty) return delivering
@@ -560,19 +655,19 @@ const joinAs = Effect.fnUntraced(function*(
           ? delivered
           : Effect.andThen(Effect.logWarning(`cluster: ${batch.skipped} unreadable forwarded messages, ignored`), delivered)
       }
-      const targetedText = entry.fields.get("t")
+      const targetedText = StreamEntries.text(entry.fields.get("t"))
       if (targetedText !== undefined) {
         const targeted = Envelope.decodeTargeted(targetedText)
         if (targeted === undefined) return Effect.logWarning("cluster: an unreadable message for a moved client, ignored")
         return serving.deliverTo(targeted.clientId, targeted.message).pipe(logged("delivering a message for a moved client"))
       }
-      const settledText = entry.fields.get("s")
+      const settledText = StreamEntries.text(entry.fields.get("s"))
       if (settledText !== undefined) {
         const settled = Envelope.decodeSettled(settledText)
         if (settled !== undefined) addresses.settled(settled.clientId, settled.node, peers.filtersOf(settled.node))
         return Effect.void
       }
-      const claimText = entry.fields.get("c")
+      const claimText = StreamEntries.text(entry.fields.get("c"))
       const claim = claimText === undefined ? undefined : Envelope.decodeTakeover(claimText)
       if (claim?._tag === "Claim") return onClaim(claim, serving)
       return Effect.logWarning("cluster: an unreadable stream entry, ignored")
@@ -588,7 +683,7 @@ const joinAs = Effect.fnUntraced(function*(
       let delivered = 0
       for (;;) {
         const entries = StreamEntries.fromRange(
-          yield* attempt("adopt", () => send<unknown>(client, ["XRANGE", key.stream(dead), "-", "+", "COUNT", String(READ_COUNT)]))
+          yield* attempt("adopt", () => sendForBytes(client, ["XRANGE", key.stream(dead), "-", "+", "COUNT", String(READ_COUNT)]))
         )
         if (entries.length === 0) break
         yield* handle(serving, entries, () => adoptedFrom.get(dead))
@@ -657,7 +752,7 @@ const joinAs = Effect.fnUntraced(function*(
       yield* Effect.forkScoped(Effect.forever(
         Effect.gen(function*() {
           const reply = yield* attempt("read stream", () =>
-            send<unknown>(reader, ["XREAD", "COUNT", String(READ_COUNT), "BLOCK", String(READ_BLOCK_MS), "STREAMS", key.stream(self), "0"]))
+            sendForBytes(reader, ["XREAD", "COUNT", String(READ_COUNT), "BLOCK", String(READ_BLOCK_MS), "STREAMS", key.stream(self), "0"]))
           const entries = StreamEntries.fromRead(reply)
           if (entries.length === 0) return
           yield* handle(serving, entries, onlyAdopted)

@@ -1,6 +1,6 @@
 /**
- * What broker nodes say to each other over Redis pub/sub, as text: forwarded messages (batched,
- * on the receiving node's channel) and the control events every node hears (filter set changes, retained
+ * What broker nodes say to each other over Redis, as text: forwarded messages (batched, in the
+ * receiving node's stream; nodes that read it get the binary form of `BinaryBatch` instead) and the control events every node hears (filter set changes, retained
  * message changes, a node leaving). Messages are carried in `SessionCodec`'s stored form, so a
  * message crosses nodes exactly as it is stored (payload, properties, expiry).
  * Decoding never throws: text of no known shape is `undefined`, and the caller logs it.
@@ -9,15 +9,10 @@
  */
 import type { Message } from "../session/Message.ts"
 import * as SessionCodec from "../session/SessionCodec.ts"
+import * as BinaryBatch from "./BinaryBatch.ts"
+import type { Forwarded } from "./Forwarded.ts"
 
-/** A message forwarded to one node. */
-export interface Forwarded {
-  readonly message: Message
-  /** The publishing client, for No Local on the receiving node; none for a will or the broker's own. */
-  readonly publisherId: string | undefined
-  /** The shared subscriptions (`$share/group/filter`) the receiving node serves with this message. */
-  readonly shared: ReadonlyArray<string>
-}
+export type { Forwarded } from "./Forwarded.ts"
 
 /** An event every node hears on the control channel. */
 export type Control =
@@ -71,11 +66,16 @@ const decodeEntry = (value: unknown): Forwarded | undefined => {
   return message === undefined ? undefined : { message, publisherId: publisherId ?? undefined, shared }
 }
 
+/** A binary batch held in a string, one character per byte (latin1), as Redis' MONITOR and redis-cli show it. */
+const BINARY_AS_TEXT = String.fromCharCode(BinaryBatch.MAGIC)
+
 /**
  * Forwarded messages from text, in order; `undefined` when the text is not a batch. An entry of
- * no known shape is left out (and counted in `skipped`), the others still delivered.
+ * no known shape is left out (and counted in `skipped`), the others still delivered. A binary
+ * batch (`BinaryBatch`) in a string of one character per byte is read too.
  */
 export const decodeBatch = (text: string): { readonly forwarded: Array<Forwarded>; readonly skipped: number } | undefined => {
+  if (text.startsWith(BINARY_AS_TEXT)) return BinaryBatch.decode(Buffer.from(text, "latin1"))
   const value = parse(text)
   if (!Array.isArray(value)) return undefined
   const forwarded: Array<Forwarded> = []
@@ -84,6 +84,16 @@ export const decodeBatch = (text: string): { readonly forwarded: Array<Forwarded
     if (decoded !== undefined) forwarded.push(decoded)
   }
   return { forwarded, skipped: value.length - forwarded.length }
+}
+
+/**
+ * A batch as a stream entry holds it, in either form: bytes in the binary form, or the JSON text
+ * of `encodeBatch` (what nodes of before that form write; as a string or its UTF-8 bytes).
+ */
+export const decodeBatchEntry = (value: string | Uint8Array): { readonly forwarded: Array<Forwarded>; readonly skipped: number } | undefined => {
+  if (typeof value === "string") return decodeBatch(value)
+  if (BinaryBatch.isBinary(value)) return BinaryBatch.decode(value)
+  return decodeBatch(Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("utf8"))
 }
 
 /** A control event as text. */

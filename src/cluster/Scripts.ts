@@ -30,16 +30,22 @@ return 1
 /**
  * Appends an entry to a node's stream, or, once that node is gone (adopted), to its adopter's,
  * marked `from` the gone node. KEYS[1]: the node's stream; KEYS[2]: its gone marker; ARGV:
- * nodePrefix, node, field, value. Returns the adopter's id, or "" when the node took it.
+ * nodePrefix, node, field, value, "1" when the value is a binary batch, the heartbeat value of a
+ * node that reads those. Returns {'ok', adopter or '', the length of the stream written to}, or
+ * {'text', adopter, 0} without writing when a binary batch would go to an adopter that reads only
+ * JSON (a node of before): the caller sends the JSON form.
  */
 export const SEND = `
+local target = KEYS[1]
 local adopter = redis.call('GET', KEYS[2])
 if adopter then
-  redis.call('XADD', ARGV[1] .. adopter .. ':stream', '*', ARGV[3], ARGV[4], 'from', ARGV[2])
-  return adopter
+  if ARGV[5] == '1' and redis.call('GET', ARGV[1] .. adopter .. ':alive') ~= ARGV[6] then return {'text', adopter, 0} end
+  target = ARGV[1] .. adopter .. ':stream'
+  redis.call('XADD', target, '*', ARGV[3], ARGV[4], 'from', ARGV[2])
+else
+  redis.call('XADD', target, '*', ARGV[3], ARGV[4])
 end
-redis.call('XADD', KEYS[1], '*', ARGV[3], ARGV[4])
-return ''
+return {'ok', adopter or '', redis.call('XLEN', target)}
 `
 
 /**

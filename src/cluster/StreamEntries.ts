@@ -1,7 +1,8 @@
 /**
  * Entries of a node's Redis stream as XREAD and XRANGE answer them, read without throwing: the
  * reply's shape differs between RESP2 (nested arrays) and RESP3 (a map of streams), and anything
- * of no known shape is no entry.
+ * of no known shape is no entry. A value read as bytes (a binary batch) stays a `Buffer`; field
+ * names and ids are text.
  *
  * @module
  */
@@ -9,17 +10,24 @@
 /** One stream entry: its id (for XDEL) and its fields. */
 export interface StreamEntry {
   readonly id: string
-  readonly fields: ReadonlyMap<string, string>
+  readonly fields: ReadonlyMap<string, string | Buffer>
 }
 
-const fieldsOf = (value: unknown): Map<string, string> => {
-  const fields = new Map<string, string>()
+/** A field's value: bytes as they came, anything else as text. */
+const valueOf = (value: unknown): string | Buffer => (Buffer.isBuffer(value) ? value : String(value))
+
+/** A field's value as text (a field read as bytes is UTF-8); `undefined` when there is none. */
+export const text = (value: string | Buffer | undefined): string | undefined =>
+  value === undefined || typeof value === "string" ? value : value.toString("utf8")
+
+const fieldsOf = (value: unknown): Map<string, string | Buffer> => {
+  const fields = new Map<string, string | Buffer>()
   if (Array.isArray(value)) {
-    for (let i = 0; i + 1 < value.length; i += 2) fields.set(String(value[i]), String(value[i + 1]))
+    for (let i = 0; i + 1 < value.length; i += 2) fields.set(String(value[i]), valueOf(value[i + 1]))
   } else if (value instanceof Map) {
-    for (const [field, text] of value) fields.set(String(field), String(text))
+    for (const [field, text] of value) fields.set(String(field), valueOf(text))
   } else if (typeof value === "object" && value !== null) {
-    for (const [field, text] of Object.entries(value)) fields.set(field, String(text))
+    for (const [field, text] of Object.entries(value)) fields.set(field, valueOf(text))
   }
   return fields
 }
