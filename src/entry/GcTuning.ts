@@ -16,11 +16,14 @@
  * `latency-q0` on 2 shared cores: longest scavenge 0.8 ms single-threaded against 1–36 ms parallel
  * under load (1.0 ms when the machine was quiet), and 11 against 14–47 ms of scavenging in 4 s.
  *
- * The young generation's size (`--min-semi-space-size`, `--max-semi-space-size`) is not here: V8
- * reads it once, when the heap is created, so it cannot be set from inside the process (it has to
- * be on the `node` command line). Measured that way it did not pay: 16 MB semi-spaces cut the
+ * The young generation's size (`--max-semi-space-size`) is not here: V8 reads it once, when the
+ * heap is created, so it cannot be set from inside the process; YoungGeneration.ts puts it on the
+ * `node` command line (a re-execution at start). Larger semi-spaces did not pay: 16 MB cut the
  * scavenges 4× but made each longer, added two mark-compacts per `latency-q0` run and a worse
- * p99.9, and cost ~10 KB more RSS per idle connection (`idle-conns`) and +20 MB at peak.
+ * p99.9, and cost ~10 KB more RSS per idle connection (`idle-conns`). V8's default lets them grow
+ * to 64 MB each under a burst (on a 24 GB machine) and keeps them; a 4 MB cap takes a third off the
+ * RSS of 5,000 idle connections and keeps churn's RSS flat, for ~7 % of a core more scavenging in
+ * QoS 1 fan-out (bench/README.md "Footprint").
  */
 import { setFlagsFromString } from "node:v8"
 
