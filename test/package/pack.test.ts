@@ -7,14 +7,13 @@
  * README's examples type-checked against the installed .d.ts, and the `effect-mqtt-broker` bin.
  * About 20 s (alone on 2 cores): the build, copying the dependencies and the type check take most.
  */
-import { execFile, spawn } from "node:child_process"
+import { execFile } from "node:child_process"
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { dirname, join, relative, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { YOUNG_GENERATION_FLAGS } from "../../src/entry/YoungGeneration.ts"
 
 const run = promisify(execFile)
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url))
@@ -208,25 +207,5 @@ describe("the packed package, installed into another app (packaging test, ~20 s)
     expect(help.stdout).toContain("--port")
     expect(refused.code).toBe(2)
     expect(refused.stderr).toBe("effect-mqtt-broker: --port -1 is not a port (0-65535)\n")
-  }, 60_000)
-
-  it.runIf(process.platform === "linux")("the bin's broker is the process it started, re-executed with the young generation's flag (src/entry/YoungGeneration.ts)", async () => {
-    const bin = join(app, "node_modules", ".bin", "effect-mqtt-broker")
-    const child = spawn(bin, ["--host", "127.0.0.1", "--port", "0"], { cwd: app, env, stdio: ["ignore", "pipe", "pipe"] })
-    try {
-      let output = ""
-      child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()))
-      child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()))
-      const deadline = Date.now() + 20_000
-      while (!output.includes("listening on")) {
-        if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the bin's broker did not listen:\n${output}`)
-        await new Promise((resolve) => setTimeout(resolve, 50))
-      }
-      const line = readFileSync(`/proc/${child.pid}/cmdline`, "utf8").split("\0")
-      expect(line.filter((arg) => arg.includes("semi-space"))).toEqual(YOUNG_GENERATION_FLAGS)
-      expect(line.some((arg) => arg.endsWith("effect-mqtt-broker.js") || arg.endsWith("effect-mqtt-broker"))).toBe(true)
-    } finally {
-      child.kill("SIGKILL")
-    }
   }, 60_000)
 })
