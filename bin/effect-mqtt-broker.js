@@ -4,9 +4,7 @@
 // run it and say in one line why it cannot run the broker, instead of failing inside a
 // dependency. ESM imports are hoisted, so the check runs here and only then is the broker imported:
 // the start bundle (dist/start/main.js, built by `npm run build`, see src/entry/bundle.js), one
-// minified module instead of ~400, which halves the RSS at start. Its entry re-executes the process
-// (same pid) with the young generation's Node flags first, when they were not given
-// (src/entry/YoungGeneration.ts).
+// minified module instead of ~400, which halves the RSS at start.
 
 const MINIMUM = [22, 19]
 const version = process.versions.node

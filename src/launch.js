@@ -3,10 +3,8 @@
 // TypeScript syntax. ESM imports are hoisted, so this check cannot live in main.ts itself: it
 // runs first here, and only then is the broker imported.
 //
-// The broker runs from the start bundle (dist/start/main.js, see entry/bundle.js): a few minified
-// modules instead of ~400, ~75 MB of RSS at start instead of ~180 MB. Its entry, entry/Start.ts,
-// first re-executes the process (same pid) with the young generation's Node flags when they were
-// not given (entry/YoungGeneration.ts); this file then runs once more. The bundle is rebuilt first
+// The broker runs from the start bundle (dist/start/main.js, see entry/bundle.js): one minified
+// module instead of ~400, ~75 MB of RSS at start instead of ~180 MB. The bundle is rebuilt first
 // (in a child process, ~2 s) when a source file, package.json or package-lock.json is newer than
 // it. Without rolldown (an install with --omit=dev, like the Dockerfile's) the broker runs from
 // the sources as before; a build that fails says so in one line, then runs from the sources.
@@ -54,7 +52,7 @@ const bundleIsFresh = () => {
 /** The module to run: the bundle, rebuilt first when stale; the sources when it cannot be built. */
 const entry = () => {
   if (bundleIsFresh()) return BUNDLE
-  const sources = path("./entry/Start.ts")
+  const sources = path("./main.ts")
   if (modified(path("../node_modules/rolldown/package.json")) < 0) return sources
   const build = spawnSync(process.execPath, [path("./entry/bundle.js")], { stdio: ["ignore", "ignore", "pipe"], encoding: "utf8" })
   if (build.status === 0 && modified(BUNDLE) >= 0) return BUNDLE

@@ -266,10 +266,8 @@ const ours: BrokerSpec = {
       "ours",
       process.execPath,
       (port) => [
-        // BENCH_OURS_NODE_FLAGS: extra Node flags for profiling ours (e.g. "--trace-gc", "--cpu-prof").
-        // main.js re-executes itself with its young-generation flags (src/entry/YoungGeneration.ts), as
-        // under `npm start`, unless these give a size ("--max-semi-space-size=0": V8's default)
-        ...oursNodeFlags(),
+        // BENCH_OURS_NODE_FLAGS: extra Node flags for profiling ours (e.g. "--trace-gc", "--cpu-prof")
+        ...(process.env["BENCH_OURS_NODE_FLAGS"] ?? "").split(" ").filter((flag) => flag !== ""),
         ...(probe?.flags ?? []),
         join(ROOT, "dist/start/main.js"),
         "--port",

@@ -1,8 +1,6 @@
-// The start bundle: src/entry/Start.ts, src/main.ts and everything it imports (effect,
-// @effect/platform-node, mqtt-packet, ...) as tree-shaken, minified ES modules in dist/start/,
-// which `npm start` (launch.js), the installed bin and the bench run: main.js is the small entry
-// (Start.ts: the young generation's flags, a re-execution when needed), which then imports the
-// broker's chunk. Why: loading the same code as ~400 separate modules
+// The start bundle: src/main.ts and everything it imports (effect, @effect/platform-node,
+// mqtt-packet, ...) as one tree-shaken, minified ES module in dist/start/, which `npm start`
+// (launch.js) and the installed bin run. Why: loading the same code as ~400 separate modules
 // (and, from the sources, through Node's TypeScript stripper) costs ~100 MB more RSS than one
 // bundle — 178 MB against ~75 MB at start (issue 16). What only some configurations need (the
 // Redis and SQLite providers, the metrics server, OTLP) stays behind dynamic imports, so it
@@ -56,7 +54,7 @@ const writeAtomically = (file, contents) => {
 export const bundle = async () => {
   const { rolldown } = await import("rolldown")
   const build = await rolldown({
-    input: join(SRC, "entry", "Start.ts"),
+    input: join(SRC, "main.ts"),
     platform: "node",
     treeshake: true,
     logLevel: "silent",
