@@ -9,6 +9,7 @@
 //   node bench/tools/idle-probe.mjs [N=5000] [--wait S] [--snapshots DIR] [--node-flag FLAG ...] [--broker-flag FLAG ...]
 //
 // With --snapshots it writes heap snapshots before and after (compare them with heap-diff.mjs).
+// `--node-flag --max-semi-space-size=N` caps the young generation (bench/README.md "Footprint").
 // Plain JavaScript, run with the pinned Node (node_modules/.bin/node), no build step of its own.
 import { spawn } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"

@@ -18,9 +18,12 @@
  *
  * The young generation's size (`--min-semi-space-size`, `--max-semi-space-size`) is not here: V8
  * reads it once, when the heap is created, so it cannot be set from inside the process (it has to
- * be on the `node` command line). Measured that way it did not pay: 16 MB semi-spaces cut the
- * scavenges 4× but made each longer, added two mark-compacts per `latency-q0` run and a worse
- * p99.9, and cost ~10 KB more RSS per idle connection (`idle-conns`) and +20 MB at peak.
+ * be on the `node` command line or in NODE_OPTIONS). Neither direction paid as a default: 16 MB
+ * semi-spaces cut the scavenges 4× but made each longer, added two mark-compacts per `latency-q0`
+ * run and a worse p99.9, and cost ~10 KB more RSS per idle connection; a 4 MB cap (V8 lets them
+ * grow to 64 MB each here) takes a third off the RSS of 5,000 idle connections and keeps churn's
+ * RSS flat, but costs fan-in and fan-out 10–35 % of their throughput (bench/README.md "Footprint",
+ * README "Memory": an operator who mostly holds idle connections can set it).
  */
 import { setFlagsFromString } from "node:v8"
 
