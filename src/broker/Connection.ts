@@ -340,6 +340,11 @@ class Connection implements Readable, Watched, Served, ConnectBinding, LiveConne
       while (true) {
         const chunks = self.wire.read()
         if (chunks === undefined) {
+          // what these bytes produced for this client (PUBACKs to a publisher, the messages a
+          // subscriber's PUBACKs let into its window) goes out now, before other sockets are read:
+          // a subscriber's window turns around a poll phase sooner. Deliveries to other clients
+          // still go out at the end of the turn, one write per outbox for all publishers' bursts.
+          outbox.flushNow()
           // nothing more for now: a busy connection waits a little, then ends (`tick` has made sure
           // the next bytes start another burst); any other ends now (decided here, synchronously,
           // so no bytes are missed)
