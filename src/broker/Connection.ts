@@ -365,10 +365,13 @@ class Connection implements Readable, Watched, Served, ConnectBinding, LiveConne
           while (true) {
             stats.packetsReceived += decoded.packets.length
             for (const packet of decoded.packets) {
-              const closed = yield* Effect.uninterruptible(
-                self.phase._tag === "AwaitingConnect" ? self.first(packet) : dispatch(context, packet)
-              )
-              if (closed !== undefined) return closed
+              const handling = self.phase._tag === "AwaitingConnect" ? self.first(packet) : dispatch(context, packet)
+              // a handler that did all its work when called (the synchronous paths of PUBLISH and
+              // the acks) returns Effect.void: nothing is left to run, and no fiber step is spent on it
+              if (handling !== Effect.void) {
+                const closed = yield* Effect.uninterruptible(handling)
+                if (closed !== undefined) return closed
+              }
               // closed from outside while the handler ran: the packets after it are not handled
               if (self.phase._tag === "Closing") return self.phase.reason
               // a delivery found a subscriber congested: read no more from this socket until it drains
