@@ -230,8 +230,14 @@ export interface DecodedPublish {
  * large packet received into its own buffer: copying 16 MB again only feeds the GC), otherwise a
  * copy, so a retained or queued message never pins a socket read buffer much larger than itself.
  */
-const ownPayload = (view: Buffer): Buffer =>
-  view.buffer.byteLength - view.length <= 4096 ? view : Buffer.from(view)
+const ownPayload = (frame: Buffer, start: number): Buffer => {
+  const length = frame.length - start
+  if (frame.buffer.byteLength - length <= 4096) return frame.subarray(start)
+  // copied straight from the frame: no view made only to be copied
+  const payload = Buffer.allocUnsafe(length)
+  frame.copy(payload, 0, start)
+  return payload
+}
 
 /**
  * `decodePublishPacket` for MQTT 3.1/3.1.1 (no properties), from offset `i` after the fixed
@@ -248,11 +254,11 @@ const decodePublish3 = (frame: Buffer, flags: number, qos: number, i: number): D
   const topic = frame.toString("utf8", topicStart, topicEnd)
   const dup = (flags & 0x08) !== 0
   const retain = (flags & 0x01) !== 0
-  if (qos === 0) return { cmd: "publish", topic, payload: ownPayload(frame.subarray(topicEnd)), qos, dup, retain }
+  if (qos === 0) return { cmd: "publish", topic, payload: ownPayload(frame, topicEnd), qos, dup, retain }
   if (topicEnd + 2 > end) return malformed("PUBLISH too short")
   const messageId = (frame[topicEnd]! << 8) | frame[topicEnd + 1]!
   if (messageId === 0) return malformed("PUBLISH with QoS > 0 and packet identifier 0")
-  return { cmd: "publish", topic, payload: ownPayload(frame.subarray(topicEnd + 2)), qos: qos as 1 | 2, dup, retain, messageId }
+  return { cmd: "publish", topic, payload: ownPayload(frame, topicEnd + 2), qos: qos as 1 | 2, dup, retain, messageId }
 }
 
 /** `isCleanUtf8` of `bytes[start..end)`, without a view for an ASCII string (most topics). */
@@ -396,7 +402,7 @@ export const decodePublishPacket = (frame: Buffer, version: number, fromServer =
   return {
     cmd: "publish",
     topic,
-    payload: ownPayload(frame.subarray(i)),
+    payload: ownPayload(frame, i),
     qos: qos as 0 | 1 | 2,
     dup: (flags & 0x08) !== 0,
     retain: (flags & 0x01) !== 0,
