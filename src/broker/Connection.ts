@@ -340,6 +340,11 @@ class Connection implements Readable, Watched, Served, ConnectBinding, LiveConne
       while (true) {
         const chunks = self.wire.read()
         if (chunks === undefined) {
+          // what these bytes produced for this client (PUBACKs to a publisher, the messages a
+          // subscriber's PUBACKs let into its window) goes out now, before other sockets are read:
+          // a subscriber's window turns around a poll phase sooner. Deliveries to other clients
+          // still go out at the end of the turn, one write per outbox for all publishers' bursts.
+          outbox.flushNow()
           // nothing more for now: a busy connection waits a little, then ends (`tick` has made sure
           // the next bytes start another burst); any other ends now (decided here, synchronously,
           // so no bytes are missed)
@@ -360,10 +365,13 @@ class Connection implements Readable, Watched, Served, ConnectBinding, LiveConne
           while (true) {
             stats.packetsReceived += decoded.packets.length
             for (const packet of decoded.packets) {
-              const closed = yield* Effect.uninterruptible(
-                self.phase._tag === "AwaitingConnect" ? self.first(packet) : dispatch(context, packet)
-              )
-              if (closed !== undefined) return closed
+              const handling = self.phase._tag === "AwaitingConnect" ? self.first(packet) : dispatch(context, packet)
+              // a handler that did all its work when called (the synchronous paths of PUBLISH and
+              // the acks) returns Effect.void: nothing is left to run, and no fiber step is spent on it
+              if (handling !== Effect.void) {
+                const closed = yield* Effect.uninterruptible(handling)
+                if (closed !== undefined) return closed
+              }
               // closed from outside while the handler ran: the packets after it are not handled
               if (self.phase._tag === "Closing") return self.phase.reason
               // a delivery found a subscriber congested: read no more from this socket until it drains

@@ -24,13 +24,19 @@ import * as FlowControl from "./FlowControl.ts"
 const isLive = (core: Core) => (clientId: string): boolean => core.registry.get(clientId) !== undefined
 
 /**
- * The message at each delivery QoS with RETAIN=0, built at most once per publish; the message
- * itself where it already is that (most publishes: one object less per message, queued or in flight).
+ * The message as `matched` receives it: delivery QoS = min(publish, granted), RETAIN kept only for
+ * Retain As Published, its Subscription Identifiers. The message itself when that is what it
+ * already is (most deliveries: no object per subscriber); otherwise the variant at that QoS with
+ * RETAIN=0, built at most once per publish in `variants` (made at the first one needed).
  */
-const variants = (message: Message): (qos: QoS) => Message => {
-  const cache: Array<Message | undefined> = [undefined, undefined, undefined]
-  if (!message.retain) cache[message.qos] = message
-  return (qos) => (cache[qos] ??= { ...message, qos, retain: false })
+const forClient = (message: Message, matched: Matched, variants: Array<Message | undefined>): Message => {
+  const qos = minQos(message.qos, matched.qos)
+  const retain = matched.retainAsPublished && message.retain
+  if (matched.identifiers !== undefined || retain) {
+    return { ...message, qos, retain, ...(matched.identifiers === undefined ? {} : { subscriptionIds: matched.identifiers }) }
+  }
+  if (qos === message.qos && !message.retain) return message
+  return (variants[qos] ??= { ...message, qos, retain: false })
 }
 
 /** Delivers one message to one client (under its lock for anything that touches the session). */
@@ -150,7 +156,7 @@ export const publishNow = (
   }
   const route = core.router.subscriptions.route(message.topic, publisherId)
   if (route.clients.size === 0 && route.shared.length === 0) return undefined
-  const rest = runNow(fanOut(core, route, message, publisherId, undefined))
+  const rest = fanOutNow(core, route, message, publisherId)
   if (started < 0) return rest
   const observe = () => core.stats.deliveryLatency.observe((performance.now() - started) / 1000)
   if (rest === undefined) return void observe()
@@ -190,30 +196,50 @@ export const publishForwarded = (
 }
 
 /**
- * One copy to each client of `route`, one member for each of its shared subscriptions (only those
- * in `serve`, by `SharedGroup.key`, when given: the others are served on another cluster node).
- * A plain generator, run inside the caller's (`yield*`) or by `runNow`: no Effect of its own per
- * message, and none yielded for a delivery done at once.
+ * `fanOut` as a plain loop while every delivery is done at once (no `Authorizer` to ask): no
+ * generator, no Effect per message. At the first delivery that must wait, returns the Effect that
+ * waits for it and then runs `fanOut` for what is left, in order.
+ */
+const fanOutNow = (
+  core: Core,
+  route: Route,
+  message: Message,
+  publisherId: string | undefined
+): Effect.Effect<void, SessionStoreError> | undefined => {
+  if (core.authorizer !== undefined) return runNow(fanOut(core, route, message, publisherId, undefined, 0))
+  const variants: Array<Message | undefined> = []
+  let done = 0
+  for (const [clientId, matched] of route.clients) {
+    done++
+    const pending = deliverOne(core, clientId, forClient(message, matched, variants), publisherId)
+    if (pending !== undefined) return Effect.flatMap(pending, () => Effect.gen(() => fanOut(core, route, message, publisherId, undefined, done)))
+  }
+  if (route.shared.length === 0) return undefined
+  return runNow(fanOut(core, route, message, publisherId, undefined, done))
+}
+
+/**
+ * One copy to each client of `route` (but the first `skip` of them: `fanOutNow` delivered them),
+ * one member for each of its shared subscriptions (only those in `serve`, by `SharedGroup.key`,
+ * when given: the others are served on another cluster node). A plain generator, run inside the
+ * caller's (`yield*`) or by `runNow`: no Effect of its own per message, and none yielded for a
+ * delivery done at once.
  */
 function* fanOut(
   core: Core,
   route: Route,
   message: Message,
   publisherId: string | undefined,
-  serve: ReadonlySet<string> | undefined
+  serve: ReadonlySet<string> | undefined,
+  skip = 0
 ): Generator<Effect.Effect<unknown, SessionStoreError>, void, any> {
-  const at = variants(message)
-  const forClient = (matched: Matched): Message => {
-    const qos = minQos(message.qos, matched.qos)
-    const retain = matched.retainAsPublished && message.retain
-    return matched.identifiers === undefined && !retain
-      ? at(qos)
-      : { ...message, qos, retain, ...(matched.identifiers === undefined ? {} : { subscriptionIds: matched.identifiers }) }
-  }
+  const variants: Array<Message | undefined> = []
   const authorizer = core.authorizer
+  let seen = 0
   for (const [clientId, matched] of route.clients) {
+    if (seen++ < skip) continue
     if (authorizer !== undefined && !(yield* mayReceive(core, authorizer, clientId, message.topic))) continue
-    const pending = deliverOne(core, clientId, forClient(matched), publisherId)
+    const pending = deliverOne(core, clientId, forClient(message, matched, variants), publisherId)
     if (pending !== undefined) yield* pending
   }
   for (const group of route.shared) {
@@ -222,7 +248,7 @@ function* fanOut(
     if (member === undefined) continue
     // a member that may not read the topic does not get it, and no other member gets it instead
     if (authorizer !== undefined && !(yield* mayReceive(core, authorizer, member[0], message.topic))) continue
-    const pending = deliverOne(core, member[0], forClient(member[1]), publisherId)
+    const pending = deliverOne(core, member[0], forClient(message, member[1], variants), publisherId)
     if (pending !== undefined) yield* pending
   }
 }

@@ -23,8 +23,13 @@
  * one object whose methods live on the prototype, not ~25 closures over a shared scope, and the
  * Effects of the slow-consumer machinery (monitor, reports, waiting publishers) are built only
  * when a congestion needs them. Over a `DirectWriter` (a TCP or TLS socket) there is no writer
- * fiber at all: the burst's `setImmediate` writes what is queued, and a full socket buffer waits
- * for its drain event; only an Effect `Socket.Writer` (a WebSocket) gets a writer fiber.
+ * fiber at all: the connection's reader writes its own outbox when it has handled a read
+ * (`flushNow`: a subscriber's PUBACKs and the messages they release into its window make one round
+ * trip, not one plus the rest of the event loop's turn), the `setImmediate` of the first send
+ * writes whatever is still queued at the end of the turn (deliveries from other connections, one
+ * write for all of them), and a full socket buffer waits for its drain event; only an Effect
+ * `Socket.Writer` (a WebSocket) gets a writer fiber. Several queued packets go to the socket as
+ * one buffer.
  */
 import { Clock, Effect, Exit, Scope } from "effect"
 import * as Socket from "effect/socket/Socket"
@@ -90,6 +95,12 @@ export interface Outbox {
   readonly finished: Effect.Effect<void>
   /** Stops accepting bytes; `run` ends once what is queued is written. */
   readonly close: () => void
+  /**
+   * Writes what is queued now rather than at the burst's `setImmediate` (a direct writer; a
+   * writer fiber is left to it): the connection's reader calls it once the bytes it was given are
+   * handled, so what they produced for this client goes out before other sockets are read.
+   */
+  readonly flushNow: () => void
 }
 
 /** `setImmediate` callback: wakes an outbox's writer once per burst of sends. */
@@ -141,6 +152,10 @@ class OutboxImpl implements Outbox {
     this.maxBytes = maxBytes
     this.traffic = traffic
     this.pendingBytes = () => this.bytes
+  }
+
+  flushNow(): void {
+    if (this.direct !== undefined && this.head < this.buffer.length) this.pump()
   }
 
   /** Resumes the writer parked in `waitForBytes` (if it is). */
@@ -253,7 +268,9 @@ class OutboxImpl implements Outbox {
       const [chunks, size] = this.take()
       let more: boolean
       try {
-        more = direct.writeNow(chunks)
+        // many small packets (acks, a window of PUBLISHes) cost one socket write as one buffer:
+        // a corked write per chunk costs more than copying at most MAX_WRITE_BYTES
+        more = direct.writeNow(chunks.length > 1 && size <= MAX_WRITE_BYTES ? [Buffer.concat(chunks, size)] : chunks)
       } catch {
         // the socket is gone: nothing more will be written, and the reader sees the close
         return this.finish()

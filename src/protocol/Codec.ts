@@ -1,7 +1,8 @@
 /**
  * Bytes ⇄ packets. Decoding is per connection (`Decoder.ts`, re-exported here); encoding of
- * PUBLISH is shared: a message is encoded once per (message, QoS, protocol family) and each
- * subscriber gets a copy with only its packet id and DUP flag patched in.
+ * PUBLISH is shared within a fan-out: a message is encoded once for the subscribers it is sent to
+ * one after another (per QoS and protocol family) and each gets a copy with only its packet id and
+ * DUP flag patched in.
  */
 import mqttPacket from "mqtt-packet"
 import type { Message } from "../session/Message.ts"
@@ -46,19 +47,30 @@ interface Template {
   handedOut: boolean
 }
 
-/** Encoded PUBLISH templates per message object and protocol family; messages are immutable so they never go stale. */
-const templates3 = new WeakMap<Message, Template>()
-const templates5 = new WeakMap<Message, Template>()
+/**
+ * The template of the message encoded last, per protocol family. A fan-out encodes one message for
+ * its subscribers one after another, so the last one is all the sharing needs; a message released
+ * later from a session queue is encoded again, which costs about what a copy of a cached template
+ * would, without a cache entry (a WeakMap entry per message cost more, GC included, than it saved:
+ * most messages have one subscriber).
+ */
+let last3: Message | undefined
+let template3: Template | undefined
+let last5: Message | undefined
+let template5: Template | undefined
 
 const template = (message: Message, version: number): Template => {
-  const cache = version === 5 ? templates5 : templates3
-  let cached = cache.get(message)
-  if (cached === undefined) {
-    const bytes = encodePublishPacket(message, version, 1, false)
-    cached = { bytes, packetIdOffset: message.qos > 0 ? packetIdOffset(bytes) : 0, handedOut: false }
-    cache.set(message, cached)
+  if (version === 5) {
+    if (last5 !== message || template5 === undefined) (template5 = encodeTemplate(message, version)), (last5 = message)
+    return template5
   }
-  return cached
+  if (last3 !== message || template3 === undefined) (template3 = encodeTemplate(message, version)), (last3 = message)
+  return template3
+}
+
+const encodeTemplate = (message: Message, version: number): Template => {
+  const bytes = encodePublishPacket(message, version, 1, false)
+  return { bytes, packetIdOffset: message.qos > 0 ? packetIdOffset(bytes) : 0, handedOut: false }
 }
 
 /** Whether this delivery's bytes are the same for every subscriber (so a shared template serves). */

@@ -230,8 +230,46 @@ export interface DecodedPublish {
  * large packet received into its own buffer: copying 16 MB again only feeds the GC), otherwise a
  * copy, so a retained or queued message never pins a socket read buffer much larger than itself.
  */
-const ownPayload = (view: Buffer): Buffer =>
-  view.buffer.byteLength - view.length <= 4096 ? view : Buffer.from(view)
+const ownPayload = (frame: Buffer, start: number): Buffer => {
+  const length = frame.length - start
+  if (frame.buffer.byteLength - length <= 4096) return frame.subarray(start)
+  // copied straight from the frame: no view made only to be copied
+  const payload = Buffer.allocUnsafe(length)
+  frame.copy(payload, 0, start)
+  return payload
+}
+
+/**
+ * `decodePublishPacket` for MQTT 3.1/3.1.1 (no properties), from offset `i` after the fixed
+ * header: the same checks and result without the readers MQTT 5's property list needs, so
+ * decoding a message allocates its packet, its topic and its payload only.
+ */
+const decodePublish3 = (frame: Buffer, flags: number, qos: number, i: number): DecodedPublish | Malformed => {
+  const end = frame.length
+  if (i + 2 > end) return malformed("PUBLISH too short")
+  const topicStart = i + 2
+  const topicEnd = topicStart + ((frame[i]! << 8) | frame[i + 1]!)
+  if (topicEnd > end) return malformed("PUBLISH field overruns the packet")
+  if (!isCleanUtf8Range(frame, topicStart, topicEnd)) return malformed("ill-formed UTF-8 or U+0000 in a PUBLISH string")
+  const topic = frame.toString("utf8", topicStart, topicEnd)
+  const dup = (flags & 0x08) !== 0
+  const retain = (flags & 0x01) !== 0
+  if (qos === 0) return { cmd: "publish", topic, payload: ownPayload(frame, topicEnd), qos, dup, retain }
+  if (topicEnd + 2 > end) return malformed("PUBLISH too short")
+  const messageId = (frame[topicEnd]! << 8) | frame[topicEnd + 1]!
+  if (messageId === 0) return malformed("PUBLISH with QoS > 0 and packet identifier 0")
+  return { cmd: "publish", topic, payload: ownPayload(frame, topicEnd + 2), qos: qos as 1 | 2, dup, retain, messageId }
+}
+
+/** `isCleanUtf8` of `bytes[start..end)`, without a view for an ASCII string (most topics). */
+const isCleanUtf8Range = (bytes: Buffer, start: number, end: number): boolean => {
+  for (let i = start; i < end; i++) {
+    const byte = bytes[i]!
+    if (byte === 0) return false
+    if (byte >= 0x80) return isCleanUtf8(bytes.subarray(start, end))
+  }
+  return true
+}
 
 /**
  * Decodes a whole PUBLISH frame (the hot path skips mqtt-packet). Returns the `Malformed` reason
@@ -245,6 +283,7 @@ export const decodePublishPacket = (frame: Buffer, version: number, fromServer =
   let i = 1
   while (frame[i]! & 0x80) i++
   i++
+  if (version !== 5) return decodePublish3(frame, flags, qos, i)
   const end = frame.length
   // the first field that did not fit: the readers below then return placeholders and every
   // caller checks `broken` before using what they read
@@ -363,7 +402,7 @@ export const decodePublishPacket = (frame: Buffer, version: number, fromServer =
   return {
     cmd: "publish",
     topic,
-    payload: ownPayload(frame.subarray(i)),
+    payload: ownPayload(frame, i),
     qos: qos as 0 | 1 | 2,
     dup: (flags & 0x08) !== 0,
     retain: (flags & 0x01) !== 0,

@@ -12,6 +12,9 @@ import { parseSharedFilter } from "../protocol/Topic.ts"
 import type { QoS } from "../session/Message.ts"
 import type { Subscription } from "../session/SessionState.ts"
 
+/** Topics whose routes are kept between changes of the index. */
+const ROUTE_CACHE_SIZE = 512
+
 /** What one client receives for one published message: one copy, however many of its filters match. */
 export interface Matched {
   /** The highest granted QoS among the matching subscriptions. */
@@ -47,7 +50,7 @@ export interface FilterObserver {
   readonly removed: (filter: string) => void
 }
 
-/** Who a published message goes to. */
+/** Who a published message goes to (possibly shared between calls of `route`: read only). */
 export interface Route {
   readonly clients: Map<string, Matched>
   /** Each matching shared subscription, to deliver to one of its members. */
@@ -123,11 +126,22 @@ const mergeMax = (subs: Map<string, Subscription> | undefined, out: Map<string, 
 }
 
 /** Merges a node's subscriptions into a route: one entry per client, No Local honoured. */
-const mergeRoute = (node: Node, publisherId: string | undefined, route: Route): void => {
+/** A route being built, and whether it depends on who published (a No Local subscription matched). */
+interface Building {
+  readonly route: Route
+  readonly publisherId: string | undefined
+  noLocal: boolean
+}
+
+const mergeRoute = (node: Node, building: Building): void => {
+  const { route, publisherId } = building
   const subs = node.subscribers
   if (subs !== undefined) {
     for (const [clientId, sub] of subs) {
-      if (sub.noLocal === true && clientId === publisherId) continue
+      if (sub.noLocal === true) {
+        building.noLocal = true
+        if (clientId === publisherId) continue
+      }
       const current = route.clients.get(clientId)
       if (current === undefined) {
         route.clients.set(clientId, {
@@ -161,6 +175,14 @@ export class SubscriptionIndex {
   readonly #stackNodes: Array<Node | undefined> = []
   readonly #stackDepths: Array<number> = []
   #observer: FilterObserver | undefined = undefined
+  // Routes of recent topics, valid until the index changes (`#changed`): a stream of messages on
+  // the same topics routes each one with a Map lookup instead of a split, a trie walk and a new Route.
+  readonly #routes = new Map<string, Route>()
+
+  /** The index changed: every cached route may be wrong. */
+  #changed(): void {
+    if (this.#routes.size > 0) this.#routes.clear()
+  }
 
   /** From now on `observer` is told of every pair added or removed (what is already held is not). */
   observe(observer: FilterObserver | undefined): void {
@@ -196,6 +218,7 @@ export class SubscriptionIndex {
     }
     const isNew = !subs.has(clientId)
     subs.set(clientId, sub)
+    this.#changed()
     if (isNew) {
       this.#size++
       this.#observer?.added(filter)
@@ -229,6 +252,7 @@ export class SubscriptionIndex {
       if (node.shared!.size === 0) node.shared = undefined
     }
     this.#size--
+    this.#changed()
     this.#observer?.removed(filter)
     // Prune bottom-up, stopping at the first node still in use.
     for (let i = levels.length - 1; i >= 0 && node.isEmpty(); i--) {
@@ -259,12 +283,18 @@ export class SubscriptionIndex {
   /**
    * Who receives a message published to `topic` by `publisherId`: one entry per client (highest
    * QoS, every matching Subscription Identifier, No Local honoured), and each matching shared
-   * subscription (the broker picks one member).
+   * subscription (the broker picks one member). The route may be shared with later calls until the
+   * index changes: read it, never change it.
    */
   route(topic: string, publisherId?: string): Route {
-    const route: Route = { clients: new Map(), shared: [] }
-    this.#visit(topic, (node) => mergeRoute(node, publisherId, route))
-    return route
+    const cached = this.#routes.get(topic)
+    if (cached !== undefined) return cached
+    const building: Building = { route: { clients: new Map(), shared: [] }, publisherId, noLocal: false }
+    this.#visit(topic, (node) => mergeRoute(node, building))
+    // a route that depends on the publisher (No Local) is not kept; once the cache is full, no
+    // more are kept until the index changes (a topic per device would only churn it)
+    if (!building.noLocal && this.#routes.size < ROUTE_CACHE_SIZE) this.#routes.set(topic, building.route)
+    return building.route
   }
 
   /** Calls `onMatch` for every node whose filter matches `topic` (iterative DFS; see the stacks). */

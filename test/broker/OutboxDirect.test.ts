@@ -9,15 +9,35 @@ import { Effect, Fiber } from "effect"
 import * as Outbox from "../../src/broker/Outbox.ts"
 import type { DirectWriter } from "../../src/transport/Wire.ts"
 
-/** A direct writer that records what it was given; `full` makes it ask for a drain, `gone` makes it throw. */
+/** Every test packet is this many bytes, each filled with its tag. */
+const SIZE = 10
+
+/** The tags of the packets in one chunk (the outbox may join several packets into one buffer). */
+const tagsOf = (chunk: Uint8Array): Array<number> => {
+  const tags: Array<number> = []
+  for (let i = 0; i < chunk.length; i += SIZE) tags.push(chunk[i]!)
+  return tags
+}
+
+/**
+ * A direct writer that records what it was given (the packet tags of each write, and how many
+ * chunks each write had); `full` makes it ask for a drain, `gone` makes it throw.
+ */
 const fakeDirect = () => {
-  const state = { full: false, gone: false, batches: [] as Array<Array<number>>, drain: undefined as ((error: unknown) => void) | undefined }
+  const state = {
+    full: false,
+    gone: false,
+    batches: [] as Array<Array<number>>,
+    chunkCounts: [] as Array<number>,
+    drain: undefined as ((error: unknown) => void) | undefined
+  }
   const writer: DirectWriter = {
     write: () => Effect.void,
     writeAll: () => Effect.void,
     writeNow: (chunks) => {
       if (state.gone) throw new Error("socket closed")
-      state.batches.push(chunks.map((chunk) => chunk[0]!))
+      state.batches.push(chunks.flatMap(tagsOf))
+      state.chunkCounts.push(chunks.length)
       return !state.full
     },
     afterDrain: (callback) => {
@@ -30,7 +50,7 @@ const fakeDirect = () => {
 /** Lets the event loop run the outbox's setImmediate. */
 const turn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve))))
 
-const packet = (tag: number, size = 10) => new Uint8Array(size).fill(tag)
+const packet = (tag: number) => new Uint8Array(SIZE).fill(tag)
 
 describe("Outbox over a direct writer", () => {
   it.live("a burst of sends is one batch, written in order without a writer fiber; finished after close", () =>
@@ -42,11 +62,29 @@ describe("Outbox over a direct writer", () => {
       assert.deepStrictEqual(state.batches, [], "nothing is written before the burst ends")
       yield* turn
       assert.deepStrictEqual(state.batches, [[1, 2, 3, 4, 5]])
+      assert.deepStrictEqual(state.chunkCounts, [1], "small packets go to the socket as one buffer")
       assert.strictEqual(outbox.pendingBytes(), 0)
       outbox.send(packet(6))
       outbox.close()
       yield* outbox.finished
       assert.deepStrictEqual(state.batches, [[1, 2, 3, 4, 5], [6]], "close writes what is queued")
+    })))
+
+  it.live("flushNow writes what is queued at once, in order; the burst's setImmediate then has nothing left", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { state, writer } = fakeDirect()
+      const outbox = Outbox.make(writer, 1024 * 1024)
+      yield* outbox.start
+      outbox.flushNow()
+      assert.deepStrictEqual(state.batches, [], "nothing queued: no write")
+      outbox.send(packet(1))
+      outbox.send(packet(2))
+      outbox.flushNow()
+      assert.deepStrictEqual(state.batches, [[1, 2]], "written before the turn ends")
+      outbox.send(packet(3))
+      yield* turn
+      assert.deepStrictEqual(state.batches, [[1, 2], [3]], "what came after is written at the end of the turn")
+      assert.strictEqual(outbox.pendingBytes(), 0)
     })))
 
   it.live("a full socket buffer holds the next writes until it drains; the bytes count until written", () =>

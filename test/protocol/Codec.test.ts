@@ -53,6 +53,24 @@ describe("Codec", () => {
     expect((second as { payload: Buffer }).payload.toString()).toBe("hi")
   })
 
+  it("interleaved messages (releases from several session queues) each get their own bytes; bytes handed out never change afterwards", () => {
+    const a: Message = { topic: "a", payload: Buffer.from("A"), qos: 1, retain: false }
+    const b: Message = { topic: "bb", payload: Buffer.from("B"), qos: 1, retain: false }
+    const a1 = Codec.encodePublish(a, 1, false)
+    const b2 = Codec.encodePublish(b, 2, false)
+    const a3 = Codec.encodePublish(a, 3, true)
+    const a4 = Codec.encodePublish(a, 4, false)
+    const before = [a1, b2, a3, a4].map((bytes) => Buffer.from(bytes))
+    Codec.encodePublish(b, 5, true)
+    expect([a1, b2, a3, a4], "earlier packets untouched by later encodes").toEqual(before)
+    expect([a1, b2, a3, a4].map((bytes) => parseOne(bytes))).toMatchObject([
+      { topic: "a", messageId: 1, dup: false },
+      { topic: "bb", messageId: 2, dup: false },
+      { topic: "a", messageId: 3, dup: true },
+      { topic: "a", messageId: 4, dup: false }
+    ])
+  })
+
   it("QoS 0 publishes share the same bytes", () => {
     const message: Message = { topic: "z", payload: Buffer.from("p"), qos: 0, retain: false }
     expect(Codec.encodePublish(message, undefined, false)).toBe(Codec.encodePublish(message, undefined, false))

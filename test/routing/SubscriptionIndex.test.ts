@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as fc from "fast-check"
 import { isValidTopicFilter, isValidTopicName, matches } from "../../src/protocol/Topic.ts"
-import { SubscriptionIndex } from "../../src/routing/SubscriptionIndex.ts"
+import { type Route, SubscriptionIndex } from "../../src/routing/SubscriptionIndex.ts"
 
 type QoS = 0 | 1 | 2
 
@@ -181,6 +181,36 @@ describe("SubscriptionIndex", () => {
           }
         }),
         { numRuns: 1000 }
+      )
+    })
+
+    it("route, kept between calls until the index changes, always equals the route a fresh index gives (No Local included)", () => {
+      const stepArb = fc.oneof(
+        fc.record({ kind: fc.constant("add" as const), client: clientArb, filter: filterArb, qos: qosArb, noLocal: fc.boolean() }),
+        fc.record({ kind: fc.constant("remove" as const), client: clientArb, filter: filterArb }),
+        fc.record({ kind: fc.constant("route" as const), topic: topicArb, publisher: fc.option(clientArb, { nil: undefined }) })
+      )
+      const routed = (route: Route) =>
+        [...route.clients].map(([client, m]) => `${client}:${m.qos}`).sort().join(",")
+      fc.assert(
+        fc.property(fc.array(stepArb, { maxLength: 60 }), (steps) => {
+          const index = new SubscriptionIndex()
+          const model = new Map<string, { client: string; filter: string; qos: QoS; noLocal: boolean }>()
+          for (const step of steps) {
+            if (step.kind === "add") {
+              index.add(step.client, step.filter, { qos: step.qos, noLocal: step.noLocal })
+              model.set(`${step.client}\u0000${step.filter}`, step)
+            } else if (step.kind === "remove") {
+              index.remove(step.client, step.filter)
+              model.delete(`${step.client}\u0000${step.filter}`)
+            } else {
+              const fresh = new SubscriptionIndex()
+              for (const sub of model.values()) fresh.add(sub.client, sub.filter, { qos: sub.qos, noLocal: sub.noLocal })
+              expect(routed(index.route(step.topic, step.publisher))).toBe(routed(fresh.route(step.topic, step.publisher)))
+            }
+          }
+        }),
+        { numRuns: 500 }
       )
     })
 

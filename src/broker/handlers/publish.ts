@@ -155,9 +155,16 @@ export const handlePublish = (
     (core.config.maxPayloadSize > 0 && payload.length > core.config.maxPayloadSize) ||
     packet.properties?.payloadFormatIndicator === true || packet.properties?.messageExpiryInterval !== undefined
   ) return handleChecked(context, packet, topic, payload)
-  // no expiry: the message does not depend on the time
+  // no expiry: the message does not depend on the time; without properties (3.1.1, most MQTT 5)
+  // it is the one plain shape `toMessage` would make, built without the intermediate fields
   const rest = Router.acceptsPublish(topic)
-    ? Delivery.publishNow(core, toMessage(fieldsOf(packet, topic, payload)), context.session.clientId)
+    ? Delivery.publishNow(
+      core,
+      packet.properties === undefined
+        ? { topic, payload, qos: packet.qos, retain: packet.retain }
+        : toMessage(fieldsOf(packet, topic, payload)),
+      context.session.clientId
+    )
     : undefined
   if (packet.qos === 0) return rest ?? Effect.void
   const packetId = packet.messageId ?? 0
