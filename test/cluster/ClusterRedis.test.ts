@@ -16,6 +16,7 @@ import { Router } from "../../src/routing/Router.ts"
 import type { Message } from "../../src/session/Message.ts"
 import * as SessionCodec from "../../src/session/SessionCodec.ts"
 import * as RedisServer from "../support/RedisServer.ts"
+import { until } from "../support/Until.ts"
 
 const redisUrl = RedisServer.useRedisServer()
 
@@ -53,15 +54,6 @@ const join = (url: string, prefix: string, nodeId: string) =>
         })
     })
     return test
-  })
-
-const until = (what: string, check: () => boolean) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 500; i++) {
-      if (check()) return
-      yield* Effect.sleep(10)
-    }
-    return yield* Effect.die(new Error(`timed out waiting for ${what}`))
   })
 
 const message = (topic: string, payload: string, retain = false): Message => ({ topic, payload: new TextEncoder().encode(payload), qos: 1, retain })

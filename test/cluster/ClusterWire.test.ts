@@ -16,6 +16,7 @@ import * as StreamEntries from "../../src/cluster/StreamEntries.ts"
 import { Router } from "../../src/routing/Router.ts"
 import type { Message } from "../../src/session/Message.ts"
 import * as RedisServer from "../support/RedisServer.ts"
+import { until } from "../support/Until.ts"
 
 const redisUrl = RedisServer.useRedisServer()
 
@@ -48,15 +49,6 @@ const join = (url: string, prefix: string, nodeId: string) =>
       adopt: () => Effect.void
     })
     return { node, received }
-  })
-
-const until = (what: string, check: () => boolean) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 500; i++) {
-      if (check()) return
-      yield* Effect.sleep(10)
-    }
-    return yield* Effect.die(new Error(`timed out waiting for ${what}`))
   })
 
 describe("cluster wire form", () => {
