@@ -10,6 +10,7 @@ import * as AuthFailureGate from "../auth/AuthFailureGate.ts"
 import { ConnectRate } from "../auth/ConnectRate.ts"
 import { Cluster, type ClusterError, layerSingle as singleNode } from "../cluster/Cluster.ts"
 import * as BrokerConfig from "../config/BrokerConfig.ts"
+import * as HeapTrim from "../memory/HeapTrim.ts"
 import * as BrokerProbe from "../observability/BrokerProbe.ts"
 import * as Metrics from "../observability/Metrics.ts"
 import { Stats } from "../observability/Stats.ts"
@@ -226,6 +227,7 @@ export const make = Effect.fnUntraced(function*(overrides: Partial<BrokerConfig.
   yield* Effect.addFinalizer(() => Effect.sync(() => {
     listening = false
   }))
+  if (config.memoryTrim) yield* Effect.forkScoped(HeapTrim.run())
   if (config.sysInterval > 0) {
     yield* Effect.forkScoped(SysPublisher.run(probe, (message) => Delivery.publish(core, message), config.sysInterval))
   }

@@ -160,6 +160,11 @@ export interface BrokerConfig {
   readonly outboundTopicAliases: number
   /** Seconds between `$SYS/broker/...` updates (Mosquitto's sys_interval); 0: no `$SYS` tree. */
   readonly sysInterval: number
+  /**
+   * Give back the memory V8 grew for a burst (clients connecting, churn, floods) with one full GC
+   * once the broker is quiet again (`memory/TrimPolicy.ts`, README "Memory"); false: leave it to V8.
+   */
+  readonly memoryTrim: boolean
   /** The HTTP endpoint serving `/metrics`, `/health` and `/ready` (port 0: any free port); undefined: off. */
   readonly metrics: { readonly port: number; readonly host: string } | undefined
   /** OTLP/HTTP metrics export to a collector's base URL every `exportIntervalMs`; undefined: off. */
@@ -203,6 +208,7 @@ export const defaults: BrokerConfig = {
   topicAliasMaximum: 10,
   outboundTopicAliases: 10,
   sysInterval: 10,
+  memoryTrim: true,
   metrics: undefined,
   otlp: undefined,
   cluster: undefined

@@ -90,6 +90,7 @@ export const load = Effect.fnUntraced(function*(
     retainAvailable: !values.noRetain,
     topicAliasMaximum: values.topicAliasMaximum,
     sysInterval: values.sysInterval,
+    memoryTrim: values.memoryTrim,
     metrics: values.metricsPort === undefined || values.metricsPort === 0 ? undefined : { port: values.metricsPort, host: values.metricsHost },
     otlp: values.otlpEndpoint === undefined ? undefined : { endpoint: values.otlpEndpoint, exportIntervalMs: values.otlpIntervalMs },
     // Settings.decode has checked that a cluster comes with redis persistence, hence its URL;

@@ -59,6 +59,7 @@ describe("Settings: one bad value, one line naming where it came from", () => {
     [{}, { MQTT_USE_IDENTITY_AS_USERNAME: "2" }, "MQTT_USE_IDENTITY_AS_USERNAME=2 is not a boolean (true/false, yes/no, on/off, 1/0)"],
     [{}, { MQTT_ALLOW_ANONYMOUS: "maybe" }, "MQTT_ALLOW_ANONYMOUS=maybe is not a boolean (true/false, yes/no, on/off, 1/0)"],
     [{ sysInterval: "-1" }, {}, "--sys-interval -1 is not a number of seconds (0-65535)"],
+    [{}, { MQTT_MEMORY_TRIM: "sometimes" }, "MQTT_MEMORY_TRIM=sometimes is not a boolean (true/false, yes/no, on/off, 1/0)"],
     [{}, { MQTT_METRICS_PORT: "65536" }, "MQTT_METRICS_PORT=65536 is not a port (0-65535)"],
     [{ metricsHost: "" }, {}, "--metrics-host \"\" is not a host name or address"],
     [{}, { OTEL_EXPORTER_OTLP_ENDPOINT: "collector:4318" }, "OTEL_EXPORTER_OTLP_ENDPOINT=collector:4318 is not an http:// or https:// URL"],
@@ -203,6 +204,12 @@ describe("Settings: a good configuration", () => {
     })
     expect(load({ metricsPort: "0" })).toMatchObject({ metrics: undefined, otlp: undefined, sysInterval: 10 })
     expect(load({ metricsPort: "1883" })).toBe("--metrics-port 1883 is the port of --port (MQTT_PORT) too: each listener needs its own")
+  })
+
+  it("memory trim: on by default, off from its flag or variable", () => {
+    expect(load({})).toMatchObject({ memoryTrim: true })
+    expect(load({}, { MQTT_MEMORY_TRIM: "off" })).toMatchObject({ memoryTrim: false })
+    expect(load({ memoryTrim: "false" })).toMatchObject({ memoryTrim: false })
   })
 
   it("a value already typed (as a config file gives it) passes the same schema as text", () => {
