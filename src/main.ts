@@ -21,6 +21,7 @@ import * as Settings from "./config/Settings.ts"
 import * as ExitCode from "./entry/ExitCode.ts"
 import * as LogFormat from "./entry/LogFormat.ts"
 import { tuneGarbageCollector } from "./entry/GcTuning.ts"
+import { lowerHelperThreads } from "./entry/HelperThreads.ts"
 import * as OneLinePresenter from "./entry/OneLinePresenter.ts"
 import * as Passwd from "./entry/Passwd.ts"
 import * as Shutdown from "./entry/Shutdown.ts"
@@ -93,6 +94,7 @@ const command = Command.make(
 )
 
 tuneGarbageCollector()
+lowerHelperThreads()
 Shutdown.install({ program: ExitCode.PROGRAM })
 
 command.pipe(

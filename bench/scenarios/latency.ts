@@ -25,7 +25,8 @@ const run = async (ctx: RunContext): Promise<RunResult> => {
   let now = 0n
   let nowValid = false
   // BENCH_LATENCY_TRACE=FILE (diagnostics): the wall-clock time of each sample's arrival, so the
-  // tail can be laid against the broker's GC and event-loop stalls (`bench/tools/tail-probe.mjs`)
+  // tail can be laid against the broker's GC and event-loop stalls (`bench/tools/tail-probe.mjs`);
+  // a third column, the monotonic clock in ms, lays it against a `--cpu-prof` profile's timestamps
   const traceFile = process.env["BENCH_LATENCY_TRACE"]
   let arrivals = traceFile === undefined ? undefined : new Float64Array(samples.length)
   let nowEpoch = 0
@@ -97,7 +98,9 @@ const run = async (ctx: RunContext): Promise<RunResult> => {
 
   if (traceFile !== undefined && arrivals !== undefined) {
     const lines = [`run ${tag} ${ctx.broker.name}`]
-    for (let i = 0; i < n; i++) lines.push(`${arrivals[i]!.toFixed(3)} ${samples[i]!.toFixed(3)}`)
+    // the monotonic arrival: epoch minus the offset between the two clocks, taken now
+    const offset = performance.timeOrigin + performance.now() - Number(process.hrtime.bigint()) / 1e6
+    for (let i = 0; i < n; i++) lines.push(`${arrivals[i]!.toFixed(3)} ${samples[i]!.toFixed(3)} ${(arrivals[i]! - offset).toFixed(3)}`)
     appendFileSync(traceFile, lines.join("\n") + "\n")
   }
   const sorted = samples.slice(0, n).sort()

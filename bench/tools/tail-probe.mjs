@@ -4,6 +4,11 @@
 // event-loop stall over 1 ms seen by a 2 ms timer (which itself adds wake-ups). Written at exit to
 // TAIL_PROBE_DIR (default the temp dir) as probe-<pid>.txt: `gc <epoch ms> <ms> <kind>`,
 // `lag <epoch ms> <ms>`, an `eld` line with the event-loop delay percentiles (with TAIL_PROBE_LAG=1) and a `new_space` line.
+// What neither shows is a thread that is runnable but not running: the broker's event loop waiting
+// for a core behind its own V8 compiler threads (fixed: src/entry/HelperThreads.ts), the harness, or
+// another process. `perf sched record -k CLOCK_MONOTONIC -a -- sleep 7` beside a run, then
+// `perf sched timehist`, lays every thread's wait/delay/run against the trace's third column
+// (BENCH_LATENCY_TRACE's monotonic ms); `perf record -F 5000 -a -g -k CLOCK_MONOTONIC` adds what ran.
 import { writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { getHeapSpaceStatistics } from "node:v8"

@@ -112,6 +112,20 @@ const IDLE = Symbol("idle")
  */
 const LINGER_TICKS = 2
 
+/** What `advance` returns when the wire is empty. */
+const EMPTY = Symbol("empty")
+
+/** What `advance` returns when a packet ended the connection. */
+class Ended {
+  readonly reason: CloseReason.CloseReason
+  constructor(reason: CloseReason.CloseReason) {
+    this.reason = reason
+  }
+}
+
+/** The outcome of `advance`: the wire is empty, the connection ends, or something to wait for first. */
+type Step = typeof EMPTY | Ended | Effect.Effect<void, CloseReason.ReaderError>
+
 const MORE = Effect.succeed(true)
 const NO_MORE = Effect.succeed(false)
 
@@ -152,6 +166,19 @@ class Connection implements Readable, Watched, Served, ConnectBinding, LiveConne
   private endWaiters: Array<() => void> | undefined = undefined
   /** The share of the upload budget, made at the first large packet. */
   private paced: PacedReader | undefined = undefined
+  // where `advance` is: the chunks read and the next one to decode, the packets decoded and the next one to handle
+  private chunks: ReadonlyArray<Uint8Array> | undefined = undefined
+  private chunkAt = 0
+  private decoded: Codec.Decoded | undefined = undefined
+  private packetAt = 0
+  /** A packet was handled since the last check for a close or a congested subscriber. */
+  private handled = false
+  /** A handler's remaining work ended the connection for this reason. */
+  private closedBy: CloseReason.CloseReason | undefined = undefined
+  /** What `readable` found to wait for while the reader was parked: the reader's next step. */
+  private handover: Step | undefined = undefined
+  /** This burst read bytes (the first one, started before any came, may find none). */
+  private readInBurst = false
 
   constructor(core: Core, wire: Wire, peer: Peer.Peer, services: Context.Context<never>, tracker: Tracker) {
     this.core = core
@@ -284,6 +311,22 @@ class Connection implements Readable, Watched, Served, ConnectBinding, LiveConne
     if (this.finishing) return
     const parked = this.parked
     if (parked !== undefined) {
+      // the reader is parked between bursts: handle what came right here, and wake it only for
+      // what has to wait (see `advance`)
+      let step: Step
+      try {
+        step = this.advance()
+      } catch (defect) {
+        step = Effect.die(defect)
+      }
+      // closed while a handler ran (its reader interrupted): the teardown has taken over
+      if (this.parked !== parked) return
+      if (step === EMPTY) {
+        this.outbox.flushNow()
+        this.parkedTicks = 0
+        return
+      }
+      this.handover = step
       this.parked = undefined
       return parked(MORE)
     }
@@ -329,17 +372,19 @@ class Connection implements Readable, Watched, Served, ConnectBinding, LiveConne
     return timed(handleConnect(this.context, packet, this), this.core.stats.connectDuration)
   }
 
-  /** Reads what the wire holds: IDLE once it has stayed empty for a while, or the reason a packet ends the connection. */
+  /**
+   * Reads what the wire holds: IDLE once it has stayed empty for a while, or the reason a packet
+   * ends the connection. The work is done by `advance`; the fiber only runs what has to wait.
+   */
   private readLoop(): Effect.Effect<CloseReason.CloseReason | typeof IDLE, CloseReason.ReaderError> {
     const self = this
-    const { core, decoder, outbox, context } = this
-    const { stats } = core
+    const { outbox } = this
     return Effect.gen(function*() {
-      // whether this burst found bytes (the first one, started before any came, may find none)
-      let read = false
+      self.readInBurst = false
       while (true) {
-        const chunks = self.wire.read()
-        if (chunks === undefined) {
+        const step = self.handover ?? self.advance()
+        self.handover = undefined
+        if (step === EMPTY) {
           // what these bytes produced for this client (PUBACKs to a publisher, the messages a
           // subscriber's PUBACKs let into its window) goes out now, before other sockets are read:
           // a subscriber's window turns around a poll phase sooner. Deliveries to other clients
@@ -353,48 +398,98 @@ class Connection implements Readable, Watched, Served, ConnectBinding, LiveConne
             return IDLE
           }
           self.reading = undefined
-          self.justEnded = read
+          self.justEnded = self.readInBurst
           return IDLE
         }
-        read = true
-        if (!isChunks(chunks)) return yield* Effect.fail(chunks)
-        self.lastActivity = self.clock.currentTimeMillisUnsafe()
-        for (const chunk of chunks) {
-          stats.bytesReceived += chunk.length
-          let decoded = decoder.decode(chunk)
-          while (true) {
-            stats.packetsReceived += decoded.packets.length
-            for (const packet of decoded.packets) {
-              const handling = self.phase._tag === "AwaitingConnect" ? self.first(packet) : dispatch(context, packet)
-              // a handler that did all its work when called (the synchronous paths of PUBLISH and
-              // the acks) returns Effect.void: nothing is left to run, and no fiber step is spent on it
-              if (handling !== Effect.void) {
-                const closed = yield* Effect.uninterruptible(handling)
-                if (closed !== undefined) return closed
-              }
-              // closed from outside while the handler ran: the packets after it are not handled
-              if (self.phase._tag === "Closing") return self.phase.reason
-              // a delivery found a subscriber congested: read no more from this socket until it drains
-              if (core.registry.flow.held.size !== 0) yield* core.registry.flow.awaitRelease(context.session.clientId)
-            }
-            const error = decoded.error
-            if (error !== undefined) {
-              const refusal = self.phase._tag === "AwaitingConnect" ? refusalFor(error) : undefined
-              if (refusal !== undefined) outbox.send(refusal)
-              return yield* new DecodeError({ reason: error })
-            }
-            // a large packet waits for room among all partly received ones: this socket is not read meanwhile
-            const waitingFor = decoder.waitingFor()
-            if (waitingFor === 0) {
-              // a large upload reads on within the byte rate the event loop's lag allows (UploadPacer)
-              if (decoder.receivingLarge()) yield* (self.paced ??= core.pacer.reader()).pace(chunk.length)
-              break
-            }
-            yield* core.receiving.take(waitingFor, (bytes) => decoder.adopt(bytes))
-            decoded = Codec.resume(decoder)
-          }
+        if (step instanceof Ended) return step.reason
+        yield* step
+        const closed = self.closedBy
+        if (closed !== undefined) {
+          self.closedBy = undefined
+          return closed
         }
       }
+    })
+  }
+
+  /**
+   * Handles what the wire holds for as long as that takes no waiting: decodes, runs each packet's
+   * handler, reads on. Returns EMPTY once the wire is empty, `Ended` when a packet ends the
+   * connection, or the Effect to wait for (a handler with work left, a congested subscriber, the
+   * receive budget, the upload pace) — after which the next call carries on where this one stopped.
+   * Called by the reader fiber, and by `readable` itself while that fiber is parked: a PUBLISH or an
+   * ack whose handler did all its work when called costs no fiber step at all (no resume, no
+   * suspension, none of the allocations they make; ~2 per read at 2,000 msg/s).
+   */
+  private advance(): Step {
+    const { core, decoder, context } = this
+    const { stats } = core
+    while (true) {
+      if (this.handled) {
+        this.handled = false
+        // closed from outside while the handler ran: the packets after it are not handled
+        if (this.phase._tag === "Closing") return new Ended(this.phase.reason)
+        // a delivery found a subscriber congested: read no more from this socket until it drains
+        if (core.registry.flow.held.size !== 0) return core.registry.flow.awaitRelease(context.session.clientId)
+      }
+      const decoded = this.decoded
+      if (decoded !== undefined) {
+        if (this.packetAt < decoded.packets.length) {
+          const packet = decoded.packets[this.packetAt++]!
+          this.handled = true
+          const handling = this.phase._tag === "AwaitingConnect" ? this.first(packet) : dispatch(context, packet)
+          // a handler that did all its work when called (the synchronous paths of PUBLISH and
+          // the acks) returns Effect.void: nothing is left to run
+          if (handling !== Effect.void) return this.settle(handling)
+          continue
+        }
+        this.decoded = undefined
+        const error = decoded.error
+        if (error !== undefined) {
+          const refusal = this.phase._tag === "AwaitingConnect" ? refusalFor(error) : undefined
+          if (refusal !== undefined) this.outbox.send(refusal)
+          return Effect.fail(new DecodeError({ reason: error }))
+        }
+        // a large packet waits for room among all partly received ones: this socket is not read meanwhile
+        const waitingFor = decoder.waitingFor()
+        if (waitingFor !== 0) {
+          return Effect.map(core.receiving.take(waitingFor, (bytes) => decoder.adopt(bytes)), () => this.decodedNow(Codec.resume(decoder)))
+        }
+        // a large upload reads on within the byte rate the event loop's lag allows (UploadPacer)
+        if (decoder.receivingLarge()) {
+          const chunk = this.chunks![this.chunkAt - 1]!
+          return (this.paced ??= core.pacer.reader()).pace(chunk.length)
+        }
+      }
+      const chunks = this.chunks
+      if (chunks !== undefined && this.chunkAt < chunks.length) {
+        const chunk = chunks[this.chunkAt++]!
+        stats.bytesReceived += chunk.length
+        this.decodedNow(decoder.decode(chunk))
+        continue
+      }
+      this.chunks = undefined
+      const read = this.wire.read()
+      if (read === undefined) return EMPTY
+      this.readInBurst = true
+      if (!isChunks(read)) return Effect.fail(read)
+      this.lastActivity = this.clock.currentTimeMillisUnsafe()
+      this.chunks = read
+      this.chunkAt = 0
+    }
+  }
+
+  /** The packets of a decoded chunk are next. */
+  private decodedNow(decoded: Codec.Decoded): void {
+    this.core.stats.packetsReceived += decoded.packets.length
+    this.decoded = decoded
+    this.packetAt = 0
+  }
+
+  /** A handler's remaining work, run to completion; the reason it ends the connection, if any, for `readLoop`. */
+  private settle(handling: Effect.Effect<CloseReason.CloseReason | void, CloseReason.ReaderError>): Effect.Effect<void, CloseReason.ReaderError> {
+    return Effect.map(Effect.uninterruptible(handling), (closed) => {
+      if (closed !== undefined) this.closedBy = closed
     })
   }
 

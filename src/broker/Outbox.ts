@@ -25,9 +25,9 @@
  * when a congestion needs them. Over a `DirectWriter` (a TCP or TLS socket) there is no writer
  * fiber at all: the connection's reader writes its own outbox when it has handled a read
  * (`flushNow`: a subscriber's PUBACKs and the messages they release into its window make one round
- * trip, not one plus the rest of the event loop's turn), the `setImmediate` of the first send
- * writes whatever is still queued at the end of the turn (deliveries from other connections, one
- * write for all of them), and a full socket buffer waits for its drain event; only an Effect
+ * trip, not one plus the rest of the event loop's turn), one `setImmediate` for every outbox sent
+ * to in the turn writes whatever is still queued at its end (deliveries from other connections, one
+ * write per outbox for all of them), and a full socket buffer waits for its drain event; only an Effect
  * `Socket.Writer` (a WebSocket) gets a writer fiber. Several queued packets go to the socket as
  * one buffer.
  */
@@ -103,8 +103,28 @@ export interface Outbox {
   readonly flushNow: () => void
 }
 
-/** `setImmediate` callback: wakes an outbox's writer once per burst of sends. */
-const signalWriter = (outbox: OutboxImpl): void => outbox.signal()
+/**
+ * The outboxes sent to in this turn of the event loop, woken by one `setImmediate` for all of
+ * them: a publisher fanning out to 50 subscribers schedules one Immediate (and its async context)
+ * per read, not 50. Woken in the order they were first sent to; what their writes set off (sends
+ * to other outboxes) waits for the next turn, as with an Immediate of its own.
+ */
+let due: Array<OutboxImpl> = []
+let spare: Array<OutboxImpl> = []
+
+/** `setImmediate` callback: wakes every outbox sent to since the last one. */
+const signalWriters = (): void => {
+  const woken = due
+  due = spare
+  for (let i = 0; i < woken.length; i++) woken[i]!.signal()
+  woken.length = 0
+  spare = woken
+}
+
+/** Wakes `outbox`'s writer once the current burst of handlers is done. */
+const scheduleSignal = (outbox: OutboxImpl): void => {
+  if (due.push(outbox) === 1) setImmediate(signalWriters)
+}
 
 class OutboxImpl implements Outbox {
   // queued chunks are buffer[head..]; a write takes a prefix (at most MAX_WRITE_BYTES)
@@ -188,7 +208,7 @@ class OutboxImpl implements Outbox {
     // here would write every packet with its own syscall
     if (!this.scheduled && (this.direct !== undefined ? !this.draining : this.wake !== undefined)) {
       this.scheduled = true
-      setImmediate(signalWriter, this)
+      scheduleSignal(this)
     }
   }
 

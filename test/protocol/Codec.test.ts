@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as fc from "fast-check"
 import mqttPacket from "mqtt-packet"
 import * as Codec from "../../src/protocol/Codec.ts"
 import { readUserProperties } from "../../src/protocol/Publish.ts"
@@ -149,5 +150,49 @@ describe("PUBLISH encoding (MQTT 5)", () => {
     const message: Message = { topic: "t", payload: Buffer.from("p"), qos: 1, retain: false, properties: { contentType: "c" } }
     const bytes = Codec.encodePublish(message, 5, false, 4)
     expect(bytes).toEqual(mqttPacket.generate({ cmd: "publish", topic: "t", payload: Buffer.from("p"), qos: 1, messageId: 5, dup: false, retain: false }))
+  })
+
+  it("encodePublish: mqtt-packet reads back the topic, packet id, expiry, alias and user properties given, for any Unicode text and 16/32-bit value", () => {
+    const parse = (bytes: Buffer) => {
+      const packets: Array<mqttPacket.IPublishPacket> = []
+      const parser = mqttPacket.parser({ protocolVersion: 5 })
+      parser.on("packet", (packet) => packets.push(packet as mqttPacket.IPublishPacket))
+      parser.on("error", (error: Error) => {
+        throw error
+      })
+      parser.parse(bytes)
+      return packets
+    }
+    // any grapheme, and often one of one byte past ASCII, two, three or four bytes in UTF-8
+    const text = fc.string({ unit: fc.oneof(fc.constantFrom("\u00e9", "\u00ff", "\u20ac", "\u{1F600}"), fc.constantFrom("a", "/", "+"), fc.string({ unit: "grapheme", minLength: 1, maxLength: 1 })), maxLength: 40 })
+    fc.assert(
+      fc.property(
+        text.filter((topic) => topic.length > 0 && !topic.includes("\u0000")),
+        fc.integer({ min: 1, max: 65535 }),
+        fc.integer({ min: 1, max: 4294967295 }),
+        fc.integer({ min: 1, max: 65535 }),
+        fc.array(fc.tuple(text, text), { maxLength: 3 }),
+        (topic, packetId, expirySeconds, topicAlias, userProperties) => {
+          const message: Message = {
+            topic,
+            payload: Buffer.from("p"),
+            qos: 1,
+            retain: false,
+            expiresAt: expirySeconds * 1000,
+            ...(userProperties.length > 0 ? { properties: { userProperties } } : {})
+          }
+          const packets = parse(Codec.encodePublish(message, packetId, false, 5, { topicAlias, now: 0 }))
+          expect(packets).toHaveLength(1)
+          const packet = packets[0]!
+          expect(packet.topic).toBe(topic)
+          expect(packet.messageId).toBe(packetId)
+          expect(packet.properties?.messageExpiryInterval).toBe(expirySeconds)
+          expect(packet.properties?.topicAlias).toBe(topicAlias)
+          if (userProperties.length > 0) expect(readUserProperties(Codec.encodePublish(message, packetId, false, 5))).toEqual(userProperties)
+          // the same in the 3.1.1 framing
+          expect(parseOne(Codec.encodePublish(message, packetId, false, 4))).toMatchObject({ cmd: "publish", topic, messageId: packetId })
+        }
+      )
+    )
   })
 })
