@@ -19,6 +19,7 @@ export const INTERVAL_MS = 500
 
 /** What one trim did. */
 export interface Trim {
+  /** How long the collection paused the process (ms). */
   readonly tookMs: number
   /** V8's committed heap before and after (bytes). */
   readonly committedBefore: number

@@ -4,44 +4,37 @@
  * line says how much — while every client stays connected; with `--memory-trim off` it does not.
  */
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import * as net from "node:net"
+import type { IConnackPacket } from "mqtt-packet"
 import { eventually, freePort, killEntrypoints, startEntrypoint } from "../support/Entrypoint.ts"
+import { encodeConnect, RawClient } from "./harness.ts"
 
 afterEach(killEntrypoints)
 
 const CLIENTS = 2_000
 const TRIMMED = /heap trimmed in (\d+) ms: committed heap ([\d.]+) -> ([\d.]+) MB, RSS ([\d.]+) -> ([\d.]+) MB/g
 
-/** CONNECT, MQTT 3.1.1, clean session, keepalive 0. */
-const connectPacket = (clientId: string): Buffer => {
-  const id = Buffer.from(clientId)
-  const body = Buffer.concat([Buffer.from([0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x02, 0, 0, id.length >> 8, id.length & 0xff]), id])
-  return Buffer.concat([Buffer.from([0x10, body.length]), body])
-}
-
-/** Connects `count` clients, 100 at a time; resolves once each has its CONNACK (0 accepted). */
-const connectMany = async (port: number, count: number): Promise<Array<net.Socket>> => {
-  const sockets: Array<net.Socket> = []
+/** Connects `count` clients (MQTT 3.1.1, clean session, keepalive 0), 100 at a time; resolves once each has an accepting CONNACK. */
+const connectMany = async (port: number, count: number): Promise<Array<RawClient>> => {
+  const clients: Array<RawClient> = []
   for (let start = 0; start < count; start += 100) {
-    sockets.push(
-      ...await Promise.all(Array.from({ length: Math.min(100, count - start) }, (_, k) =>
-        new Promise<net.Socket>((resolve, reject) => {
-          const socket = net.connect({ port, host: "127.0.0.1" }, () => socket.write(connectPacket(`trim${start + k}`)))
-          socket.once("data", (data) => data[0] === 0x20 && data[3] === 0 ? resolve(socket) : reject(new Error(`refused: ${data.toString("hex")}`)))
-          socket.once("error", reject)
-        })))
+    clients.push(
+      ...await Promise.all(Array.from({ length: Math.min(100, count - start) }, async (_, k) => {
+        const client = await RawClient.open(port)
+        client.write(encodeConnect({ clientId: `trim${start + k}` }))
+        const connack = (await client.next("connack", 10_000)) as IConnackPacket
+        if (connack.returnCode !== 0) throw new Error(`refused: ${connack.returnCode}`)
+        return client
+      }))
     )
   }
-  return sockets
+  return clients
 }
 
-/** PINGREQ on `socket`, resolves with whether PINGRESP came. */
-const pings = (socket: net.Socket): Promise<boolean> =>
-  new Promise((resolve) => {
-    socket.once("data", (data) => resolve(data[0] === 0xd0))
-    socket.write(Buffer.from([0xc0, 0]))
-    setTimeout(() => resolve(false), 5_000).unref()
-  })
+/** PINGREQ on `client`, resolves with whether PINGRESP came. */
+const pings = (client: RawClient): Promise<boolean> => {
+  client.send({ cmd: "pingreq" })
+  return client.next("pingresp", 5_000).then(() => true, () => false)
+}
 
 const trims = (output: string) => [...output.matchAll(TRIMMED)].map((m) => ({ committedBefore: Number(m[2]), committedAfter: Number(m[3]), rssBefore: Number(m[4]), rssAfter: Number(m[5]) }))
 
@@ -49,25 +42,25 @@ describe("memory trim (entrypoint, real clients)", () => {
   it("after 2,000 clients connect at once and go quiet, the broker gives the burst's memory back and keeps every client", async () => {
     const port = await freePort()
     const broker = await startEntrypoint(["--port", String(port), "--host", "127.0.0.1", "--log-level", "debug", "--sys-interval", "0"])
-    const sockets = await connectMany(port, CLIENTS)
+    const clients = await connectMany(port, CLIENTS)
     expect(await eventually(() => trims(broker.output()).length >= 1, 10_000)).toBe(true)
     const burst = trims(broker.output())[0]!
     expect(burst.committedAfter).toBeLessThan(burst.committedBefore)
     expect(burst.rssAfter).toBeLessThan(burst.rssBefore)
-    expect(sockets.filter((socket) => socket.destroyed)).toEqual([])
-    expect(await pings(sockets[0]!)).toBe(true)
-    expect(await pings(sockets[CLIENTS - 1]!)).toBe(true)
-    for (const socket of sockets) socket.destroy()
+    expect(clients.filter((client) => client.isClosed)).toEqual([])
+    expect(await pings(clients[0]!)).toBe(true)
+    expect(await pings(clients[CLIENTS - 1]!)).toBe(true)
+    for (const client of clients) client.destroy()
   }, 60_000)
 
   it("with --memory-trim off the same burst is left to V8: no trim", async () => {
     const port = await freePort()
     const broker = await startEntrypoint(["--port", String(port), "--host", "127.0.0.1", "--log-level", "debug", "--sys-interval", "0", "--memory-trim", "off"])
-    const sockets = await connectMany(port, CLIENTS)
+    const clients = await connectMany(port, CLIENTS)
     // a trim would come within 1 s of the quiet; wait three
     await new Promise((resolve) => setTimeout(resolve, 3_000))
     expect(trims(broker.output())).toEqual([])
     expect(broker.output()).toContain("listening on")
-    for (const socket of sockets) socket.destroy()
+    for (const client of clients) client.destroy()
   }, 60_000)
 })
