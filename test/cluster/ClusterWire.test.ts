@@ -51,13 +51,18 @@ const join = (url: string, prefix: string, nodeId: string) =>
     return { node, received }
   })
 
+/** A node "one" under a fresh key prefix, a plain client to write its stream with, and that stream's key. */
+const nodeOne = Effect.gen(function*() {
+  const prefix = `w${randomUUID().slice(0, 6)}:`
+  const redis = yield* rawClient(redisUrl())
+  const one = yield* join(redisUrl(), prefix, "one")
+  return { redis, one, stream: `${prefix}cluster:node:one:stream` }
+})
+
 describe("cluster wire form", () => {
   it("a node delivers batches in either form, in stream order: JSON (a node of before), binary, and JSON again", () =>
     Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-      const prefix = `w${randomUUID().slice(0, 6)}:`
-      const redis = yield* rawClient(redisUrl())
-      const one = yield* join(redisUrl(), prefix, "one")
-      const stream = `${prefix}cluster:node:one:stream`
+      const { redis, one, stream } = yield* nodeOne
       yield* Effect.promise(async () => {
         await redis.sendCommand(["XADD", stream, "*", "b", Envelope.encodeBatch([forwarded("a", "1"), forwarded("a", "2")])])
         await redis.sendCommand(["XADD", stream, "*", "b", BinaryBatch.encode([forwarded("a", "3"), forwarded("a", "4")])!])
@@ -70,10 +75,7 @@ describe("cluster wire form", () => {
 
   it("a tampered entry of a binary batch is skipped and the rest delivered; an unreadable entry does not hold up the next", () =>
     Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-      const prefix = `w${randomUUID().slice(0, 6)}:`
-      const redis = yield* rawClient(redisUrl())
-      const one = yield* join(redisUrl(), prefix, "one")
-      const stream = `${prefix}cluster:node:one:stream`
+      const { redis, one, stream } = yield* nodeOne
       const first = BinaryBatch.encode([forwarded("a", "1")])!
       const tampered = Buffer.from(BinaryBatch.encode([forwarded("a", "1"), forwarded("a", "2"), forwarded("a", "3")])!)
       // the second entry's flags byte: QoS 3
